@@ -1,0 +1,439 @@
+//! Proxy configuration, parsed in one place from `STRAND_PROXY_*` variables.
+//!
+//! The variable source is injectable ([`EnvSource`]) so tests pass a map and
+//! never touch the process environment. Every invalid variable is collected
+//! and reported together ([`ConfigErrors`]); the binary then exits with
+//! `EX_USAGE` (64).
+
+use std::collections::{BTreeSet, HashMap};
+use std::fmt;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// Where configuration values come from.
+pub trait EnvSource {
+    /// The value of variable `name`, if set.
+    fn get(&self, name: &str) -> Option<String>;
+}
+
+/// The real process environment.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ProcessEnv;
+
+/// Linkerd's default opaque ports: server-speaks-first protocols (SMTP,
+/// MySQL, Galera, PostgreSQL, Redis, Elasticsearch, memcached) that must not
+/// wait for protocol detection.
+pub const DEFAULT_OPAQUE_PORTS: &[u16] = &[25, 587, 3306, 4444, 5432, 6379, 9300, 11211];
+
+/// The proxy's complete configuration.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Config {
+    pub outbound: SideConfig,
+    pub inbound: SideConfig,
+    /// Admin server (metrics, readiness, liveness, shutdown).
+    pub admin_addr: SocketAddr,
+    /// How long in-flight work may take to finish after a shutdown request.
+    pub shutdown_grace_period: Duration,
+    /// Tokio worker threads.
+    pub cores: usize,
+    /// `tracing` filter directives.
+    pub log_level: String,
+    /// `plain` or `json`.
+    pub log_format: LogFormat,
+    pub http: HttpConfig,
+}
+
+/// Settings for one direction (inbound or outbound).
+#[derive(Clone, Debug, PartialEq)]
+pub struct SideConfig {
+    pub listen_addr: SocketAddr,
+    /// How long protocol detection may wait for the client's first bytes.
+    pub detect_timeout: Duration,
+    /// How long connecting to the target may take.
+    pub connect_timeout: Duration,
+    /// Destination ports whose traffic skips protocol detection.
+    pub opaque_ports: BTreeSet<u16>,
+}
+
+/// HTTP limits shared by both directions.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HttpConfig {
+    /// Largest HTTP/1 request head (request line plus headers), in bytes;
+    /// also the HTTP/2 header-list limit.
+    pub max_header_bytes: usize,
+    /// How long a client may take to send a complete HTTP/1 request head.
+    pub header_read_timeout: Duration,
+    /// Idle upstream HTTP/1 connections kept per target.
+    pub max_idle_per_target: usize,
+    /// How long an idle upstream connection is kept.
+    pub idle_timeout: Duration,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Plain,
+    Json,
+}
+
+/// One invalid variable.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    pub name: &'static str,
+    pub value: String,
+    pub reason: String,
+}
+
+/// All invalid variables found in one parse.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+/// Documentation of one variable, rendered into `--help` and the README.
+pub struct VarDoc {
+    pub name: &'static str,
+    pub default: &'static str,
+    pub help: &'static str,
+}
+
+/// Every variable the proxy reads. The README's table is generated from
+/// this list (`strand-proxy --help`).
+pub const VARS: &[VarDoc] = &[
+    VarDoc {
+        name: "STRAND_PROXY_OUTBOUND_LISTEN_ADDR",
+        default: "127.0.0.1:4140",
+        help: "Outbound listener: traffic from the workload, redirected by strand-init.",
+    },
+    VarDoc {
+        name: "STRAND_PROXY_INBOUND_LISTEN_ADDR",
+        default: "0.0.0.0:4143",
+        help: "Inbound listener: traffic to the workload, redirected by strand-init.",
+    },
+    VarDoc {
+        name: "STRAND_PROXY_ADMIN_LISTEN_ADDR",
+        default: "0.0.0.0:4191",
+        help: "Admin server: /metrics, /ready, /live, POST /shutdown (loopback only).",
+    },
+    VarDoc {
+        name: "STRAND_PROXY_OUTBOUND_DETECT_TIMEOUT",
+        default: "10s",
+        help: "How long outbound protocol detection waits for the client's first bytes before treating the connection as opaque TCP.",
+    },
+    VarDoc {
+        name: "STRAND_PROXY_INBOUND_DETECT_TIMEOUT",
+        default: "10s",
+        help: "The same for inbound connections.",
+    },
+    VarDoc {
+        name: "STRAND_PROXY_OUTBOUND_CONNECT_TIMEOUT",
+        default: "1s",
+        help: "Timeout for connecting to an outbound target.",
+    },
+    VarDoc {
+        name: "STRAND_PROXY_INBOUND_CONNECT_TIMEOUT",
+        default: "300ms",
+        help: "Timeout for connecting to the local workload.",
+    },
+    VarDoc {
+        name: "STRAND_PROXY_OUTBOUND_PORTS_DISABLE_PROTOCOL_DETECTION",
+        default: "25,587,3306,4444,5432,6379,9300,11211",
+        help: "Outbound destination ports proxied as opaque TCP without detection (comma-separated ports or ranges like 8000-8010).",
+    },
+    VarDoc {
+        name: "STRAND_PROXY_INBOUND_PORTS_DISABLE_PROTOCOL_DETECTION",
+        default: "25,587,3306,4444,5432,6379,9300,11211",
+        help: "Inbound ports proxied as opaque TCP without detection.",
+    },
+    VarDoc {
+        name: "STRAND_PROXY_SHUTDOWN_GRACE_PERIOD",
+        default: "2m",
+        help: "After SIGTERM or POST /shutdown: how long in-flight requests and connections may take to finish.",
+    },
+    VarDoc {
+        name: "STRAND_PROXY_CORES",
+        default: "min(2, CPUs)",
+        help: "Number of worker threads.",
+    },
+    VarDoc {
+        name: "STRAND_PROXY_LOG",
+        default: "warn,strand=info",
+        help: "Log filter (tracing directives, e.g. `debug` or `warn,strand_proxy=debug`).",
+    },
+    VarDoc {
+        name: "STRAND_PROXY_LOG_FORMAT",
+        default: "plain",
+        help: "Log format: plain or json.",
+    },
+    VarDoc {
+        name: "STRAND_PROXY_HTTP_MAX_HEADER_BYTES",
+        default: "65536",
+        help: "Largest HTTP request head accepted (bytes); larger requests get 431.",
+    },
+    VarDoc {
+        name: "STRAND_PROXY_HTTP_HEADER_READ_TIMEOUT",
+        default: "10s",
+        help: "How long a client may take to send a full HTTP/1 request head.",
+    },
+    VarDoc {
+        name: "STRAND_PROXY_MAX_IDLE_CONNS_PER_ENDPOINT",
+        default: "64",
+        help: "Idle HTTP/1 connections kept open per upstream target.",
+    },
+    VarDoc {
+        name: "STRAND_PROXY_IDLE_TIMEOUT",
+        default: "90s",
+        help: "How long an idle upstream connection is kept.",
+    },
+];
+
+// === impl EnvSource ===
+
+impl EnvSource for ProcessEnv {
+    fn get(&self, name: &str) -> Option<String> {
+        std::env::var(name).ok()
+    }
+}
+
+impl EnvSource for HashMap<String, String> {
+    fn get(&self, name: &str) -> Option<String> {
+        HashMap::get(self, name).cloned()
+    }
+}
+
+impl EnvSource for HashMap<&str, &str> {
+    fn get(&self, name: &str) -> Option<String> {
+        HashMap::get(self, name).map(|v| v.to_string())
+    }
+}
+
+// === impl Config ===
+
+impl Default for Config {
+    fn default() -> Self {
+        Config::from_env(&HashMap::<&str, &str>::new()).expect("defaults are valid")
+    }
+}
+
+impl Config {
+    /// Parses the whole configuration, collecting every invalid variable.
+    pub fn from_env(env: &dyn EnvSource) -> Result<Config, ConfigErrors> {
+        let mut p = Parser {
+            env,
+            errors: Vec::new(),
+        };
+        let default_cores = std::thread::available_parallelism().map_or(1, |n| n.get().min(2));
+        let config = Config {
+            outbound: SideConfig {
+                listen_addr: p.parse(
+                    "STRAND_PROXY_OUTBOUND_LISTEN_ADDR",
+                    "127.0.0.1:4140".parse().expect("valid"),
+                    parse_addr,
+                ),
+                detect_timeout: p.parse(
+                    "STRAND_PROXY_OUTBOUND_DETECT_TIMEOUT",
+                    Duration::from_secs(10),
+                    parse_duration,
+                ),
+                connect_timeout: p.parse(
+                    "STRAND_PROXY_OUTBOUND_CONNECT_TIMEOUT",
+                    Duration::from_secs(1),
+                    parse_duration,
+                ),
+                opaque_ports: p.parse(
+                    "STRAND_PROXY_OUTBOUND_PORTS_DISABLE_PROTOCOL_DETECTION",
+                    DEFAULT_OPAQUE_PORTS.iter().copied().collect(),
+                    parse_ports,
+                ),
+            },
+            inbound: SideConfig {
+                listen_addr: p.parse(
+                    "STRAND_PROXY_INBOUND_LISTEN_ADDR",
+                    "0.0.0.0:4143".parse().expect("valid"),
+                    parse_addr,
+                ),
+                detect_timeout: p.parse(
+                    "STRAND_PROXY_INBOUND_DETECT_TIMEOUT",
+                    Duration::from_secs(10),
+                    parse_duration,
+                ),
+                connect_timeout: p.parse(
+                    "STRAND_PROXY_INBOUND_CONNECT_TIMEOUT",
+                    Duration::from_millis(300),
+                    parse_duration,
+                ),
+                opaque_ports: p.parse(
+                    "STRAND_PROXY_INBOUND_PORTS_DISABLE_PROTOCOL_DETECTION",
+                    DEFAULT_OPAQUE_PORTS.iter().copied().collect(),
+                    parse_ports,
+                ),
+            },
+            admin_addr: p.parse(
+                "STRAND_PROXY_ADMIN_LISTEN_ADDR",
+                "0.0.0.0:4191".parse().expect("valid"),
+                parse_addr,
+            ),
+            shutdown_grace_period: p.parse(
+                "STRAND_PROXY_SHUTDOWN_GRACE_PERIOD",
+                Duration::from_secs(120),
+                parse_duration,
+            ),
+            cores: p.parse("STRAND_PROXY_CORES", default_cores, |v| {
+                parse_bounded(v, 1, 64)
+            }),
+            log_level: p.parse("STRAND_PROXY_LOG", "warn,strand=info".to_string(), |v| {
+                if v.trim().is_empty() {
+                    Err("must not be empty".into())
+                } else {
+                    Ok(v.to_string())
+                }
+            }),
+            log_format: p.parse("STRAND_PROXY_LOG_FORMAT", LogFormat::Plain, |v| match v {
+                "plain" => Ok(LogFormat::Plain),
+                "json" => Ok(LogFormat::Json),
+                _ => Err("expected `plain` or `json`".into()),
+            }),
+            http: HttpConfig {
+                // Large enough for real-world cookies and JWTs, small enough
+                // that 1,000 clients sending maximal heads cost ~64 MiB.
+                max_header_bytes: p.parse("STRAND_PROXY_HTTP_MAX_HEADER_BYTES", 64 * 1024, |v| {
+                    parse_bounded(v, 8192, 16 * 1024 * 1024)
+                }),
+                header_read_timeout: p.parse(
+                    "STRAND_PROXY_HTTP_HEADER_READ_TIMEOUT",
+                    Duration::from_secs(10),
+                    parse_duration,
+                ),
+                max_idle_per_target: p.parse("STRAND_PROXY_MAX_IDLE_CONNS_PER_ENDPOINT", 64, |v| {
+                    parse_bounded(v, 0, 100_000)
+                }),
+                idle_timeout: p.parse(
+                    "STRAND_PROXY_IDLE_TIMEOUT",
+                    Duration::from_secs(90),
+                    parse_duration,
+                ),
+            },
+        };
+        if p.errors.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigErrors(p.errors))
+        }
+    }
+}
+
+struct Parser<'a> {
+    env: &'a dyn EnvSource,
+    errors: Vec<ConfigError>,
+}
+
+impl Parser<'_> {
+    fn parse<T>(
+        &mut self,
+        name: &'static str,
+        default: T,
+        f: impl Fn(&str) -> Result<T, String>,
+    ) -> T {
+        debug_assert!(VARS.iter().any(|v| v.name == name), "{name} is documented");
+        match self.env.get(name) {
+            None => default,
+            Some(value) => match f(value.trim()) {
+                Ok(v) => v,
+                Err(reason) => {
+                    self.errors.push(ConfigError {
+                        name,
+                        value,
+                        reason,
+                    });
+                    default
+                }
+            },
+        }
+    }
+}
+
+fn parse_addr(v: &str) -> Result<SocketAddr, String> {
+    v.parse()
+        .map_err(|_| "expected an IP address and port such as 0.0.0.0:4143 or [::]:4143".into())
+}
+
+fn parse_bounded(v: &str, min: usize, max: usize) -> Result<usize, String> {
+    match v.parse::<usize>() {
+        Ok(n) if (min..=max).contains(&n) => Ok(n),
+        _ => Err(format!("expected an integer from {min} to {max}")),
+    }
+}
+
+/// Parses durations such as `10s`, `300ms`, `2m`, `1h` (a bare number means
+/// seconds, as in Linkerd's configuration).
+pub fn parse_duration(v: &str) -> Result<Duration, String> {
+    let err = || "expected a duration such as 500ms, 10s, 2m or 1h".to_string();
+    let split = v
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(v.len());
+    let (num, unit) = v.split_at(split);
+    let n: f64 = num.parse().map_err(|_| err())?;
+    let secs = match unit {
+        "" | "s" => n,
+        "ms" => n / 1000.0,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return Err(err()),
+    };
+    if !secs.is_finite() || !(0.0..=7.0 * 86400.0).contains(&secs) {
+        return Err(err());
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// Parses a comma-separated list of ports and inclusive ranges.
+pub fn parse_ports(v: &str) -> Result<BTreeSet<u16>, String> {
+    let mut ports = BTreeSet::new();
+    for part in v.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let port = |s: &str| -> Result<u16, String> {
+            match s.trim().parse::<u16>() {
+                Ok(p) if p > 0 => Ok(p),
+                _ => Err(format!("`{s}` is not a port from 1 to 65535")),
+            }
+        };
+        match part.split_once('-') {
+            Some((lo, hi)) => {
+                let (lo, hi) = (port(lo)?, port(hi)?);
+                if lo > hi {
+                    return Err(format!("range `{part}` is empty"));
+                }
+                ports.extend(lo..=hi);
+            }
+            None => {
+                ports.insert(port(part)?);
+            }
+        }
+    }
+    Ok(ports)
+}
+
+// === impl ConfigErrors ===
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}={:?} is not valid: {}",
+            self.name, self.value, self.reason
+        )
+    }
+}
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+#[cfg(test)]
+mod tests;

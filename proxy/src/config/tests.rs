@@ -1,0 +1,96 @@
+use super::*;
+
+fn env(pairs: &[(&'static str, &'static str)]) -> HashMap<&'static str, &'static str> {
+    pairs.iter().copied().collect()
+}
+
+#[test]
+fn defaults_match_linkerd() {
+    let c = Config::default();
+    assert_eq!(c.outbound.listen_addr, "127.0.0.1:4140".parse().unwrap());
+    assert_eq!(c.inbound.listen_addr, "0.0.0.0:4143".parse().unwrap());
+    assert_eq!(c.admin_addr, "0.0.0.0:4191".parse().unwrap());
+    assert_eq!(c.inbound.detect_timeout, Duration::from_secs(10));
+    assert_eq!(c.outbound.connect_timeout, Duration::from_secs(1));
+    assert_eq!(
+        c.inbound.opaque_ports.iter().copied().collect::<Vec<_>>(),
+        DEFAULT_OPAQUE_PORTS
+    );
+}
+
+#[test]
+fn overrides() {
+    let c = Config::from_env(&env(&[
+        ("STRAND_PROXY_INBOUND_LISTEN_ADDR", "[::]:5143"),
+        ("STRAND_PROXY_OUTBOUND_DETECT_TIMEOUT", "250ms"),
+        (
+            "STRAND_PROXY_INBOUND_PORTS_DISABLE_PROTOCOL_DETECTION",
+            "22, 8000-8002",
+        ),
+        ("STRAND_PROXY_SHUTDOWN_GRACE_PERIOD", "5"),
+    ]))
+    .unwrap();
+    assert_eq!(c.inbound.listen_addr, "[::]:5143".parse().unwrap());
+    assert_eq!(c.outbound.detect_timeout, Duration::from_millis(250));
+    assert_eq!(
+        c.inbound.opaque_ports.into_iter().collect::<Vec<_>>(),
+        vec![22, 8000, 8001, 8002]
+    );
+    assert_eq!(c.shutdown_grace_period, Duration::from_secs(5));
+}
+
+#[test]
+fn every_invalid_variable_is_reported() {
+    let errs = Config::from_env(&env(&[
+        ("STRAND_PROXY_ADMIN_LISTEN_ADDR", "localhost"),
+        ("STRAND_PROXY_INBOUND_DETECT_TIMEOUT", "soon"),
+        (
+            "STRAND_PROXY_OUTBOUND_PORTS_DISABLE_PROTOCOL_DETECTION",
+            "80,0",
+        ),
+        ("STRAND_PROXY_CORES", "0"),
+        ("STRAND_PROXY_LOG_FORMAT", "xml"),
+    ]))
+    .unwrap_err();
+    let names: Vec<_> = errs.0.iter().map(|e| e.name).collect();
+    assert_eq!(
+        names,
+        vec![
+            "STRAND_PROXY_OUTBOUND_PORTS_DISABLE_PROTOCOL_DETECTION",
+            "STRAND_PROXY_INBOUND_DETECT_TIMEOUT",
+            "STRAND_PROXY_ADMIN_LISTEN_ADDR",
+            "STRAND_PROXY_CORES",
+            "STRAND_PROXY_LOG_FORMAT",
+        ]
+    );
+    let text = errs.to_string();
+    assert!(
+        text.contains("STRAND_PROXY_ADMIN_LISTEN_ADDR=\"localhost\" is not valid"),
+        "{text}"
+    );
+    assert!(text.contains("`0` is not a port"), "{text}");
+}
+
+#[test]
+fn durations() {
+    assert_eq!(parse_duration("1.5s").unwrap(), Duration::from_millis(1500));
+    assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+    assert!(parse_duration("-1s").is_err());
+    assert!(parse_duration("10 parsecs").is_err());
+    assert!(parse_duration("").is_err());
+}
+
+#[test]
+fn port_ranges() {
+    assert!(parse_ports("9-1").is_err());
+    assert!(parse_ports("70000").is_err());
+    assert_eq!(parse_ports("").unwrap().len(), 0);
+}
+
+#[test]
+fn every_variable_is_documented_once() {
+    let mut names: Vec<_> = VARS.iter().map(|v| v.name).collect();
+    names.sort();
+    names.dedup();
+    assert_eq!(names.len(), VARS.len());
+}

@@ -1,0 +1,238 @@
+//! HTTP proxying: serves a detected HTTP/1 or HTTP/2 client connection and
+//! forwards each request to the connection's original destination.
+//!
+//! ```text
+//!  client conn ──► hyper server ──► Forward::call(req)
+//!                                     ├─ strip hop-by-hop headers
+//!                                     ├─ Upgrade/CONNECT ─► upgrade::forward (tunnel)
+//!                                     ├─ HTTP/1 ─► pooled HTTP/1 upstream
+//!                                     └─ HTTP/2 ─► shared HTTP/2 upstream
+//!  response ◄── ResponseBody (records response_total at end of stream)
+//! ```
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::{Request, Response, Version};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_util::sync::CancellationToken;
+
+use crate::client::HttpClient;
+use crate::config::HttpConfig;
+use crate::errors::{Guard, ProxyError};
+use crate::metrics::{Classification, Metrics, ResponseLabels, TargetLabels, Tls};
+
+mod body;
+mod headers;
+mod upgrade;
+
+pub use body::ProxyBody;
+
+/// Everything a connection's requests share.
+#[derive(Debug)]
+pub struct Forward {
+    pub client: Arc<HttpClient>,
+    pub metrics: Arc<Metrics>,
+    pub target: SocketAddr,
+    pub target_addr: Arc<str>,
+    pub tls: Tls,
+    pub direction: crate::metrics::Direction,
+    /// Set when every request on this connection must be refused.
+    pub blocked: Option<Guard>,
+}
+
+/// How a served connection ended, for the connection's log line.
+#[derive(Debug)]
+pub struct ServeError {
+    pub reason: &'static str,
+    pub error: hyper::Error,
+}
+
+// === impl Forward ===
+
+impl Forward {
+    /// Handles one request. Never fails: proxy errors become responses.
+    pub async fn call(
+        self: Arc<Self>,
+        mut req: Request<Incoming>,
+    ) -> Result<Response<ProxyBody>, Infallible> {
+        let start = Instant::now();
+        let labels = TargetLabels {
+            direction: self.direction,
+            authority: headers::authority(&req).map(Arc::from),
+            target_addr: self.target_addr.clone(),
+            tls: self.tls.clone(),
+        };
+        self.metrics.request(&labels);
+        let grpc = headers::is_grpc(req.headers());
+
+        let result = if let Some(guard) = self.blocked {
+            Err(guard.error())
+        } else if upgrade::is_upgrade(&req) {
+            upgrade::forward(&self, req).await.map(|rsp| (rsp, None))
+        } else {
+            headers::strip_hop_by_hop(req.headers_mut(), false);
+            self.send(req).await
+        };
+
+        match result {
+            Ok((mut rsp, checkin)) => {
+                if rsp.status() != http::StatusCode::SWITCHING_PROTOCOLS {
+                    headers::strip_hop_by_hop(rsp.headers_mut(), false);
+                }
+                let rsp_labels = ResponseLabels {
+                    target: labels,
+                    status_code: Some(rsp.status().as_u16()),
+                    classification: Classification::Success,
+                    grpc_status: headers::grpc_status(rsp.headers()),
+                    error: None,
+                };
+                self.metrics.response_latency(&rsp_labels, start);
+                Ok(rsp.map(|b| ProxyBody::upstream(b, self.metrics.clone(), rsp_labels, checkin)))
+            }
+            Err(e) => {
+                tracing::info!(direction = self.direction.as_str(), target = %self.target, error = %e, "request failed");
+                let rsp = e.to_response(grpc);
+                let rsp_labels = ResponseLabels {
+                    target: labels,
+                    status_code: Some(rsp.status().as_u16()),
+                    classification: Classification::Failure,
+                    grpc_status: headers::grpc_status(rsp.headers()),
+                    error: Some(e.kind()),
+                };
+                self.metrics.response_latency(&rsp_labels, start);
+                self.metrics.response_end(&rsp_labels);
+                Ok(rsp.map(ProxyBody::full))
+            }
+        }
+    }
+
+    async fn send(
+        &self,
+        req: Request<Incoming>,
+    ) -> Result<(Response<Incoming>, Option<crate::client::Checkin>), ProxyError> {
+        let addr = self.target;
+        if req.version() == Version::HTTP_2 {
+            let mut tx = self.client.h2(addr, &self.tls).await?;
+            let rsp = tx
+                .send_request(req)
+                .await
+                .map_err(|source| ProxyError::Upstream { addr, source })?;
+            return Ok((rsp, None));
+        }
+        let mut conn = self.client.h1(addr, &self.tls).await?;
+        match conn.sender().try_send_request(req).await {
+            Ok(rsp) => Ok((rsp, Some(conn))),
+            Err(mut e) => match e.take_message() {
+                // A pooled connection closed under us before the request
+                // went out: safe to send it on a fresh connection.
+                Some(req) => {
+                    let mut tx = self.client.h1_upgradable(addr, &self.tls).await?;
+                    let rsp = tx
+                        .send_request(req)
+                        .await
+                        .map_err(|source| ProxyError::Upstream { addr, source })?;
+                    Ok((rsp, None))
+                }
+                None => Err(ProxyError::Upstream {
+                    addr,
+                    source: e.into_error(),
+                }),
+            },
+        }
+    }
+}
+
+/// Serves an HTTP/1 client connection until it closes or `drain` fires.
+pub async fn serve_h1<I>(
+    io: I,
+    forward: Arc<Forward>,
+    config: &HttpConfig,
+    drain: CancellationToken,
+) -> Result<(), ServeError>
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let svc = hyper::service::service_fn(move |req| forward.clone().call(req));
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(config.header_read_timeout)
+        .max_buf_size(config.max_header_bytes)
+        .keep_alive(true)
+        .serve_connection(TokioIo::new(io), svc)
+        .with_upgrades();
+    tokio::pin!(conn);
+    let res = tokio::select! {
+        res = conn.as_mut() => res,
+        () = drain.cancelled() => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    res.map_err(classify_error)
+}
+
+/// Serves an HTTP/2 client connection until it closes or `drain` fires.
+pub async fn serve_h2<I>(
+    io: I,
+    forward: Arc<Forward>,
+    config: &HttpConfig,
+    drain: CancellationToken,
+) -> Result<(), ServeError>
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let svc = hyper::service::service_fn(move |req| forward.clone().call(req));
+    let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(config.max_header_bytes).unwrap_or(u32::MAX))
+        .serve_connection(TokioIo::new(io), svc);
+    tokio::pin!(conn);
+    let res = tokio::select! {
+        res = conn.as_mut() => res,
+        () = drain.cancelled() => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    res.map_err(classify_error)
+}
+
+// === impl ServeError ===
+
+impl ServeError {
+    /// Whether the client sent something the proxy had to reject (as
+    /// opposed to simply going away).
+    pub fn is_client_fault(&self) -> bool {
+        !matches!(
+            self.reason,
+            "connection closed" | "connection closed mid-message" | "connection error"
+        )
+    }
+}
+
+/// Names the way a client connection failed, for one clear log line.
+fn classify_error(error: hyper::Error) -> ServeError {
+    let reason = if error.is_parse_too_large() {
+        "request head too large"
+    } else if error.is_timeout() {
+        "request head not received in time"
+    } else if error.is_parse() {
+        "malformed HTTP request"
+    } else if error.is_incomplete_message() {
+        "connection closed mid-message"
+    } else if error.is_canceled() || error.is_closed() {
+        "connection closed"
+    } else {
+        match std::error::Error::source(&error).and_then(|s| s.downcast_ref::<h2::Error>()) {
+            Some(e) if e.is_go_away() || e.is_reset() => "HTTP/2 protocol error",
+            Some(_) => "HTTP/2 error",
+            None => "connection error",
+        }
+    };
+    ServeError { reason, error }
+}

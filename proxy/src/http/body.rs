@@ -1,0 +1,140 @@
+//! The response body the proxy sends to clients: an upstream body that
+//! records `response_total` when it ends (reading `grpc-status` from its
+//! trailers), or a body the proxy made itself.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+
+use super::headers;
+use crate::client::Checkin;
+use crate::metrics::{Classification, Metrics, ResponseLabels};
+
+#[derive(Debug)]
+pub enum ProxyBody {
+    Upstream { inner: Incoming, end: Option<End> },
+    Full { data: Option<Bytes> },
+}
+
+/// What happens when an upstream body ends: metrics and pool check-in.
+#[derive(Debug)]
+pub struct End {
+    metrics: Arc<Metrics>,
+    labels: ResponseLabels,
+    checkin: Option<Checkin>,
+}
+
+// === impl ProxyBody ===
+
+impl ProxyBody {
+    pub fn upstream(
+        inner: Incoming,
+        metrics: Arc<Metrics>,
+        labels: ResponseLabels,
+        checkin: Option<Checkin>,
+    ) -> Self {
+        ProxyBody::Upstream {
+            inner,
+            end: Some(End {
+                metrics,
+                labels,
+                checkin,
+            }),
+        }
+    }
+
+    pub fn full(data: Bytes) -> Self {
+        ProxyBody::Full {
+            data: if data.is_empty() { None } else { Some(data) },
+        }
+    }
+}
+
+impl Body for ProxyBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        match self.get_mut() {
+            ProxyBody::Full { data } => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
+            ProxyBody::Upstream { inner, end } => {
+                let res = std::task::ready!(Pin::new(inner).poll_frame(cx));
+                match &res {
+                    Some(Ok(frame)) => {
+                        if let (Some(trailers), Some(e)) = (frame.trailers_ref(), end.as_mut()) {
+                            e.labels.grpc_status =
+                                headers::grpc_status(trailers).or(e.labels.grpc_status);
+                        }
+                    }
+                    Some(Err(_)) => {
+                        if let Some(e) = end.take() {
+                            e.finish(false);
+                        }
+                    }
+                    None => {
+                        if let Some(e) = end.take() {
+                            e.finish(true);
+                        }
+                    }
+                }
+                Poll::Ready(res)
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            ProxyBody::Full { data } => data.is_none(),
+            ProxyBody::Upstream { inner, .. } => inner.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            ProxyBody::Full { data } => {
+                SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
+            }
+            ProxyBody::Upstream { inner, .. } => inner.size_hint(),
+        }
+    }
+}
+
+impl Drop for ProxyBody {
+    fn drop(&mut self) {
+        // Reached with `end` still set when the body was never polled to its
+        // end: an empty body hyper did not need to poll (clean), or a client
+        // that went away mid-stream (not clean).
+        if let ProxyBody::Upstream { inner, end } = self
+            && let Some(e) = end.take()
+        {
+            e.finish(inner.is_end_stream());
+        }
+    }
+}
+
+// === impl End ===
+
+impl End {
+    fn finish(mut self, clean: bool) {
+        let l = &mut self.labels;
+        let failed = !clean
+            || l.status_code.is_some_and(|s| s >= 500)
+            || l.grpc_status.is_some_and(|g| g != 0);
+        l.classification = if failed {
+            Classification::Failure
+        } else {
+            Classification::Success
+        };
+        self.metrics.response_end(&self.labels);
+        if clean && let Some(c) = self.checkin.take() {
+            c.release();
+        }
+    }
+}

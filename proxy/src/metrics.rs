@@ -1,0 +1,242 @@
+//! Prometheus metrics with Linkerd's names and labels, so Linkerd's Grafana
+//! dashboards and PromQL work unchanged.
+//!
+//! ```text
+//!  accept ──► TcpConn (peer="src") ─┐            ┌─ request_total
+//!  connect ─► TcpConn (peer="dst") ─┼─ tcp_* ... │  response_total
+//!                                   │            └─ response_latency_ms
+//!  HTTP request ─► RequestMetrics ──┘
+//! ```
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::time::Instant;
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+mod labels;
+mod process;
+
+pub use labels::{
+    Classification, Direction, NoTlsReason, Peer, ResponseLabels, TargetLabels, TcpCloseLabels,
+    TcpLabels, Tls,
+};
+
+/// Linkerd's `response_latency_ms` buckets, in milliseconds.
+pub const LATENCY_BUCKETS_MS: [f64; 25] = [
+    1.0, 2.0, 3.0, 4.0, 5.0, 10.0, 20.0, 30.0, 40.0, 50.0, 100.0, 200.0, 300.0, 400.0, 500.0,
+    1000.0, 2000.0, 3000.0, 4000.0, 5000.0, 10000.0, 20000.0, 30000.0, 40000.0, 50000.0,
+];
+
+/// Linkerd's `tcp_connection_duration_ms` buckets: decades from 1 ms to
+/// about a day.
+pub const CONNECTION_DURATION_BUCKETS_MS: [f64; 9] = [
+    1.0,
+    10.0,
+    100.0,
+    1000.0,
+    10000.0,
+    100000.0,
+    1000000.0,
+    10000000.0,
+    100000000.0,
+];
+
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+/// Every metric the proxy exports.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    request_total: Family<TargetLabels, Counter>,
+    response_total: Family<ResponseLabels, Counter>,
+    response_latency_ms: HistogramFamily<ResponseLabels>,
+    tcp_open_total: Family<TcpLabels, Counter>,
+    tcp_close_total: Family<TcpCloseLabels, Counter>,
+    tcp_open_connections: Family<TcpLabels, Gauge>,
+    tcp_read_bytes_total: Family<TcpLabels, Counter>,
+    tcp_write_bytes_total: Family<TcpLabels, Counter>,
+    tcp_connection_duration_ms: HistogramFamily<TcpCloseLabels>,
+    /// Connections closed by the proxy because of bad input, by reason.
+    pub protocol_errors: Family<Vec<(&'static str, &'static str)>, Counter>,
+}
+
+/// An open connection's metric handles. Dropping it records the close.
+#[derive(Debug)]
+pub struct TcpConn {
+    metrics: Arc<Metrics>,
+    labels: TcpLabels,
+    opened: Instant,
+    open: Gauge,
+    pub read: Counter,
+    pub written: Counter,
+    failed: bool,
+}
+
+fn latency_histogram() -> Histogram {
+    Histogram::new(LATENCY_BUCKETS_MS)
+}
+
+fn duration_histogram() -> Histogram {
+    Histogram::new(CONNECTION_DURATION_BUCKETS_MS)
+}
+
+// === impl Metrics ===
+
+impl Metrics {
+    pub fn new() -> Arc<Self> {
+        let mut m = Metrics {
+            registry: Registry::default(),
+            request_total: Family::default(),
+            response_total: Family::default(),
+            response_latency_ms: Family::new_with_constructor(latency_histogram),
+            tcp_open_total: Family::default(),
+            tcp_close_total: Family::default(),
+            tcp_open_connections: Family::default(),
+            tcp_read_bytes_total: Family::default(),
+            tcp_write_bytes_total: Family::default(),
+            tcp_connection_duration_ms: Family::new_with_constructor(duration_histogram),
+            protocol_errors: Family::default(),
+        };
+        let r = &mut m.registry;
+        r.register(
+            "request",
+            "Total count of HTTP requests",
+            m.request_total.clone(),
+        );
+        r.register(
+            "response",
+            "Total count of HTTP responses",
+            m.response_total.clone(),
+        );
+        r.register(
+            "response_latency_ms",
+            "Elapsed times between a request's headers being received and its response's headers being sent, in milliseconds",
+            m.response_latency_ms.clone(),
+        );
+        r.register(
+            "tcp_open",
+            "Total count of opened connections",
+            m.tcp_open_total.clone(),
+        );
+        r.register(
+            "tcp_close",
+            "Total count of closed connections",
+            m.tcp_close_total.clone(),
+        );
+        r.register(
+            "tcp_open_connections",
+            "Number of currently-open connections",
+            m.tcp_open_connections.clone(),
+        );
+        r.register(
+            "tcp_read_bytes",
+            "Total count of bytes read from peers",
+            m.tcp_read_bytes_total.clone(),
+        );
+        r.register(
+            "tcp_write_bytes",
+            "Total count of bytes written to peers",
+            m.tcp_write_bytes_total.clone(),
+        );
+        r.register(
+            "tcp_connection_duration_ms",
+            "Connection lifetimes, in milliseconds",
+            m.tcp_connection_duration_ms.clone(),
+        );
+        r.register(
+            "inbound_protocol_errors",
+            "Connections closed because the client sent input the proxy could not accept, by reason",
+            m.protocol_errors.clone(),
+        );
+        r.register_collector(Box::new(process::ProcessCollector));
+        Arc::new(m)
+    }
+
+    /// Renders every metric in the Prometheus text format.
+    pub fn encode(&self) -> String {
+        let mut out = String::with_capacity(16 * 1024);
+        if let Err(e) =
+            prometheus_client::encoding::prometheus_text::encode(&mut out, &self.registry)
+        {
+            // Only a formatter error can land here; report it in-band.
+            let _ = writeln!(out, "# encoding failed: {e}");
+        }
+        out
+    }
+
+    /// Records an accepted (`Peer::Src`) or established (`Peer::Dst`)
+    /// connection.
+    pub fn tcp_open(self: &Arc<Self>, labels: TcpLabels) -> TcpConn {
+        self.tcp_open_total.get_or_create(&labels).inc();
+        let open = self.tcp_open_connections.get_or_create(&labels).clone();
+        open.inc();
+        TcpConn {
+            read: self.tcp_read_bytes_total.get_or_create(&labels).clone(),
+            written: self.tcp_write_bytes_total.get_or_create(&labels).clone(),
+            metrics: self.clone(),
+            labels,
+            opened: Instant::now(),
+            open,
+            failed: false,
+        }
+    }
+
+    pub fn request(&self, labels: &TargetLabels) {
+        self.request_total.get_or_create(labels).inc();
+    }
+
+    /// Records response headers: the latency part of a response.
+    pub fn response_latency(&self, labels: &ResponseLabels, since: Instant) {
+        let ms = since.elapsed().as_secs_f64() * 1000.0;
+        self.response_latency_ms.get_or_create(labels).observe(ms);
+    }
+
+    /// Records the end of a response (after its trailers, if any).
+    pub fn response_end(&self, labels: &ResponseLabels) {
+        self.response_total.get_or_create(labels).inc();
+    }
+
+    pub fn protocol_error(&self, direction: Direction, reason: &'static str) {
+        self.protocol_errors
+            .get_or_create(&vec![("direction", direction.as_str()), ("reason", reason)])
+            .inc();
+    }
+}
+
+// === impl TcpConn ===
+
+impl TcpConn {
+    /// Marks the connection as having ended in an error, for the
+    /// `classification` label when it closes.
+    pub fn set_failed(&mut self) {
+        self.failed = true;
+    }
+}
+
+impl Drop for TcpConn {
+    fn drop(&mut self) {
+        self.open.dec();
+        let labels = TcpCloseLabels {
+            tcp: self.labels.clone(),
+            classification: if self.failed {
+                Classification::Failure
+            } else {
+                Classification::Success
+            },
+        };
+        self.metrics.tcp_close_total.get_or_create(&labels).inc();
+        let ms = self.opened.elapsed().as_secs_f64() * 1000.0;
+        self.metrics
+            .tcp_connection_duration_ms
+            .get_or_create(&labels)
+            .observe(ms);
+    }
+}
+
+#[cfg(test)]
+mod tests;

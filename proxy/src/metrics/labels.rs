@@ -1,0 +1,183 @@
+//! Label sets, encoded by hand so that absent labels are omitted (as
+//! Linkerd's proxy does) and values are shared `Arc<str>`s rather than
+//! fresh strings on every request.
+
+use std::fmt;
+use std::sync::Arc;
+
+use prometheus_client::encoding::{EncodeLabel, EncodeLabelSet, LabelSetEncoder};
+
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+pub enum Direction {
+    Inbound,
+    Outbound,
+}
+
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+pub enum Peer {
+    /// The connection the proxy accepted.
+    Src,
+    /// The connection the proxy opened.
+    Dst,
+}
+
+/// Why a connection carries no mTLS identity (Linkerd's `no_tls_reason`).
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+pub enum NoTlsReason {
+    /// Inbound: the client did not use mesh TLS.
+    NoTlsFromRemote,
+    /// Outbound: discovery named no identity for the target.
+    NotProvidedByServiceDiscovery,
+    /// Traffic to or from loopback.
+    Loopback,
+}
+
+/// The `tls` label and its companions.
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
+pub enum Tls {
+    NoIdentity(NoTlsReason),
+    /// A TLS stream the proxy passed through without terminating it.
+    Opaque,
+}
+
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+pub enum Classification {
+    Success,
+    Failure,
+}
+
+/// Labels shared by the HTTP metrics of one target.
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
+pub struct TargetLabels {
+    pub direction: Direction,
+    /// The request's authority (`:authority` or `Host`), when it had one.
+    pub authority: Option<Arc<str>>,
+    /// The original destination, `ip:port`.
+    pub target_addr: Arc<str>,
+    pub tls: Tls,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
+pub struct ResponseLabels {
+    pub target: TargetLabels,
+    /// Absent when the proxy could not produce a response at all.
+    pub status_code: Option<u16>,
+    pub classification: Classification,
+    /// From `grpc-status` in the trailers (or trailers-only headers).
+    pub grpc_status: Option<u32>,
+    /// The proxy's own error, when the response is one it made.
+    pub error: Option<&'static str>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
+pub struct TcpLabels {
+    pub direction: Direction,
+    pub peer: Peer,
+    pub target_addr: Arc<str>,
+    pub tls: Tls,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
+pub struct TcpCloseLabels {
+    pub tcp: TcpLabels,
+    pub classification: Classification,
+}
+
+fn label(enc: &mut LabelSetEncoder<'_>, key: &str, value: &str) -> fmt::Result {
+    (key, value).encode(enc.encode_label())
+}
+
+// === impl Direction ===
+
+impl Direction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::Inbound => "inbound",
+            Direction::Outbound => "outbound",
+        }
+    }
+}
+
+// === impl Tls ===
+
+impl Tls {
+    fn encode(&self, enc: &mut LabelSetEncoder<'_>) -> fmt::Result {
+        match self {
+            Tls::NoIdentity(reason) => {
+                label(enc, "tls", "no_identity")?;
+                let r = match reason {
+                    NoTlsReason::NoTlsFromRemote => "no_tls_from_remote",
+                    NoTlsReason::NotProvidedByServiceDiscovery => {
+                        "not_provided_by_service_discovery"
+                    }
+                    NoTlsReason::Loopback => "loopback",
+                };
+                label(enc, "no_tls_reason", r)
+            }
+            Tls::Opaque => label(enc, "tls", "opaque"),
+        }
+    }
+}
+
+impl Classification {
+    fn as_str(self) -> &'static str {
+        match self {
+            Classification::Success => "success",
+            Classification::Failure => "failure",
+        }
+    }
+}
+
+// === impl EncodeLabelSet ===
+
+impl EncodeLabelSet for TargetLabels {
+    fn encode(&self, enc: &mut LabelSetEncoder<'_>) -> fmt::Result {
+        label(enc, "direction", self.direction.as_str())?;
+        if let Some(a) = &self.authority {
+            label(enc, "authority", a)?;
+        }
+        label(enc, "target_addr", &self.target_addr)?;
+        self.tls.encode(enc)
+    }
+}
+
+impl EncodeLabelSet for ResponseLabels {
+    fn encode(&self, enc: &mut LabelSetEncoder<'_>) -> fmt::Result {
+        self.target.encode(enc)?;
+        if let Some(code) = self.status_code {
+            label(enc, "status_code", itoa(code as u32).as_str())?;
+        }
+        label(enc, "classification", self.classification.as_str())?;
+        if let Some(g) = self.grpc_status {
+            label(enc, "grpc_status", itoa(g).as_str())?;
+        }
+        if let Some(e) = self.error {
+            label(enc, "error", e)?;
+        }
+        Ok(())
+    }
+}
+
+impl EncodeLabelSet for TcpLabels {
+    fn encode(&self, enc: &mut LabelSetEncoder<'_>) -> fmt::Result {
+        label(enc, "direction", self.direction.as_str())?;
+        label(
+            enc,
+            "peer",
+            if self.peer == Peer::Src { "src" } else { "dst" },
+        )?;
+        label(enc, "target_addr", &self.target_addr)?;
+        self.tls.encode(enc)
+    }
+}
+
+impl EncodeLabelSet for TcpCloseLabels {
+    fn encode(&self, enc: &mut LabelSetEncoder<'_>) -> fmt::Result {
+        self.tcp.encode(enc)?;
+        label(enc, "classification", self.classification.as_str())
+    }
+}
+
+fn itoa(n: u32) -> String {
+    n.to_string()
+}

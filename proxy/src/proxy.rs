@@ -1,0 +1,362 @@
+//! Listeners and connection handling: the part of the proxy that accepts a
+//! connection, finds where it was going, detects its protocol and hands it
+//! to the HTTP or TCP forwarder.
+//!
+//! ```text
+//!  accept ─► orig dst ─► guard (loop, loopback) ─► opaque port? ─► detect
+//!                                                     │              │
+//!                                          tcp::forward ◄── Opaque/TLS
+//!                                          http::serve_h1/h2 ◄── HTTP
+//! ```
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::admin::{self, Admin};
+use crate::client::{Connector, HttpClient};
+use crate::config::{Config, HttpConfig, SideConfig};
+use crate::detect::{self, Protocol};
+use crate::errors::Guard;
+use crate::http::{self, Forward};
+use crate::io::{CountingIo, PrefixedIo};
+use crate::metrics::{Direction, Metrics, NoTlsReason, Peer, TcpLabels, Tls};
+use crate::orig_dst::{self, OrigDst, SoOriginalDst};
+use crate::tcp::{self, TcpError};
+
+/// A proxy, configured but not yet listening.
+pub struct Proxy {
+    config: Config,
+    orig_dst: Arc<dyn OrigDst>,
+    allow_loopback_targets: bool,
+}
+
+/// A proxy whose listeners are bound.
+pub struct Bound {
+    config: Config,
+    outbound: (TcpListener, Arc<Side>),
+    inbound: (TcpListener, Arc<Side>),
+    admin: TcpListener,
+    metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
+}
+
+/// One direction of the proxy.
+struct Side {
+    direction: Direction,
+    config: SideConfig,
+    http: HttpConfig,
+    orig_dst: Arc<dyn OrigDst>,
+    metrics: Arc<Metrics>,
+    client: Arc<HttpClient>,
+    refuse_loopback: bool,
+}
+
+// === impl Proxy ===
+
+impl Proxy {
+    pub fn new(config: Config) -> Self {
+        Proxy {
+            config,
+            orig_dst: Arc::new(SoOriginalDst),
+            allow_loopback_targets: false,
+        }
+    }
+
+    /// Replaces `SO_ORIGINAL_DST` (tests).
+    pub fn with_orig_dst(mut self, orig_dst: impl OrigDst) -> Self {
+        self.orig_dst = Arc::new(orig_dst);
+        self
+    }
+
+    /// Lets the outbound side connect to loopback targets, which it refuses
+    /// by default as a guard against loops (tests on 127.0.0.1).
+    pub fn allow_loopback_targets(mut self, allow: bool) -> Self {
+        self.allow_loopback_targets = allow;
+        self
+    }
+
+    /// Binds the three listeners. The error names the listener and address.
+    pub async fn bind(self) -> io::Result<Bound> {
+        let metrics = Metrics::new();
+        let bind = |name: &'static str, addr: SocketAddr| async move {
+            TcpListener::bind(addr).await.map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!("cannot bind the {name} listener on {addr}: {e}"),
+                )
+            })
+        };
+        let outbound = bind("outbound", self.config.outbound.listen_addr).await?;
+        let inbound = bind("inbound", self.config.inbound.listen_addr).await?;
+        let admin = bind("admin", self.config.admin_addr).await?;
+        let side = |direction, config: &SideConfig, refuse_loopback| {
+            let connector = Arc::new(Connector {
+                direction,
+                connect_timeout: config.connect_timeout,
+                metrics: metrics.clone(),
+            });
+            Arc::new(Side {
+                direction,
+                config: config.clone(),
+                http: self.config.http.clone(),
+                orig_dst: self.orig_dst.clone(),
+                metrics: metrics.clone(),
+                client: HttpClient::new(
+                    connector,
+                    self.config.http.max_idle_per_target,
+                    self.config.http.idle_timeout,
+                ),
+                refuse_loopback,
+            })
+        };
+        let out_side = side(
+            Direction::Outbound,
+            &self.config.outbound,
+            !self.allow_loopback_targets,
+        );
+        let in_side = side(Direction::Inbound, &self.config.inbound, false);
+        Ok(Bound {
+            outbound: (outbound, out_side),
+            inbound: (inbound, in_side),
+            admin,
+            metrics,
+            shutdown: CancellationToken::new(),
+            config: self.config,
+        })
+    }
+}
+
+// === impl Bound ===
+
+impl Bound {
+    pub fn outbound_addr(&self) -> SocketAddr {
+        self.outbound
+            .0
+            .local_addr()
+            .expect("bound listener has an address")
+    }
+
+    pub fn inbound_addr(&self) -> SocketAddr {
+        self.inbound
+            .0
+            .local_addr()
+            .expect("bound listener has an address")
+    }
+
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin
+            .local_addr()
+            .expect("bound listener has an address")
+    }
+
+    /// Cancelling this token starts a graceful shutdown.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    pub fn metrics(&self) -> Arc<Metrics> {
+        self.metrics.clone()
+    }
+
+    /// Serves until shutdown is requested, then stops accepting, lets open
+    /// connections finish within the grace period, and returns.
+    pub async fn run(self) {
+        let Bound {
+            config,
+            outbound,
+            inbound,
+            admin,
+            metrics,
+            shutdown,
+        } = self;
+        tracing::info!(
+            outbound = %outbound.0.local_addr().map_or_else(|e| e.to_string(), |a| a.to_string()),
+            inbound = %inbound.0.local_addr().map_or_else(|e| e.to_string(), |a| a.to_string()),
+            admin = %admin.local_addr().map_or_else(|e| e.to_string(), |a| a.to_string()),
+            "strand-proxy serving"
+        );
+        let admin_stop = CancellationToken::new();
+        let admin_task = tokio::spawn(admin::serve(
+            admin,
+            Arc::new(Admin {
+                metrics,
+                shutdown: shutdown.clone(),
+            }),
+            admin_stop.clone(),
+        ));
+        let tracker = TaskTracker::new();
+        for (listener, side) in [outbound, inbound] {
+            tracker.spawn(accept_loop(
+                listener,
+                side,
+                tracker.clone(),
+                shutdown.clone(),
+            ));
+        }
+        shutdown.cancelled().await;
+        tracing::info!(grace_period = ?config.shutdown_grace_period, "shutting down: no new connections; draining open ones");
+        tracker.close();
+        if tokio::time::timeout(config.shutdown_grace_period, tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                open = tracker.len(),
+                "grace period expired; closing the remaining connections"
+            );
+        }
+        admin_stop.cancel();
+        let _ = admin_task.await;
+        tracing::info!("shutdown complete");
+    }
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    side: Arc<Side>,
+    tracker: TaskTracker,
+    drain: CancellationToken,
+) {
+    loop {
+        let accepted = tokio::select! {
+            res = listener.accept() => res,
+            () = drain.cancelled() => return,
+        };
+        match accepted {
+            Ok((tcp, client)) => {
+                let _ = tcp.set_nodelay(true);
+                tracker.spawn(
+                    side.clone()
+                        .serve(tcp, orig_dst::unmap(client), drain.clone()),
+                );
+            }
+            Err(e) => {
+                // Typically EMFILE: back off instead of spinning.
+                tracing::warn!(direction = side.direction.as_str(), error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+// === impl Side ===
+
+impl Side {
+    async fn serve(self: Arc<Self>, tcp: TcpStream, client: SocketAddr, drain: CancellationToken) {
+        let dir = self.direction.as_str();
+        let target = match self.orig_dst.orig_dst(&tcp) {
+            Ok(a) => orig_dst::unmap(a),
+            Err(e) => {
+                tracing::warn!(direction = dir, %client, error = %e, "cannot read the original destination; closing (is the iptables redirect from strand-init in place?)");
+                return;
+            }
+        };
+        let blocked = self.guard(&tcp, target);
+        let tls = self.no_tls();
+        let target_addr: Arc<str> = target.to_string().into();
+        let mut conn = self.metrics.tcp_open(TcpLabels {
+            direction: self.direction,
+            peer: Peer::Src,
+            target_addr: target_addr.clone(),
+            tls: tls.clone(),
+        });
+        let mut io = CountingIo::new(tcp, conn.read.clone(), conn.written.clone());
+
+        let mut buf = BytesMut::new();
+        let protocol = if self.config.opaque_ports.contains(&target.port()) {
+            Protocol::Opaque
+        } else {
+            match detect::detect(&mut io, &mut buf, self.config.detect_timeout).await {
+                Ok(p) => p,
+                Err(e) => {
+                    conn.set_failed();
+                    self.metrics.protocol_error(self.direction, "detect");
+                    tracing::warn!(direction = dir, %client, %target, error = %e, "closing connection: protocol detection failed");
+                    return;
+                }
+            }
+        };
+        tracing::debug!(direction = dir, %client, %target, ?protocol, "accepted");
+        let io = PrefixedIo::new(buf.freeze(), io);
+
+        match protocol {
+            Protocol::Http1 | Protocol::Http2 => {
+                let forward = Arc::new(Forward {
+                    client: self.client.clone(),
+                    metrics: self.metrics.clone(),
+                    target,
+                    target_addr,
+                    tls,
+                    direction: self.direction,
+                    blocked,
+                });
+                let res = if protocol == Protocol::Http1 {
+                    http::serve_h1(io, forward, &self.http, drain).await
+                } else {
+                    http::serve_h2(io, forward, &self.http, drain).await
+                };
+                if let Err(e) = res {
+                    if e.is_client_fault() {
+                        conn.set_failed();
+                        self.metrics.protocol_error(self.direction, e.reason);
+                        tracing::warn!(direction = dir, %client, %target, reason = e.reason, error = %e.error, "closing client connection");
+                    } else {
+                        tracing::debug!(direction = dir, %client, %target, reason = e.reason, error = %e.error, "client connection ended");
+                    }
+                }
+            }
+            Protocol::Opaque | Protocol::Tls { .. } => {
+                if let Protocol::Tls { sni } = &protocol {
+                    tracing::debug!(direction = dir, %client, %target, sni = sni.as_deref().unwrap_or(""), "passing TLS through");
+                }
+                let mut io = io;
+                let result = match blocked {
+                    Some(guard) => Err(TcpError::Connect(guard.error())),
+                    None => tcp::forward(&mut io, target, tls, self.client.connector())
+                        .await
+                        .map(|_| ()),
+                };
+                if let Err(e) = result {
+                    conn.set_failed();
+                    match &e {
+                        TcpError::Connect(e) => {
+                            tracing::info!(direction = dir, %client, %target, error = %e, "resetting client: target unreachable")
+                        }
+                        TcpError::Io(e) => {
+                            tracing::debug!(direction = dir, %client, %target, error = %e, "opaque connection failed; resetting client")
+                        }
+                    }
+                    // A reset tells the client the connection failed, rather
+                    // than an orderly close that looks like a complete reply.
+                    let _ = io.get_ref().get_ref().set_zero_linger();
+                }
+            }
+        }
+    }
+
+    /// Refuses targets that would loop back into the proxy, and (outbound)
+    /// loopback targets.
+    fn guard(&self, tcp: &TcpStream, target: SocketAddr) -> Option<Guard> {
+        if tcp.local_addr().ok().map(orig_dst::unmap) == Some(target) {
+            return Some(Guard::Loop(target));
+        }
+        if self.refuse_loopback && target.ip().is_loopback() {
+            return Some(Guard::Loopback(target));
+        }
+        None
+    }
+
+    fn no_tls(&self) -> Tls {
+        Tls::NoIdentity(match self.direction {
+            Direction::Inbound => NoTlsReason::NoTlsFromRemote,
+            Direction::Outbound => NoTlsReason::NotProvidedByServiceDiscovery,
+        })
+    }
+}

@@ -1,0 +1,568 @@
+//! In-process integration tests: the real proxy on 127.0.0.1 with its
+//! original destination injected, against small real servers. No iptables,
+//! no root.
+
+#![allow(clippy::unwrap_used)]
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use strand_proxy::orig_dst::FixedOrigDst;
+use strand_proxy::{Config, Proxy};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+
+struct TestProxy {
+    outbound: SocketAddr,
+    inbound: SocketAddr,
+    admin: SocketAddr,
+    shutdown: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+async fn start_proxy(target: SocketAddr, env: &[(&str, &str)]) -> TestProxy {
+    let mut vars: std::collections::HashMap<&str, &str> = [
+        ("STRAND_PROXY_OUTBOUND_LISTEN_ADDR", "127.0.0.1:0"),
+        ("STRAND_PROXY_INBOUND_LISTEN_ADDR", "127.0.0.1:0"),
+        ("STRAND_PROXY_ADMIN_LISTEN_ADDR", "127.0.0.1:0"),
+        ("STRAND_PROXY_SHUTDOWN_GRACE_PERIOD", "5s"),
+    ]
+    .into_iter()
+    .collect();
+    vars.extend(env.iter().copied());
+    let config = Config::from_env(&vars).expect("valid test config");
+    let bound = Proxy::new(config)
+        .with_orig_dst(FixedOrigDst(target))
+        .allow_loopback_targets(true)
+        .bind()
+        .await
+        .expect("binds");
+    TestProxy {
+        outbound: bound.outbound_addr(),
+        inbound: bound.inbound_addr(),
+        admin: bound.admin_addr(),
+        shutdown: bound.shutdown_token(),
+        task: tokio::spawn(bound.run()),
+    }
+}
+
+type TestBody = http_body_util::combinators::BoxBody<Bytes, hyper::Error>;
+
+fn full(s: impl Into<Bytes>) -> TestBody {
+    Full::new(s.into()).map_err(|never| match never {}).boxed()
+}
+
+/// A server speaking HTTP/1 and HTTP/2 (prior knowledge) on one port.
+async fn http_server() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(handle);
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection_with_upgrades(TokioIo::new(tcp), svc)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+async fn handle(req: Request<Incoming>) -> Result<Response<TestBody>, Infallible> {
+    let path = req.uri().path().to_string();
+    let rsp = match path.as_str() {
+        "/echo" => Response::new(req.into_body().boxed()),
+        "/headers" => {
+            let mut names: Vec<_> = req
+                .headers()
+                .keys()
+                .map(|k| k.as_str().to_string())
+                .collect();
+            names.sort();
+            Response::new(full(names.join(",")))
+        }
+        "/grpc-fail" => {
+            let stream = futures_util::stream::iter(vec![
+                Ok::<_, hyper::Error>(Frame::data(Bytes::from_static(b"\0\0\0\0\0"))),
+                Ok(Frame::trailers({
+                    let mut t = http::HeaderMap::new();
+                    t.insert("grpc-status", http::HeaderValue::from_static("13"));
+                    t
+                })),
+            ]);
+            let mut rsp = Response::new(StreamBody::new(stream).boxed());
+            rsp.headers_mut().insert(
+                "content-type",
+                http::HeaderValue::from_static("application/grpc"),
+            );
+            rsp
+        }
+        "/ws" => {
+            // Minimal upgrade: switch protocols and echo raw bytes.
+            let upgrade = hyper::upgrade::on(req);
+            tokio::spawn(async move {
+                if let Ok(up) = upgrade.await {
+                    let mut io = TokioIo::new(up);
+                    let mut buf = [0u8; 1024];
+                    while let Ok(n) = io.read(&mut buf).await {
+                        if n == 0 || io.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                    }
+                }
+            });
+            let mut rsp = Response::new(full(""));
+            *rsp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+            rsp.headers_mut()
+                .insert("connection", http::HeaderValue::from_static("upgrade"));
+            rsp.headers_mut()
+                .insert("upgrade", http::HeaderValue::from_static("test-echo"));
+            rsp
+        }
+        "/slow" => {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            Response::new(full("slow done"))
+        }
+        p if p.starts_with("/status/") => {
+            let code: u16 = p["/status/".len()..].parse().unwrap_or(500);
+            let mut rsp = Response::new(full(""));
+            *rsp.status_mut() = StatusCode::from_u16(code).unwrap();
+            rsp
+        }
+        _ => Response::new(full("hello")),
+    };
+    Ok(rsp)
+}
+
+async fn h1_client(addr: SocketAddr) -> hyper::client::conn::http1::SendRequest<TestBody> {
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let (tx, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+        .await
+        .unwrap();
+    tokio::spawn(conn.with_upgrades());
+    tx
+}
+
+async fn h2_client(addr: SocketAddr) -> hyper::client::conn::http2::SendRequest<TestBody> {
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let (tx, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    tx
+}
+
+fn get(uri: &str) -> Request<TestBody> {
+    Request::get(uri)
+        .header("host", "web.test:8080")
+        .body(full(""))
+        .unwrap()
+}
+
+async fn metrics(admin: SocketAddr) -> String {
+    let mut tx = h1_client(admin).await;
+    let rsp = tx.send_request(get("/metrics")).await.unwrap();
+    assert_eq!(rsp.status(), 200);
+    String::from_utf8(rsp.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap()
+}
+
+/// The value of the first sample line that starts with `prefix` and
+/// contains every fragment in `with`.
+fn sample(text: &str, prefix: &str, with: &[&str]) -> Option<f64> {
+    text.lines()
+        .filter(|l| l.starts_with(prefix) && with.iter().all(|w| l.contains(w)))
+        .find_map(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+#[tokio::test]
+async fn http1_keepalive_and_metrics() {
+    let server = http_server().await;
+    let proxy = start_proxy(server, &[]).await;
+    let mut tx = h1_client(proxy.outbound).await;
+    for _ in 0..3 {
+        let rsp = tx.send_request(get("/")).await.unwrap();
+        assert_eq!(rsp.status(), 200);
+        assert_eq!(rsp.into_body().collect().await.unwrap().to_bytes(), "hello");
+    }
+    let rsp = tx.send_request(get("/status/503")).await.unwrap();
+    assert_eq!(rsp.status(), 503);
+    rsp.into_body().collect().await.unwrap();
+
+    let m = metrics(proxy.admin).await;
+    let target = format!("target_addr=\"{server}\"");
+    let base = [
+        "direction=\"outbound\"",
+        "authority=\"web.test:8080\"",
+        target.as_str(),
+    ];
+    assert_eq!(sample(&m, "request_total{", &base), Some(4.0), "{m}");
+    let ok = [
+        &base[..],
+        &["status_code=\"200\"", "classification=\"success\""],
+    ]
+    .concat();
+    assert_eq!(sample(&m, "response_total{", &ok), Some(3.0), "{m}");
+    let fail = [
+        &base[..],
+        &["status_code=\"503\"", "classification=\"failure\""],
+    ]
+    .concat();
+    assert_eq!(sample(&m, "response_total{", &fail), Some(1.0), "{m}");
+    // One client connection accepted, one upstream connection reused.
+    assert_eq!(
+        sample(
+            &m,
+            "tcp_open_total{",
+            &["peer=\"src\"", "direction=\"outbound\""]
+        ),
+        Some(1.0),
+        "{m}"
+    );
+    assert_eq!(
+        sample(&m, "tcp_open_total{", &["peer=\"dst\"", target.as_str()]),
+        Some(1.0),
+        "{m}"
+    );
+    assert!(
+        sample(&m, "response_latency_ms_count{", &ok) == Some(3.0),
+        "{m}"
+    );
+}
+
+#[tokio::test]
+async fn http1_streams_large_chunked_body_both_ways() {
+    let server = http_server().await;
+    let proxy = start_proxy(server, &[]).await;
+    let mut tx = h1_client(proxy.outbound).await;
+    const CHUNK: usize = 64 * 1024;
+    const CHUNKS: usize = 160; // 10 MiB
+    let stream =
+        futures_util::stream::iter((0..CHUNKS).map(|i| {
+            Ok::<_, hyper::Error>(Frame::data(Bytes::from(vec![(i % 251) as u8; CHUNK])))
+        }));
+    let req = Request::post("/echo")
+        .header("host", "web.test")
+        .body(StreamBody::new(stream).boxed())
+        .unwrap();
+    let rsp = tx.send_request(req).await.unwrap();
+    assert_eq!(rsp.status(), 200);
+    let mut body = rsp.into_body();
+    let mut total = 0usize;
+    while let Some(frame) = body.frame().await {
+        let data = frame.unwrap().into_data().unwrap();
+        for (i, b) in data.iter().enumerate() {
+            assert_eq!(*b, (((total + i) / CHUNK) % 251) as u8);
+        }
+        total += data.len();
+    }
+    assert_eq!(total, CHUNK * CHUNKS);
+}
+
+#[tokio::test]
+async fn hop_by_hop_headers_are_not_forwarded() {
+    let server = http_server().await;
+    let proxy = start_proxy(server, &[]).await;
+    let mut tx = h1_client(proxy.outbound).await;
+    let req = Request::get("/headers")
+        .header("host", "web.test")
+        .header("connection", "x-private")
+        .header("x-private", "1")
+        .header("keep-alive", "timeout=5")
+        .header("proxy-connection", "keep-alive")
+        .header("x-end-to-end", "1")
+        .body(full(""))
+        .unwrap();
+    let rsp = tx.send_request(req).await.unwrap();
+    let names = rsp.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(names, "host,x-end-to-end");
+}
+
+#[tokio::test]
+async fn http2_multiplexed_and_grpc_status_from_trailers() {
+    let server = http_server().await;
+    let proxy = start_proxy(server, &[]).await;
+    let tx = h2_client(proxy.outbound).await;
+    let mut tasks = Vec::new();
+    for _ in 0..10 {
+        let mut tx = tx.clone();
+        tasks.push(tokio::spawn(async move {
+            let req = Request::get("http://web.test:8080/")
+                .body(full(""))
+                .unwrap();
+            let rsp = tx.send_request(req).await.unwrap();
+            assert_eq!(rsp.status(), 200);
+            rsp.into_body().collect().await.unwrap().to_bytes()
+        }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), "hello");
+    }
+    let mut tx2 = tx.clone();
+    let req = Request::post("http://web.test:8080/grpc-fail")
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(full(""))
+        .unwrap();
+    let rsp = tx2.send_request(req).await.unwrap();
+    let collected = rsp.into_body().collect().await.unwrap();
+    assert_eq!(collected.trailers().unwrap()["grpc-status"], "13");
+
+    let m = metrics(proxy.admin).await;
+    assert_eq!(
+        sample(&m, "request_total{", &["authority=\"web.test:8080\""]),
+        Some(11.0),
+        "{m}"
+    );
+    assert_eq!(
+        sample(
+            &m,
+            "response_total{",
+            &["grpc_status=\"13\"", "classification=\"failure\""]
+        ),
+        Some(1.0),
+        "{m}"
+    );
+    // All eleven requests shared one upstream HTTP/2 connection.
+    assert_eq!(
+        sample(&m, "tcp_open_total{", &["peer=\"dst\""]),
+        Some(1.0),
+        "{m}"
+    );
+}
+
+#[tokio::test]
+async fn upstream_refused_is_502_with_proxy_error_and_grpc_unavailable() {
+    let closed = {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        l.local_addr().unwrap()
+    };
+    let proxy = start_proxy(closed, &[]).await;
+    let mut tx = h1_client(proxy.outbound).await;
+    let rsp = tx.send_request(get("/")).await.unwrap();
+    assert_eq!(rsp.status(), 502);
+    let err = rsp.headers()["l5d-proxy-error"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains(&format!("connect to {closed} failed")),
+        "{err}"
+    );
+
+    let mut tx = h2_client(proxy.outbound).await;
+    let req = Request::post("http://web.test/pkg.Svc/Method")
+        .header("content-type", "application/grpc")
+        .body(full(""))
+        .unwrap();
+    let rsp = tx.send_request(req).await.unwrap();
+    assert_eq!(rsp.status(), 200);
+    assert_eq!(rsp.headers()["grpc-status"], "14");
+    assert!(rsp.headers().contains_key("l5d-proxy-error"));
+    let m = metrics(proxy.admin).await;
+    assert_eq!(
+        sample(
+            &m,
+            "response_total{",
+            &["error=\"connect\"", "status_code=\"502\""]
+        ),
+        Some(1.0),
+        "{m}"
+    );
+}
+
+#[tokio::test]
+async fn upgrade_becomes_a_tunnel() {
+    let server = http_server().await;
+    let proxy = start_proxy(server, &[]).await;
+    let mut tx = h1_client(proxy.outbound).await;
+    let req = Request::get("/ws")
+        .header("host", "web.test")
+        .header("connection", "upgrade")
+        .header("upgrade", "test-echo")
+        .body(full(""))
+        .unwrap();
+    let rsp = tx.send_request(req).await.unwrap();
+    assert_eq!(rsp.status(), 101);
+    let mut io = TokioIo::new(hyper::upgrade::on(rsp).await.unwrap());
+    io.write_all(b"ping through the tunnel").await.unwrap();
+    let mut buf = [0u8; 23];
+    io.read_exact(&mut buf).await.unwrap();
+    assert_eq!(&buf, b"ping through the tunnel");
+}
+
+async fn tcp_echo_server() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut tcp, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let (mut r, mut w) = tcp.split();
+                let _ = tokio::io::copy(&mut r, &mut w).await;
+                let _ = w.shutdown().await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn opaque_tcp_with_half_close_and_byte_counts() {
+    let server = tcp_echo_server().await;
+    let proxy = start_proxy(server, &[]).await;
+    let mut tcp = TcpStream::connect(proxy.inbound).await.unwrap();
+    // Not a method name: opaque at once, no waiting for the detect timeout.
+    let start = std::time::Instant::now();
+    tcp.write_all(b"hello opaque world").await.unwrap();
+    tcp.shutdown().await.unwrap();
+    let mut out = Vec::new();
+    tcp.read_to_end(&mut out).await.unwrap();
+    assert_eq!(out, b"hello opaque world");
+    assert!(start.elapsed() < Duration::from_secs(2));
+    drop(tcp);
+    let target = format!("target_addr=\"{server}\"");
+    strand_testkit_eventually(|| async {
+        let m = metrics(proxy.admin).await;
+        let src = ["direction=\"inbound\"", "peer=\"src\"", target.as_str()];
+        sample(&m, "tcp_read_bytes_total{", &src) == Some(18.0)
+            && sample(&m, "tcp_write_bytes_total{", &src) == Some(18.0)
+            && sample(&m, "tcp_close_total{", &src) == Some(1.0)
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn opaque_connect_failure_resets_client() {
+    let closed = {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        l.local_addr().unwrap()
+    };
+    let proxy = start_proxy(closed, &[]).await;
+    let mut tcp = TcpStream::connect(proxy.inbound).await.unwrap();
+    tcp.write_all(b"\x00\x01binary").await.unwrap();
+    let mut buf = [0u8; 8];
+    let err = tcp.read(&mut buf).await.unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::ConnectionReset);
+}
+
+#[tokio::test]
+async fn opaque_port_skips_detection_for_server_first_protocols() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let server = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (mut tcp, _) = listener.accept().await.unwrap();
+        tcp.write_all(b"220 banner\r\n").await.unwrap();
+    });
+    let port = server.port().to_string();
+    let proxy = start_proxy(
+        server,
+        &[(
+            "STRAND_PROXY_INBOUND_PORTS_DISABLE_PROTOCOL_DETECTION",
+            port.as_str(),
+        )],
+    )
+    .await;
+    let start = std::time::Instant::now();
+    let mut tcp = TcpStream::connect(proxy.inbound).await.unwrap();
+    let mut buf = [0u8; 12];
+    tcp.read_exact(&mut buf).await.unwrap();
+    assert_eq!(&buf, b"220 banner\r\n");
+    assert!(
+        start.elapsed() < Duration::from_secs(1),
+        "took {:?}",
+        start.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn oversized_headers_get_431_and_others_keep_working() {
+    let server = http_server().await;
+    let proxy = start_proxy(server, &[]).await;
+    let mut tcp = TcpStream::connect(proxy.outbound).await.unwrap();
+    let mut req = b"GET / HTTP/1.1\r\nhost: a\r\n".to_vec();
+    let big = format!("x-big: {}\r\n", "a".repeat(8000));
+    while req.len() < 1024 * 1024 {
+        req.extend_from_slice(big.as_bytes());
+    }
+    // The proxy may close before reading everything; ignore write errors.
+    let _ = tcp.write_all(&req).await;
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), tcp.read_to_end(&mut out)).await;
+    let head = String::from_utf8_lossy(&out);
+    assert!(head.starts_with("HTTP/1.1 431"), "{head}");
+    let mut tx = h1_client(proxy.outbound).await;
+    assert_eq!(tx.send_request(get("/")).await.unwrap().status(), 200);
+    let m = metrics(proxy.admin).await;
+    assert_eq!(
+        sample(
+            &m,
+            "inbound_protocol_errors_total{",
+            &["reason=\"request head too large\""]
+        ),
+        Some(1.0),
+        "{m}"
+    );
+}
+
+#[tokio::test]
+async fn graceful_shutdown_lets_in_flight_requests_finish() {
+    let server = http_server().await;
+    let proxy = start_proxy(server, &[]).await;
+    let mut tx = h1_client(proxy.outbound).await;
+    let slow = tokio::spawn(async move {
+        let rsp = tx.send_request(get("/slow")).await.unwrap();
+        rsp.into_body().collect().await.unwrap().to_bytes()
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // POST /shutdown on the admin server, as a user in the pod would.
+    let mut admin = h1_client(proxy.admin).await;
+    let req = Request::post("/shutdown")
+        .header("host", "localhost")
+        .body(full(""))
+        .unwrap();
+    assert_eq!(admin.send_request(req).await.unwrap().status(), 200);
+    assert_eq!(slow.await.unwrap(), "slow done");
+    tokio::time::timeout(Duration::from_secs(5), proxy.task)
+        .await
+        .expect("proxy exits after draining")
+        .unwrap();
+    assert!(
+        TcpStream::connect(proxy.outbound).await.is_err(),
+        "listener closed"
+    );
+    let _ = proxy.shutdown;
+}
+
+/// Polls `cond` until it holds or the patience (env STRAND_TEST_PATIENCE_MS,
+/// default 10 s) runs out.
+async fn strand_testkit_eventually<F, Fut>(mut cond: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let patience = std::env::var("STRAND_TEST_PATIENCE_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000);
+    let deadline = std::time::Instant::now() + Duration::from_millis(patience);
+    while std::time::Instant::now() < deadline {
+        if cond().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("condition not reached within {patience} ms");
+}
