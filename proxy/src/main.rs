@@ -58,6 +58,11 @@ fn main() -> ExitCode {
         LogFormat::Json => fmt.json().init(),
     }
 
+    match strand_sys::raise_nofile_limit() {
+        Ok(limit) => tracing::debug!(limit, "open file limit"),
+        Err(e) => tracing::warn!(error = %e, "cannot raise the open file limit"),
+    }
+
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(config.cores)
         .thread_name("strand-proxy")

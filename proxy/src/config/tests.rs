@@ -94,3 +94,12 @@ fn every_variable_is_documented_once() {
     names.dedup();
     assert_eq!(names.len(), VARS.len());
 }
+
+#[test]
+fn readme_documents_every_variable_with_its_default() {
+    let readme = include_str!("../../../README.md");
+    for v in VARS {
+        let row = format!("| `{}` | `{}` |", v.name, v.default);
+        assert!(readme.contains(&row), "README.md lacks the table row starting {row:?}");
+    }
+}
