@@ -46,7 +46,9 @@ pub struct Config {
 /// Settings for one direction (inbound or outbound).
 #[derive(Clone, Debug, PartialEq)]
 pub struct SideConfig {
-    pub listen_addr: SocketAddr,
+    /// Addresses to listen on. The proxy serves as long as at least one
+    /// binds; an address of a disabled family (IPv6 off) is skipped.
+    pub listen_addrs: Vec<SocketAddr>,
     /// How long protocol detection may wait for the client's first bytes.
     pub detect_timeout: Duration,
     /// How long connecting to the target may take.
@@ -99,13 +101,13 @@ pub struct VarDoc {
 pub const VARS: &[VarDoc] = &[
     VarDoc {
         name: "STRAND_PROXY_OUTBOUND_LISTEN_ADDR",
-        default: "127.0.0.1:4140",
-        help: "Outbound listener: traffic from the workload, redirected by strand-init.",
+        default: "127.0.0.1:4140,[::1]:4140",
+        help: "Outbound listeners (comma-separated): traffic from the workload, redirected by strand-init. An IPv6 address is skipped where IPv6 is off.",
     },
     VarDoc {
         name: "STRAND_PROXY_INBOUND_LISTEN_ADDR",
-        default: "0.0.0.0:4143",
-        help: "Inbound listener: traffic to the workload, redirected by strand-init.",
+        default: "0.0.0.0:4143,[::]:4143",
+        help: "Inbound listeners (comma-separated): traffic to the workload, redirected by strand-init. An IPv6 address is skipped where IPv6 is off.",
     },
     VarDoc {
         name: "STRAND_PROXY_ADMIN_LISTEN_ADDR",
@@ -222,10 +224,10 @@ impl Config {
         let default_cores = std::thread::available_parallelism().map_or(1, |n| n.get().min(2));
         let config = Config {
             outbound: SideConfig {
-                listen_addr: p.parse(
+                listen_addrs: p.parse(
                     "STRAND_PROXY_OUTBOUND_LISTEN_ADDR",
-                    "127.0.0.1:4140".parse().expect("valid"),
-                    parse_addr,
+                    parse_addrs("127.0.0.1:4140,[::1]:4140").expect("valid"),
+                    parse_addrs,
                 ),
                 detect_timeout: p.parse(
                     "STRAND_PROXY_OUTBOUND_DETECT_TIMEOUT",
@@ -244,10 +246,10 @@ impl Config {
                 ),
             },
             inbound: SideConfig {
-                listen_addr: p.parse(
+                listen_addrs: p.parse(
                     "STRAND_PROXY_INBOUND_LISTEN_ADDR",
-                    "0.0.0.0:4143".parse().expect("valid"),
-                    parse_addr,
+                    parse_addrs("0.0.0.0:4143,[::]:4143").expect("valid"),
+                    parse_addrs,
                 ),
                 detect_timeout: p.parse(
                     "STRAND_PROXY_INBOUND_DETECT_TIMEOUT",
@@ -352,6 +354,24 @@ impl Parser<'_> {
 fn parse_addr(v: &str) -> Result<SocketAddr, String> {
     v.parse()
         .map_err(|_| "expected an IP address and port such as 0.0.0.0:4143 or [::]:4143".into())
+}
+
+/// A comma-separated list of addresses (IPv4 and IPv6 listeners).
+fn parse_addrs(v: &str) -> Result<Vec<SocketAddr>, String> {
+    let addrs = v
+        .split(',')
+        .map(str::trim)
+        .filter(|a| !a.is_empty())
+        .map(|a| {
+            a.parse().map_err(|_| {
+                format!("`{a}` is not an IP address and port such as 0.0.0.0:4143 or [::]:4143")
+            })
+        })
+        .collect::<Result<Vec<SocketAddr>, String>>()?;
+    if addrs.is_empty() {
+        return Err("expected at least one address".into());
+    }
+    Ok(addrs)
 }
 
 fn parse_bounded(v: &str, min: usize, max: usize) -> Result<usize, String> {

@@ -40,8 +40,8 @@ pub struct Proxy {
 /// A proxy whose listeners are bound.
 pub struct Bound {
     config: Config,
-    outbound: (TcpListener, Arc<Side>),
-    inbound: (TcpListener, Arc<Side>),
+    outbound: (Vec<TcpListener>, Arc<Side>),
+    inbound: (Vec<TcpListener>, Arc<Side>),
     admin: TcpListener,
     metrics: Arc<Metrics>,
     shutdown: CancellationToken,
@@ -85,17 +85,9 @@ impl Proxy {
     /// Binds the three listeners. The error names the listener and address.
     pub async fn bind(self) -> io::Result<Bound> {
         let metrics = Metrics::new();
-        let bind = |name: &'static str, addr: SocketAddr| async move {
-            TcpListener::bind(addr).await.map_err(|e| {
-                io::Error::new(
-                    e.kind(),
-                    format!("cannot bind the {name} listener on {addr}: {e}"),
-                )
-            })
-        };
-        let outbound = bind("outbound", self.config.outbound.listen_addr).await?;
-        let inbound = bind("inbound", self.config.inbound.listen_addr).await?;
-        let admin = bind("admin", self.config.admin_addr).await?;
+        let outbound = bind_all("outbound", &self.config.outbound.listen_addrs)?;
+        let inbound = bind_all("inbound", &self.config.inbound.listen_addrs)?;
+        let admin = bind("admin", self.config.admin_addr)?;
         let side = |direction, config: &SideConfig, refuse_loopback| {
             let connector = Arc::new(Connector {
                 direction,
@@ -133,21 +125,81 @@ impl Proxy {
     }
 }
 
+/// Binds one listener. An IPv6 wildcard is IPv6-only, so that it can sit
+/// beside an IPv4 wildcard on the same port.
+fn bind(name: &str, addr: SocketAddr) -> io::Result<TcpListener> {
+    let bind = || -> io::Result<TcpListener> {
+        let sock = socket2::Socket::new(
+            socket2::Domain::for_address(addr),
+            socket2::Type::STREAM,
+            None,
+        )?;
+        if addr.is_ipv6() {
+            sock.set_only_v6(true)?;
+        }
+        sock.set_reuse_address(true)?;
+        sock.set_nonblocking(true)?;
+        sock.bind(&addr.into())?;
+        // The kernel caps this at net.core.somaxconn.
+        sock.listen(4096)?;
+        TcpListener::from_std(sock.into())
+    };
+    bind().map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!("cannot bind the {name} listener on {addr}: {e}"),
+        )
+    })
+}
+
+/// Binds every address of a side; an address whose family is unavailable
+/// (no IPv6 in this namespace) is skipped with a warning, as long as one
+/// address binds.
+fn bind_all(name: &str, addrs: &[SocketAddr]) -> io::Result<Vec<TcpListener>> {
+    let mut listeners = Vec::new();
+    let mut last_err = None;
+    for &addr in addrs {
+        match bind(name, addr) {
+            Ok(l) => listeners.push(l),
+            Err(e)
+                if addr.is_ipv6() && ipv6_unavailable(&e) && addrs.iter().any(|a| a.is_ipv4()) =>
+            {
+                tracing::warn!(%addr, "IPv6 is not available here; not listening on {addr}");
+                last_err = Some(e);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    if listeners.is_empty() {
+        return Err(
+            last_err.unwrap_or_else(|| io::Error::other(format!("no {name} listen address")))
+        );
+    }
+    Ok(listeners)
+}
+
+fn ipv6_unavailable(e: &io::Error) -> bool {
+    strand_sys::is_address_family_unavailable(e)
+}
+
+fn addrs(listeners: &[TcpListener]) -> Vec<SocketAddr> {
+    listeners
+        .iter()
+        .map(|l| l.local_addr().expect("a bound listener has an address"))
+        .collect()
+}
+
 // === impl Bound ===
 
 impl Bound {
+    /// The first outbound listener's address.
     pub fn outbound_addr(&self) -> SocketAddr {
-        self.outbound
-            .0
-            .local_addr()
-            .expect("bound listener has an address")
+        addrs(&self.outbound.0)[0]
     }
 
+    /// The first inbound listener's address.
     pub fn inbound_addr(&self) -> SocketAddr {
-        self.inbound
-            .0
-            .local_addr()
-            .expect("bound listener has an address")
+        addrs(&self.inbound.0)[0]
     }
 
     pub fn admin_addr(&self) -> SocketAddr {
@@ -177,9 +229,9 @@ impl Bound {
             shutdown,
         } = self;
         tracing::info!(
-            outbound = %outbound.0.local_addr().map_or_else(|e| e.to_string(), |a| a.to_string()),
-            inbound = %inbound.0.local_addr().map_or_else(|e| e.to_string(), |a| a.to_string()),
-            admin = %admin.local_addr().map_or_else(|e| e.to_string(), |a| a.to_string()),
+            outbound = ?addrs(&outbound.0),
+            inbound = ?addrs(&inbound.0),
+            admin = ?addrs(std::slice::from_ref(&admin)),
             "strand-proxy serving"
         );
         let admin_stop = CancellationToken::new();
@@ -192,13 +244,15 @@ impl Bound {
             admin_stop.clone(),
         ));
         let tracker = TaskTracker::new();
-        for (listener, side) in [outbound, inbound] {
-            tracker.spawn(accept_loop(
-                listener,
-                side,
-                tracker.clone(),
-                shutdown.clone(),
-            ));
+        for (listeners, side) in [outbound, inbound] {
+            for listener in listeners {
+                tracker.spawn(accept_loop(
+                    listener,
+                    side.clone(),
+                    tracker.clone(),
+                    shutdown.clone(),
+                ));
+            }
         }
         shutdown.cancelled().await;
         tracing::info!(grace_period = ?config.shutdown_grace_period, "shutting down: no new connections; draining open ones");

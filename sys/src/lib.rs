@@ -144,6 +144,28 @@ fn boot_time_seconds() -> Option<f64> {
         .and_then(|v| v.trim().parse().ok())
 }
 
+/// Raises the soft limit on open files to the hard limit, so that a proxy
+/// holding two descriptors per proxied connection is not capped at the
+/// common default of 1,024. Returns the new soft limit.
+pub fn raise_nofile_limit() -> io::Result<u64> {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).map_err(io::Error::from)?;
+    if soft < hard {
+        setrlimit(Resource::RLIMIT_NOFILE, hard, hard).map_err(io::Error::from)?;
+    }
+    Ok(hard.max(soft))
+}
+
+/// Whether a bind failed because the address family (usually IPv6) is
+/// unavailable in this network namespace.
+pub fn is_address_family_unavailable(e: &io::Error) -> bool {
+    use nix::errno::Errno;
+    matches!(
+        e.raw_os_error().map(Errno::from_raw),
+        Some(Errno::EADDRNOTAVAIL | Errno::EAFNOSUPPORT)
+    )
+}
+
 /// Whether the process has an effective user id of 0.
 pub fn is_root() -> bool {
     nix::unistd::geteuid().is_root()

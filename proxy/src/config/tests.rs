@@ -7,8 +7,20 @@ fn env(pairs: &[(&'static str, &'static str)]) -> HashMap<&'static str, &'static
 #[test]
 fn defaults_match_linkerd() {
     let c = Config::default();
-    assert_eq!(c.outbound.listen_addr, "127.0.0.1:4140".parse().unwrap());
-    assert_eq!(c.inbound.listen_addr, "0.0.0.0:4143".parse().unwrap());
+    assert_eq!(
+        c.outbound.listen_addrs,
+        vec![
+            "127.0.0.1:4140".parse().unwrap(),
+            "[::1]:4140".parse().unwrap()
+        ]
+    );
+    assert_eq!(
+        c.inbound.listen_addrs,
+        vec![
+            "0.0.0.0:4143".parse().unwrap(),
+            "[::]:4143".parse().unwrap()
+        ]
+    );
     assert_eq!(c.admin_addr, "0.0.0.0:4191".parse().unwrap());
     assert_eq!(c.inbound.detect_timeout, Duration::from_secs(10));
     assert_eq!(c.outbound.connect_timeout, Duration::from_secs(1));
@@ -30,7 +42,7 @@ fn overrides() {
         ("STRAND_PROXY_SHUTDOWN_GRACE_PERIOD", "5"),
     ]))
     .unwrap();
-    assert_eq!(c.inbound.listen_addr, "[::]:5143".parse().unwrap());
+    assert_eq!(c.inbound.listen_addrs, vec!["[::]:5143".parse().unwrap()]);
     assert_eq!(c.outbound.detect_timeout, Duration::from_millis(250));
     assert_eq!(
         c.inbound.opaque_ports.into_iter().collect::<Vec<_>>(),
@@ -100,6 +112,9 @@ fn readme_documents_every_variable_with_its_default() {
     let readme = include_str!("../../../README.md");
     for v in VARS {
         let row = format!("| `{}` | `{}` |", v.name, v.default);
-        assert!(readme.contains(&row), "README.md lacks the table row starting {row:?}");
+        assert!(
+            readme.contains(&row),
+            "README.md lacks the table row starting {row:?}"
+        );
     }
 }
