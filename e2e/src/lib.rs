@@ -59,7 +59,11 @@ impl MeshedPod {
                 return Ok(());
             }
             if Instant::now() > deadline {
-                bail!("proxy in {} not ready; stderr:\n{}", self.pod.name(), self.proxy.stderr_text());
+                bail!(
+                    "proxy in {} not ready; stderr:\n{}",
+                    self.pod.name(),
+                    self.proxy.stderr_text()
+                );
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -73,7 +77,8 @@ impl MeshedPod {
 
     /// A command running `strand-testapp` as the application user.
     pub fn app(&self) -> Command {
-        self.pod.command_as(APP_UID, APP_UID, bin_path("strand-testapp"))
+        self.pod
+            .command_as(APP_UID, APP_UID, bin_path("strand-testapp"))
     }
 
     /// Runs `strand-testapp ARGS` as the application user to completion and
@@ -83,7 +88,11 @@ impl MeshedPod {
         cmd.args(args);
         let out = self.pod.run(cmd)?;
         let text = String::from_utf8_lossy(&out.stdout);
-        let line = text.lines().rev().find(|l| l.trim_start().starts_with('{')).unwrap_or("");
+        let line = text
+            .lines()
+            .rev()
+            .find(|l| l.trim_start().starts_with('{'))
+            .unwrap_or("");
         serde_json::from_str(line).with_context(|| format!("testapp {args:?} printed {text:?}"))
     }
 
@@ -100,7 +109,12 @@ impl MeshedPod {
 
     fn curl_admin(&self, path: &str) -> Command {
         let mut cmd = self.pod.command("curl");
-        cmd.args(["-sf", "--max-time", "5", &format!("http://127.0.0.1:4191{path}")]);
+        cmd.args([
+            "-sf",
+            "--max-time",
+            "5",
+            &format!("http://127.0.0.1:4191{path}"),
+        ]);
         cmd
     }
 }
@@ -114,7 +128,8 @@ impl SharedDir {
         use std::os::unix::fs::PermissionsExt;
         static SEQ: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let dir = std::env::temp_dir().join(format!("strand-e2e-{}-{n}-{hint}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("strand-e2e-{}-{n}-{hint}", std::process::id()));
         std::fs::create_dir_all(&dir)?;
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o1777))?;
         Ok(SharedDir(dir))
@@ -145,7 +160,8 @@ impl Metrics {
             .filter_map(|l| {
                 let (series, value) = l.rsplit_once(' ')?;
                 let (metric, rest) = series.split_once('{').unwrap_or((series, ""));
-                (metric == name && labels.iter().all(|f| rest.contains(f))).then(|| value.parse::<f64>().ok())?
+                (metric == name && labels.iter().all(|f| rest.contains(f)))
+                    .then(|| value.parse::<f64>().ok())?
             })
             .sum()
     }

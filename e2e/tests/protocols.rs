@@ -20,7 +20,11 @@ fn mesh(name: &str) -> Mesh {
     let net = Network::new(name).unwrap();
     let server = MeshedPod::start(&net, "server", &[]).unwrap();
     let client = MeshedPod::start(&net, "client", &[]).unwrap();
-    Mesh { client, server, _net: net }
+    Mesh {
+        client,
+        server,
+        _net: net,
+    }
 }
 
 impl Mesh {
@@ -37,14 +41,24 @@ impl Mesh {
     }
 
     /// Polls both proxies until `check` accepts their metrics.
-    fn eventually_metrics(&self, what: &str, check: impl Fn(&strand_e2e::Metrics, &strand_e2e::Metrics) -> bool) {
+    fn eventually_metrics(
+        &self,
+        what: &str,
+        check: impl Fn(&strand_e2e::Metrics, &strand_e2e::Metrics) -> bool,
+    ) {
         let deadline = Instant::now() + strand_testkit::patience();
         loop {
-            let (c, s) = (self.client.metrics().unwrap(), self.server.metrics().unwrap());
+            let (c, s) = (
+                self.client.metrics().unwrap(),
+                self.server.metrics().unwrap(),
+            );
             if check(&c, &s) {
                 return;
             }
-            assert!(Instant::now() < deadline, "{what}\n--- client proxy ---\n{c}\n--- server proxy ---\n{s}");
+            assert!(
+                Instant::now() < deadline,
+                "{what}\n--- client proxy ---\n{c}\n--- server proxy ---\n{s}"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -58,27 +72,62 @@ fn http1_keepalive_and_streamed_10mb_post() {
     let m = mesh("h1");
     let _srv = m.serve(&["http", "--listen", "0.0.0.0:8080", "--name", "server"]);
     let url = format!("http://{}/", m.server_addr(8080));
-    let out = m.client.run_app(&["http-client", "--url", &url, "--count", "5"]).unwrap();
+    let out = m
+        .client
+        .run_app(&["http-client", "--url", &url, "--count", "5"])
+        .unwrap();
     assert_eq!(out["ok"], 5, "{out}");
     assert_eq!(out["connections"], 1, "{out}");
 
     let sink = format!("http://{}/sink", m.server_addr(8080));
     let out = m
         .client
-        .run_app(&["http-client", "--url", &sink, "--method", "POST", "--body-bytes", "10485760", "--chunked"])
+        .run_app(&[
+            "http-client",
+            "--url",
+            &sink,
+            "--method",
+            "POST",
+            "--body-bytes",
+            "10485760",
+            "--chunked",
+        ])
         .unwrap();
     assert_eq!(out["ok"], 1, "{out}");
-    assert!(out.to_string().contains("10485760"), "server counted the whole body: {out}");
+    assert!(
+        out.to_string().contains("10485760"),
+        "server counted the whole body: {out}"
+    );
 
     let authority = format!("authority=\"{}\"", m.server_addr(8080));
-    m.eventually_metrics("6 HTTP/1 requests on both sides, 10 MiB through both proxies", |c, s| {
-        let out_req = c.sum("request_total", &["direction=\"outbound\"", &authority]);
-        let in_req = s.sum("request_total", &["direction=\"inbound\"", &authority]);
-        let ok = s.sum("response_total", &["direction=\"inbound\"", "status_code=\"200\"", "classification=\"success\""]);
-        let c_wrote = c.sum("tcp_write_bytes_total", &["direction=\"outbound\"", "peer=\"dst\""]);
-        let s_read = s.sum("tcp_read_bytes_total", &["direction=\"inbound\"", "peer=\"src\""]);
-        out_req == 6.0 && in_req == 6.0 && ok == 6.0 && c_wrote > 10_485_760.0 && s_read > 10_485_760.0
-    });
+    m.eventually_metrics(
+        "6 HTTP/1 requests on both sides, 10 MiB through both proxies",
+        |c, s| {
+            let out_req = c.sum("request_total", &["direction=\"outbound\"", &authority]);
+            let in_req = s.sum("request_total", &["direction=\"inbound\"", &authority]);
+            let ok = s.sum(
+                "response_total",
+                &[
+                    "direction=\"inbound\"",
+                    "status_code=\"200\"",
+                    "classification=\"success\"",
+                ],
+            );
+            let c_wrote = c.sum(
+                "tcp_write_bytes_total",
+                &["direction=\"outbound\"", "peer=\"dst\""],
+            );
+            let s_read = s.sum(
+                "tcp_read_bytes_total",
+                &["direction=\"inbound\"", "peer=\"src\""],
+            );
+            out_req == 6.0
+                && in_req == 6.0
+                && ok == 6.0
+                && c_wrote > 10_485_760.0
+                && s_read > 10_485_760.0
+        },
+    );
 }
 
 #[test]
@@ -88,16 +137,51 @@ fn http2_prior_knowledge_with_curl() {
     }
     let m = mesh("h2");
     let _srv = m.serve(&["http", "--listen", "0.0.0.0:8080", "--name", "server"]);
-    let mut curl = m.client.pod.command_as(strand_e2e::APP_UID, strand_e2e::APP_UID, "curl");
     let url = format!("http://{}/", m.server_addr(8080));
-    curl.args(["-sS", "--http2-prior-knowledge", "--max-time", "10", "-w", "\n%{http_version}", &url, &url]);
-    let out = m.client.pod.run(curl).unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(text.matches("hello from server").count(), 2, "{text}");
-    assert!(text.trim_end().ends_with('2'), "curl spoke HTTP/2: {text}");
-    m.eventually_metrics("2 HTTP/2 requests on both sides", |c, s| {
-        c.sum("response_total", &["direction=\"outbound\"", "status_code=\"200\""]) == 2.0
-            && s.sum("response_total", &["direction=\"inbound\"", "status_code=\"200\""]) == 2.0
+    // One curl per request: curl 7.88 (Debian 12) cannot reuse an HTTP/2
+    // prior-knowledge connection.
+    for _ in 0..2 {
+        let mut curl = m
+            .client
+            .pod
+            .command_as(strand_e2e::APP_UID, strand_e2e::APP_UID, "curl");
+        curl.args([
+            "-sS",
+            "--http2-prior-knowledge",
+            "--max-time",
+            "10",
+            "-w",
+            "\n%{http_version}",
+            &url,
+        ]);
+        let out = m.client.pod.run(curl).unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("hello from server"), "{text}");
+        assert!(text.trim_end().ends_with('2'), "curl spoke HTTP/2: {text}");
+    }
+    // And many requests multiplexed on one connection.
+    let out = m
+        .client
+        .run_app(&[
+            "http-client",
+            "--url",
+            &url,
+            "--http2-prior-knowledge",
+            "--count",
+            "20",
+        ])
+        .unwrap();
+    assert_eq!(out["ok"], 20, "{out}");
+    assert_eq!(out["connections"], 1, "{out}");
+    m.eventually_metrics("22 HTTP/2 requests on both sides", |c, s| {
+        c.sum(
+            "response_total",
+            &["direction=\"outbound\"", "status_code=\"200\""],
+        ) == 22.0
+            && s.sum(
+                "response_total",
+                &["direction=\"inbound\"", "status_code=\"200\""],
+            ) == 22.0
     });
 }
 
@@ -109,13 +193,26 @@ fn grpc_unary_and_bidi_streaming() {
     let m = mesh("grpc");
     let _srv = m.serve(&["grpc", "--listen", "0.0.0.0:9090"]);
     let target = format!("http://{}", m.server_addr(9090));
-    let out = m.client.run_app(&["grpc-client", "--target", &target, "unary", "--count", "3"]).unwrap();
+    let out = m
+        .client
+        .run_app(&["grpc-client", "--target", &target, "unary", "--count", "3"])
+        .unwrap();
     assert_eq!(out["ok"], 3, "{out}");
-    let out = m.client.run_app(&["grpc-client", "--target", &target, "bidi", "--count", "50"]).unwrap();
+    let out = m
+        .client
+        .run_app(&["grpc-client", "--target", &target, "bidi", "--count", "50"])
+        .unwrap();
     assert_eq!(out["received"], 50, "{out}");
     // A failing call: grpc-status 13 in the trailers, classified as failure.
     let mut cmd = m.client.app();
-    cmd.args(["grpc-client", "--target", &target, "unary", "--message", "fail:13"]);
+    cmd.args([
+        "grpc-client",
+        "--target",
+        &target,
+        "unary",
+        "--message",
+        "fail:13",
+    ]);
     let out = m.client.pod.output(cmd).unwrap();
     assert!(!out.status.success(), "the call fails");
 
@@ -137,10 +234,14 @@ fn websocket_echo_through_both_proxies() {
     let m = mesh("ws");
     let _srv = m.serve(&["ws", "--listen", "0.0.0.0:8090"]);
     let url = format!("ws://{}/", m.server_addr(8090));
-    let out = m.client.run_app(&["ws-client", "--url", &url, "--count", "20"]).unwrap();
+    let out = m
+        .client
+        .run_app(&["ws-client", "--url", &url, "--count", "20"])
+        .unwrap();
     assert_eq!(out["ok"], 20, "{out}");
     m.eventually_metrics("the upgrade is one 101 response on both sides", |c, s| {
-        c.sum("response_total", &["status_code=\"101\""]) == 1.0 && s.sum("response_total", &["status_code=\"101\""]) == 1.0
+        c.sum("response_total", &["status_code=\"101\""]) == 1.0
+            && s.sum("response_total", &["status_code=\"101\""]) == 1.0
     });
 }
 
@@ -154,16 +255,42 @@ fn raw_tcp_echo_with_half_close() {
     let addr = m.server_addr(7000);
     let text = "plain bytes, not a protocol the proxy knows";
     let start = Instant::now();
-    let out = m.client.run_app(&["tcp-client", "--connect", &addr, "--send", text, "--expect", text]).unwrap();
-    assert!(start.elapsed() < Duration::from_secs(5), "no detection timeout on opaque bytes");
+    let out = m
+        .client
+        .run_app(&[
+            "tcp-client",
+            "--connect",
+            &addr,
+            "--send",
+            text,
+            "--expect",
+            text,
+        ])
+        .unwrap();
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "no detection timeout on opaque bytes"
+    );
     assert_eq!(out["received"], text.len(), "{out}");
     let target = format!("target_addr=\"{addr}\"");
     m.eventually_metrics("opaque bytes counted on both sides", |c, s| {
         let n = text.len() as f64;
-        c.sum("tcp_write_bytes_total", &["direction=\"outbound\"", "peer=\"dst\"", &target]) == n
-            && c.sum("tcp_read_bytes_total", &["direction=\"outbound\"", "peer=\"dst\"", &target]) == n
-            && s.sum("tcp_read_bytes_total", &["direction=\"inbound\"", "peer=\"src\"", &target]) == n
-            && s.sum("tcp_close_total", &["direction=\"inbound\"", "peer=\"src\"", &target]) == 1.0
+        c.sum(
+            "tcp_write_bytes_total",
+            &["direction=\"outbound\"", "peer=\"dst\"", &target],
+        ) == n
+            && c.sum(
+                "tcp_read_bytes_total",
+                &["direction=\"outbound\"", "peer=\"dst\"", &target],
+            ) == n
+            && s.sum(
+                "tcp_read_bytes_total",
+                &["direction=\"inbound\"", "peer=\"src\"", &target],
+            ) == n
+            && s.sum(
+                "tcp_close_total",
+                &["direction=\"inbound\"", "peer=\"src\"", &target],
+            ) == 1.0
             && s.sum("request_total", &[]) == 0.0
     });
 }
@@ -175,11 +302,24 @@ fn server_speaks_first_on_an_opaque_port() {
     }
     let m = mesh("banner");
     // 5432 is in the default opaque port list (PostgreSQL).
-    let _srv = m.serve(&["banner", "--listen", "0.0.0.0:5432", "--banner", "220 strand banner ready"]);
+    let _srv = m.serve(&[
+        "banner",
+        "--listen",
+        "0.0.0.0:5432",
+        "--banner",
+        "220 strand banner ready",
+    ]);
     let start = Instant::now();
-    let out = m.client.run_app(&["banner-client", "--connect", &m.server_addr(5432)]).unwrap();
+    let out = m
+        .client
+        .run_app(&["banner-client", "--connect", &m.server_addr(5432)])
+        .unwrap();
     assert!(out.to_string().contains("220 strand banner ready"), "{out}");
-    assert!(start.elapsed() < Duration::from_secs(5), "the banner did not wait for detection: {:?}", start.elapsed());
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "the banner did not wait for detection: {:?}",
+        start.elapsed()
+    );
 }
 
 #[test]
@@ -191,15 +331,39 @@ fn tls_passes_through_untouched() {
     // A directory both apps (uid 2103) can use to share the CA.
     let shared = strand_e2e::SharedDir::new("tls").unwrap();
     let ca_str = shared.path().join("ca.pem").to_str().unwrap().to_string();
-    let _srv = m.serve(&["tls", "--listen", "0.0.0.0:8443", "--name", "secure.example", "--ca-out", &ca_str]);
+    let _srv = m.serve(&[
+        "tls",
+        "--listen",
+        "0.0.0.0:8443",
+        "--name",
+        "secure.example",
+        "--ca-out",
+        &ca_str,
+    ]);
     // The client verifies the server's own certificate end to end: had a
     // proxy terminated TLS, verification against this CA would fail.
     let out = m
         .client
-        .run_app(&["tls-client", "--connect", &m.server_addr(8443), "--sni", "secure.example", "--ca", &ca_str, "--send", "hello over tls"])
+        .run_app(&[
+            "tls-client",
+            "--connect",
+            &m.server_addr(8443),
+            "--sni",
+            "secure.example",
+            "--ca",
+            &ca_str,
+            "--send",
+            "hello over tls",
+        ])
         .unwrap();
     assert_eq!(out["ok"], true, "{out}");
-    assert!(out["reply"].as_str().unwrap_or("").contains("hello over tls"), "{out}");
+    assert!(
+        out["reply"]
+            .as_str()
+            .unwrap_or("")
+            .contains("hello over tls"),
+        "{out}"
+    );
     let target = format!("target_addr=\"{}\"", m.server_addr(8443));
     m.eventually_metrics("TLS counted as TCP, not as HTTP", |c, s| {
         c.sum("tcp_close_total", &["peer=\"src\"", &target]) == 1.0
@@ -217,21 +381,48 @@ fn server_killed_mid_stream_fails_cleanly_and_proxies_survive() {
     let mut srv = m.serve(&["http", "--listen", "0.0.0.0:8080", "--name", "server"]);
     // A slow, long download that the server dies in the middle of.
     let url = format!("http://{}/bytes?n=1000000000", m.server_addr(8080));
-    let mut curl = m.client.pod.command_as(strand_e2e::APP_UID, strand_e2e::APP_UID, "curl");
-    curl.args(["-sS", "-o", "/dev/null", "--limit-rate", "1M", "--max-time", "30", &url]);
+    let mut curl = m
+        .client
+        .pod
+        .command_as(strand_e2e::APP_UID, strand_e2e::APP_UID, "curl");
+    curl.args([
+        "-sS",
+        "-o",
+        "/dev/null",
+        "--limit-rate",
+        "1M",
+        "--max-time",
+        "30",
+        &url,
+    ]);
     let mut download = m.client.pod.spawn(curl).unwrap();
     std::thread::sleep(Duration::from_millis(1500));
     srv.signal(strand_testkit::Signal::SIGKILL).unwrap();
-    let status = download.wait_timeout(Duration::from_secs(20)).expect("curl ends soon after the server dies");
-    assert!(!status.success(), "curl must see an error, not a complete body");
+    let status = download
+        .wait_timeout(Duration::from_secs(20))
+        .expect("curl ends soon after the server dies");
+    assert!(
+        !status.success(),
+        "curl must see an error, not a complete body"
+    );
     let err = download.stderr_text();
-    assert!(err.contains("curl: (18)") || err.contains("curl: (56)") || err.contains("curl: (92)"), "a transfer error: {err}");
+    assert!(
+        err.contains("curl: (18)") || err.contains("curl: (56)") || err.contains("curl: (92)"),
+        "a transfer error: {err}"
+    );
 
     // Both proxies are still up and serve a new server.
     assert!(m.client.proxy_rss().is_ok() && m.server.proxy_rss().is_ok());
     m.client.wait_ready().unwrap();
     m.server.wait_ready().unwrap();
     let _srv2 = m.serve(&["http", "--listen", "0.0.0.0:8080", "--name", "server"]);
-    let out = m.client.run_app(&["http-client", "--url", &format!("http://{}/", m.server_addr(8080))]).unwrap();
+    let out = m
+        .client
+        .run_app(&[
+            "http-client",
+            "--url",
+            &format!("http://{}/", m.server_addr(8080)),
+        ])
+        .unwrap();
     assert_eq!(out["ok"], 1, "{out}");
 }

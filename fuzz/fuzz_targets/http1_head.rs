@@ -29,6 +29,7 @@ fuzz_target!(|data: &[u8]| {
             tls: Tls::NoIdentity(NoTlsReason::NoTlsFromRemote),
             direction: Direction::Inbound,
             blocked: Some(Guard::Loop(target)),
+            reset_client: None,
         });
         let config = Config::default().http;
         let (mut client, server) = tokio::io::duplex(64 * 1024);

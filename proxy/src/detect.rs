@@ -12,7 +12,8 @@
 //! a registered method (or a TLS record, or the HTTP/2 preface) is opaque at
 //! once, so short plain-text payloads never wait for the timeout. A client
 //! that sends nothing (a server-speaks-first protocol on a port not marked
-//! opaque) is treated as opaque when the timeout expires.
+//! opaque) is treated as opaque when the timeout expires; one that stalls
+//! inside a method name or the HTTP/2 preface is closed.
 
 use std::time::Duration;
 
@@ -103,6 +104,10 @@ pub enum DetectError {
     Io(#[from] std::io::Error),
     #[error("the client sent a truncated HTTP/2 preface and nothing more within {0:?}")]
     TruncatedH2Preface(Duration),
+    #[error(
+        "the client sent {0} byte(s) that begin an HTTP request line and nothing more within {1:?}"
+    )]
+    Stalled(usize, Duration),
 }
 
 /// Classifies the bytes read so far.
@@ -176,10 +181,20 @@ pub async fn detect<I: AsyncRead + Unpin>(
             Ok(Ok(_)) => {}
             Ok(Err(e)) => return Err(e.into()),
             Err(_elapsed) => {
-                if !buf.is_empty() && H2_PREFACE.starts_with(buf) && buf.len() > 3 {
+                if buf.is_empty() {
+                    // Nothing at all: the server may be expected to speak
+                    // first.
+                    return Ok(Protocol::Opaque);
+                }
+                if H2_PREFACE.starts_with(buf) && buf.len() > 3 {
                     return Err(DetectError::TruncatedH2Preface(timeout));
                 }
-                return Ok(fallback(buf));
+                if buf[0] == tls::CONTENT_TYPE_HANDSHAKE {
+                    return Ok(fallback(buf));
+                }
+                // A few bytes of a method name and then silence: a stalled
+                // or slowloris client, not a protocol worth forwarding.
+                return Err(DetectError::Stalled(buf.len(), timeout));
             }
         }
     }

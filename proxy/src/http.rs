@@ -13,6 +13,7 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
 use http::{Request, Response, Version};
@@ -43,6 +44,9 @@ pub struct Forward {
     pub direction: crate::metrics::Direction,
     /// Set when every request on this connection must be refused.
     pub blocked: Option<Guard>,
+    /// For HTTP/1 client connections: raised when a response body fails
+    /// upstream, so the client connection is reset (`io::ResetOnDrop`).
+    pub reset_client: Option<Arc<AtomicBool>>,
 }
 
 /// How a served connection ended, for the connection's log line.
@@ -92,7 +96,10 @@ impl Forward {
                     error: None,
                 };
                 self.metrics.response_latency(&rsp_labels, start);
-                Ok(rsp.map(|b| ProxyBody::upstream(b, self.metrics.clone(), rsp_labels, checkin)))
+                let reset = self.reset_client.clone();
+                Ok(rsp.map(|b| {
+                    ProxyBody::upstream(b, self.metrics.clone(), rsp_labels, checkin, reset)
+                }))
             }
             Err(e) => {
                 tracing::info!(direction = self.direction.as_str(), target = %self.target, error = %e, "request failed");

@@ -5,6 +5,9 @@ use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use bytes::{Buf, Bytes};
 use prometheus_client::metrics::counter::Counter;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -31,6 +34,22 @@ pin_project_lite::pin_project! {
         read: Counter,
         written: Counter,
     }
+}
+
+/// Streams that sit on a TCP socket, so that a failed connection can be
+/// reset rather than closed.
+pub trait AsTcp {
+    fn tcp(&self) -> &tokio::net::TcpStream;
+}
+
+/// Resets (RST instead of FIN) the underlying socket when dropped if its
+/// flag was raised: an HTTP/1 response that broke mid-body is then reported
+/// to the client at once, instead of after it drains everything the kernel
+/// has buffered and then sees a clean-looking close.
+#[derive(Debug)]
+pub struct ResetOnDrop<I: AsTcp> {
+    io: I,
+    reset: Arc<AtomicBool>,
 }
 
 // === impl PrefixedIo ===
@@ -150,6 +169,78 @@ impl<I: AsyncWrite> AsyncWrite for CountingIo<I> {
     }
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         self.project().io.poll_shutdown(cx)
+    }
+}
+
+// === impl AsTcp ===
+
+impl AsTcp for tokio::net::TcpStream {
+    fn tcp(&self) -> &tokio::net::TcpStream {
+        self
+    }
+}
+
+impl<I: AsTcp> AsTcp for CountingIo<I> {
+    fn tcp(&self) -> &tokio::net::TcpStream {
+        self.io.tcp()
+    }
+}
+
+impl<I: AsTcp> AsTcp for PrefixedIo<I> {
+    fn tcp(&self) -> &tokio::net::TcpStream {
+        self.io.tcp()
+    }
+}
+
+// === impl ResetOnDrop ===
+
+impl<I: AsTcp> ResetOnDrop<I> {
+    pub fn new(io: I, reset: Arc<AtomicBool>) -> Self {
+        Self { io, reset }
+    }
+}
+
+impl<I: AsTcp> Drop for ResetOnDrop<I> {
+    fn drop(&mut self) {
+        if self.reset.load(Ordering::Acquire) {
+            let _ = self.io.tcp().set_zero_linger();
+        }
+    }
+}
+
+impl<I: AsTcp + AsyncRead + Unpin> AsyncRead for ResetOnDrop<I> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_read(cx, buf)
+    }
+}
+
+impl<I: AsTcp + AsyncWrite + Unpin> AsyncWrite for ResetOnDrop<I> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
+    }
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
     }
 }
 

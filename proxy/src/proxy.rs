@@ -12,6 +12,7 @@
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -25,7 +26,7 @@ use crate::config::{Config, HttpConfig, SideConfig};
 use crate::detect::{self, Protocol};
 use crate::errors::Guard;
 use crate::http::{self, Forward};
-use crate::io::{CountingIo, PrefixedIo};
+use crate::io::{CountingIo, PrefixedIo, ResetOnDrop};
 use crate::metrics::{Direction, Metrics, NoTlsReason, Peer, TcpLabels, Tls};
 use crate::orig_dst::{self, OrigDst, SoOriginalDst};
 use crate::tcp::{self, TcpError};
@@ -342,6 +343,8 @@ impl Side {
 
         match protocol {
             Protocol::Http1 | Protocol::Http2 => {
+                let reset_client =
+                    (protocol == Protocol::Http1).then(|| Arc::new(AtomicBool::new(false)));
                 let forward = Arc::new(Forward {
                     client: self.client.clone(),
                     metrics: self.metrics.clone(),
@@ -350,9 +353,10 @@ impl Side {
                     tls,
                     direction: self.direction,
                     blocked,
+                    reset_client: reset_client.clone(),
                 });
-                let res = if protocol == Protocol::Http1 {
-                    http::serve_h1(io, forward, &self.http, drain).await
+                let res = if let Some(flag) = reset_client {
+                    http::serve_h1(ResetOnDrop::new(io, flag), forward, &self.http, drain).await
                 } else {
                     http::serve_h2(io, forward, &self.http, drain).await
                 };

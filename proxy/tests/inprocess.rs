@@ -566,3 +566,41 @@ where
     }
     panic!("condition not reached within {patience} ms");
 }
+
+#[tokio::test]
+async fn slowloris_is_cut_off_at_the_header_read_timeout() {
+    let server = http_server().await;
+    let proxy = start_proxy(
+        server,
+        &[
+            ("STRAND_PROXY_INBOUND_DETECT_TIMEOUT", "1s"),
+            ("STRAND_PROXY_HTTP_HEADER_READ_TIMEOUT", "1s"),
+        ],
+    )
+    .await;
+    let mut slow = TcpStream::connect(proxy.inbound).await.unwrap();
+    let start = std::time::Instant::now();
+    let mut closed = false;
+    slow.write_all(b"GET / HTTP/1.1\r\n").await.unwrap();
+    for b in b"host: a\r\nx-slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n" {
+        if slow.write_all(&[*b]).await.is_err() {
+            closed = true;
+            break;
+        }
+        let mut buf = [0u8; 512];
+        match tokio::time::timeout(Duration::from_millis(200), slow.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => {
+                closed = true;
+                break;
+            }
+            Ok(Ok(n)) => eprintln!("read {:?}", String::from_utf8_lossy(&buf[..n])),
+            Err(_) => {}
+        }
+    }
+    assert!(closed, "closed");
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        start.elapsed()
+    );
+}

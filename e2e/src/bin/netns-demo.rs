@@ -47,8 +47,22 @@ fn run() -> anyhow::Result<()> {
         vec!["grpc", "--listen", "0.0.0.0:9090"],
         vec!["ws", "--listen", "0.0.0.0:8090"],
         vec!["tcp-echo", "--listen", "0.0.0.0:7000"],
-        vec!["banner", "--listen", "0.0.0.0:5432", "--banner", "220 demo banner"],
-        vec!["tls", "--listen", "0.0.0.0:8443", "--name", "secure.demo", "--ca-out", ca],
+        vec![
+            "banner",
+            "--listen",
+            "0.0.0.0:5432",
+            "--banner",
+            "220 demo banner",
+        ],
+        vec![
+            "tls",
+            "--listen",
+            "0.0.0.0:8443",
+            "--name",
+            "secure.demo",
+            "--ca-out",
+            ca,
+        ],
     ]
     .into_iter()
     .map(|args| -> anyhow::Result<Child> {
@@ -63,20 +77,97 @@ fn run() -> anyhow::Result<()> {
     let ip = server.pod.ip();
     println!("==> the client pod talks to the server pod; both proxies are in the path");
     let exchanges: Vec<(&str, Vec<String>)> = vec![
-        ("HTTP/1.1 (3 requests, one connection)", args(&["http-client", "--url", &format!("http://{ip}:8080/"), "--count", "3"])),
+        (
+            "HTTP/1.1 (3 requests, one connection)",
+            args(&[
+                "http-client",
+                "--url",
+                &format!("http://{ip}:8080/"),
+                "--count",
+                "3",
+            ]),
+        ),
         (
             "HTTP/1.1 1 MiB chunked POST",
-            args(&["http-client", "--url", &format!("http://{ip}:8080/sink"), "--method", "POST", "--body-bytes", "1048576", "--chunked"]),
+            args(&[
+                "http-client",
+                "--url",
+                &format!("http://{ip}:8080/sink"),
+                "--method",
+                "POST",
+                "--body-bytes",
+                "1048576",
+                "--chunked",
+            ]),
         ),
-        ("HTTP/2 prior knowledge", args(&["http-client", "--url", &format!("http://{ip}:8080/"), "--http2-prior-knowledge"])),
-        ("gRPC unary", args(&["grpc-client", "--target", &format!("http://{ip}:9090"), "unary", "--count", "3"])),
-        ("gRPC bidi streaming", args(&["grpc-client", "--target", &format!("http://{ip}:9090"), "bidi", "--count", "10"])),
-        ("WebSocket echo", args(&["ws-client", "--url", &format!("ws://{ip}:8090/"), "--count", "5"])),
-        ("raw TCP echo", args(&["tcp-client", "--connect", &format!("{ip}:7000"), "--send", "hello"])),
-        ("server-speaks-first (opaque port 5432)", args(&["banner-client", "--connect", &format!("{ip}:5432")])),
+        (
+            "HTTP/2 prior knowledge",
+            args(&[
+                "http-client",
+                "--url",
+                &format!("http://{ip}:8080/"),
+                "--http2-prior-knowledge",
+            ]),
+        ),
+        (
+            "gRPC unary",
+            args(&[
+                "grpc-client",
+                "--target",
+                &format!("http://{ip}:9090"),
+                "unary",
+                "--count",
+                "3",
+            ]),
+        ),
+        (
+            "gRPC bidi streaming",
+            args(&[
+                "grpc-client",
+                "--target",
+                &format!("http://{ip}:9090"),
+                "bidi",
+                "--count",
+                "10",
+            ]),
+        ),
+        (
+            "WebSocket echo",
+            args(&[
+                "ws-client",
+                "--url",
+                &format!("ws://{ip}:8090/"),
+                "--count",
+                "5",
+            ]),
+        ),
+        (
+            "raw TCP echo",
+            args(&[
+                "tcp-client",
+                "--connect",
+                &format!("{ip}:7000"),
+                "--send",
+                "hello",
+            ]),
+        ),
+        (
+            "server-speaks-first (opaque port 5432)",
+            args(&["banner-client", "--connect", &format!("{ip}:5432")]),
+        ),
         (
             "TLS passthrough",
-            args(&["tls-client", "--connect", &format!("{ip}:8443"), "--sni", "secure.demo", "--ca", ca, "--send", "hi"]),
+            args(&[
+                "tls-client",
+                "--connect",
+                &format!("{ip}:8443"),
+                "--sni",
+                "secure.demo",
+                "--ca",
+                ca,
+                "--send",
+                "hi",
+            ]),
         ),
     ];
     let mut failures = 0;
@@ -92,7 +183,9 @@ fn run() -> anyhow::Result<()> {
     }
 
     for (label, pod) in [("client", &client), ("server", &server)] {
-        println!("\n==> metrics of the {label} pod's proxy (GET :4191/metrics, traffic series only)");
+        println!(
+            "\n==> metrics of the {label} pod's proxy (GET :4191/metrics, traffic series only)"
+        );
         let metrics = pod.metrics()?;
         for line in metrics.0.lines().filter(|l| interesting(l)) {
             println!("  {line}");
@@ -110,7 +203,13 @@ fn args(a: &[&str]) -> Vec<String> {
 /// Traffic series worth showing: requests, responses, TCP counters; not
 /// histogram buckets or process gauges.
 fn interesting(line: &str) -> bool {
-    ["request_total", "response_total", "tcp_open_total", "tcp_read_bytes_total", "tcp_write_bytes_total"]
-        .iter()
-        .any(|m| line.starts_with(&format!("{m}{{")))
+    [
+        "request_total",
+        "response_total",
+        "tcp_open_total",
+        "tcp_read_bytes_total",
+        "tcp_write_bytes_total",
+    ]
+    .iter()
+    .any(|m| line.starts_with(&format!("{m}{{")))
 }

@@ -152,6 +152,18 @@ async fn truncated_preface_is_an_error() {
     assert!(matches!(err, DetectError::TruncatedH2Preface(_)), "{err}");
 }
 
+#[tokio::test(start_paused = true)]
+async fn stalling_inside_a_method_name_is_an_error() {
+    let (mut client, mut server) = tokio::io::duplex(64);
+    use tokio::io::AsyncWriteExt;
+    client.write_all(b"GE").await.unwrap();
+    let mut buf = BytesMut::new();
+    let err = detect(&mut server, &mut buf, Duration::from_secs(1))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, DetectError::Stalled(2, _)), "{err}");
+}
+
 #[tokio::test]
 async fn eof_mid_method_is_opaque() {
     let (mut client, mut server) = tokio::io::duplex(64);

@@ -4,6 +4,7 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -26,6 +27,9 @@ pub struct End {
     metrics: Arc<Metrics>,
     labels: ResponseLabels,
     checkin: Option<Checkin>,
+    /// Raised when the upstream body fails, to reset an HTTP/1 client
+    /// connection (see `io::ResetOnDrop`).
+    reset_client: Option<Arc<AtomicBool>>,
 }
 
 // === impl ProxyBody ===
@@ -36,6 +40,7 @@ impl ProxyBody {
         metrics: Arc<Metrics>,
         labels: ResponseLabels,
         checkin: Option<Checkin>,
+        reset_client: Option<Arc<AtomicBool>>,
     ) -> Self {
         ProxyBody::Upstream {
             inner,
@@ -43,6 +48,7 @@ impl ProxyBody {
                 metrics,
                 labels,
                 checkin,
+                reset_client,
             }),
         }
     }
@@ -75,6 +81,9 @@ impl Body for ProxyBody {
                     }
                     Some(Err(_)) => {
                         if let Some(e) = end.take() {
+                            if let Some(flag) = &e.reset_client {
+                                flag.store(true, Ordering::Release);
+                            }
                             e.finish(false);
                         }
                     }

@@ -1,0 +1,339 @@
+//! The run: start every scenario, record the proxies' idle memory, warm each
+//! path up, then take `--runs` rounds of measurements, each round visiting
+//! every scenario and protocol (starting at a different scenario each
+//! round), so that slow drift on the machine spreads over all of them.
+
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::cli::Plan;
+use crate::load::{self, FixedRate, Protocol, Saturation, SaturationTool, Target, parse};
+use crate::measure::{self, Observed};
+use crate::scenario::{ProxyProcess, Scenario, Setup};
+use crate::stop::StopFlag;
+use crate::tools::Tools;
+
+/// Everything measured.
+#[derive(Serialize)]
+pub struct Results {
+    pub series: Vec<Series>,
+    /// Scenarios that could not be started, with the reason.
+    pub skipped: Vec<Skipped>,
+    /// Wall-clock length of the whole run, in seconds.
+    pub elapsed_seconds: f64,
+}
+
+#[derive(Serialize)]
+pub struct Skipped {
+    pub scenario: String,
+    pub reason: String,
+}
+
+/// The measurements of one scenario and protocol.
+#[derive(Serialize)]
+pub struct Series {
+    pub scenario: String,
+    pub protocol: Protocol,
+    pub url: String,
+    /// The proxy processes on the path.
+    pub proxies: Vec<ProxyProcess>,
+    /// Their summed resident memory after start, before any load, in bytes.
+    pub idle_rss_bytes: Option<u64>,
+    /// Failures seen while warming up (the warm-up is not measured).
+    pub warmup_problem: Option<String>,
+    pub runs: Vec<Measurement>,
+}
+
+/// One round's fixed-rate and saturation measurements.
+#[derive(Serialize)]
+pub struct Measurement {
+    /// 1-based round number.
+    pub run: u32,
+    pub fixed: Phase<FixedRate>,
+    pub saturation: Phase<Saturation>,
+}
+
+/// A load generator's result and the proxies' cost meanwhile, or why the
+/// measurement failed.
+#[derive(Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Phase<T> {
+    Ok {
+        result: T,
+        /// CPU seconds the proxies on the path used.
+        proxy_cpu_seconds: f64,
+        /// Peak summed resident memory of the proxies, in bytes.
+        proxy_peak_rss_bytes: u64,
+    },
+    Failed {
+        error: String,
+    },
+}
+
+/// The warm-up before the first round: long enough for connection pools
+/// and allocator caches to fill, short enough not to matter for run time.
+const WARMUP: Duration = Duration::from_secs(2);
+
+/// How much longer than asked a load generator may take (start-up and
+/// draining in-flight requests) before it counts as hung.
+const SLACK: Duration = Duration::from_secs(30);
+
+/// Pause between measurements, so connections of one close before the next
+/// starts and CPU use from one does not spill into the next.
+const PAUSE: Duration = Duration::from_millis(500);
+
+/// Runs the whole plan. Stops early, returning what it has, when `stop` is set.
+pub fn run(plan: &Plan, tools: &Tools, stop: &StopFlag) -> anyhow::Result<Results> {
+    let start = Instant::now();
+    let setup = Setup {
+        tools,
+        proxy_env: &plan.proxy_env,
+    };
+    let mut scenarios = Vec::new();
+    let mut skipped = Vec::new();
+    for kind in &plan.scenarios {
+        if stop.is_set() {
+            break;
+        }
+        eprintln!("==> starting {}", kind.name());
+        match Scenario::start(kind.clone(), &setup) {
+            Ok(s) => scenarios.push(s),
+            Err(e) => {
+                eprintln!("strand-bench: skipping {}: {e:#}", kind.name());
+                skipped.push(Skipped {
+                    scenario: kind.name().to_string(),
+                    reason: format!("{e:#}"),
+                });
+            }
+        }
+    }
+
+    // Idle memory first, before any request has touched a proxy.
+    let mut series: Vec<Series> = Vec::new();
+    for scenario in &scenarios {
+        for &protocol in &plan.protocols {
+            let proxies = scenario.proxies(protocol);
+            let pids: Vec<u32> = proxies.iter().map(|p| p.pid).collect();
+            series.push(Series {
+                scenario: scenario.kind.name().to_string(),
+                protocol,
+                url: scenario.target(protocol).url(),
+                idle_rss_bytes: (!pids.is_empty()).then(|| measure::rss_of(&pids)),
+                proxies,
+                warmup_problem: None,
+                runs: Vec::new(),
+            });
+        }
+    }
+
+    let per_scenario = plan.protocols.len();
+    for (i, s) in series.iter_mut().enumerate() {
+        if stop.is_set() {
+            break;
+        }
+        let scenario = &scenarios[i / per_scenario];
+        eprintln!("==> warming up {} {}", s.scenario, s.protocol.name());
+        s.warmup_problem = warm_up(scenario, s.protocol, plan, tools, stop);
+        if let Some(problem) = &s.warmup_problem {
+            eprintln!("    warning: {problem}");
+        }
+    }
+
+    'rounds: for run in 1..=plan.runs {
+        for offset in 0..scenarios.len() {
+            let si = (offset + run as usize - 1) % scenarios.len();
+            for pi in 0..per_scenario {
+                if stop.is_set() {
+                    break 'rounds;
+                }
+                let s = &mut series[si * per_scenario + pi];
+                let m = measure_once(&scenarios[si], s.protocol, run, plan, tools, stop);
+                eprintln!(
+                    "[{run}/{}] {:<14} {:<5} {}",
+                    plan.runs,
+                    s.scenario,
+                    s.protocol.name(),
+                    m.summary()
+                );
+                s.runs.push(m);
+            }
+        }
+    }
+    // Stop every process and delete the namespaces before reporting.
+    drop(scenarios);
+    Ok(Results {
+        series,
+        skipped,
+        elapsed_seconds: start.elapsed().as_secs_f64(),
+    })
+}
+
+/// A short fixed-rate run through the path; `Some` describes what went wrong.
+fn warm_up(
+    scenario: &Scenario,
+    protocol: Protocol,
+    plan: &Plan,
+    tools: &Tools,
+    stop: &StopFlag,
+) -> Option<String> {
+    let target = scenario.target(protocol);
+    let duration = WARMUP.min(plan.duration);
+    let args = load::oha_args(
+        &target,
+        plan.rate,
+        plan.connections,
+        duration,
+        &tools.grpc_body,
+    );
+    let mut cmd = scenario.load_command(&tools.oha);
+    cmd.args(args);
+    let observed = measure::observe(scenario.load_pod(), cmd, &[], duration + SLACK, stop);
+    std::thread::sleep(PAUSE);
+    match observed.and_then(|o| parsed(&o, "oha", parse::oha_json)) {
+        Err(e) => Some(format!("warm-up failed: {e:#}")),
+        Ok(r) if r.errors + r.non_2xx > 0 => Some(format!(
+            "warm-up: {} errors and {} non-2xx responses of {} requests ({:?})",
+            r.errors, r.non_2xx, r.requests, r.error_kinds
+        )),
+        Ok(_) => None,
+    }
+}
+
+fn measure_once(
+    scenario: &Scenario,
+    protocol: Protocol,
+    run: u32,
+    plan: &Plan,
+    tools: &Tools,
+    stop: &StopFlag,
+) -> Measurement {
+    let target = scenario.target(protocol);
+    let pids: Vec<u32> = scenario.proxies(protocol).iter().map(|p| p.pid).collect();
+
+    let args = load::oha_args(
+        &target,
+        plan.rate,
+        plan.connections,
+        plan.duration,
+        &tools.grpc_body,
+    );
+    let mut cmd = scenario.load_command(&tools.oha);
+    cmd.args(args);
+    let fixed = phase(
+        measure::observe(scenario.load_pod(), cmd, &pids, plan.duration + SLACK, stop),
+        "oha",
+        parse::oha_json,
+    );
+    std::thread::sleep(PAUSE);
+
+    let saturation = saturate(scenario, &target, &pids, plan, tools, stop);
+    std::thread::sleep(PAUSE);
+    Measurement {
+        run,
+        fixed,
+        saturation,
+    }
+}
+
+fn saturate(
+    scenario: &Scenario,
+    target: &Target,
+    pids: &[u32],
+    plan: &Plan,
+    tools: &Tools,
+    stop: &StopFlag,
+) -> Phase<Saturation> {
+    let tool = target.protocol.saturation_tool();
+    let program = match tools.saturation(tool) {
+        Ok(p) => p,
+        Err(e) => {
+            return Phase::Failed {
+                error: format!("{e:#}"),
+            };
+        }
+    };
+    // One client thread per core: the generator shares the machine with the
+    // proxy and the backend, as every scenario's does.
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = u32::try_from(threads).unwrap_or(1);
+    let args = load::saturation_args(
+        target,
+        plan.connections,
+        plan.saturation_duration,
+        threads,
+        &tools.grpc_body,
+    );
+    let mut cmd = scenario.load_command(program);
+    cmd.args(args);
+    let observed = measure::observe(
+        scenario.load_pod(),
+        cmd,
+        pids,
+        plan.saturation_duration + SLACK,
+        stop,
+    );
+    match tool {
+        SaturationTool::Wrk => phase(observed, "wrk", parse::wrk),
+        SaturationTool::H2load => phase(observed, "h2load", parse::h2load),
+    }
+}
+
+fn phase<T>(
+    observed: anyhow::Result<Observed>,
+    tool: &str,
+    parser: fn(&str) -> anyhow::Result<T>,
+) -> Phase<T> {
+    match observed.and_then(|o| parsed(&o, tool, parser).map(|r| (r, o))) {
+        Ok((result, o)) => Phase::Ok {
+            result,
+            proxy_cpu_seconds: o.cpu_seconds,
+            proxy_peak_rss_bytes: o.peak_rss_bytes,
+        },
+        Err(e) => Phase::Failed {
+            error: format!("{e:#}"),
+        },
+    }
+}
+
+/// Parses a load generator's stdout; the error carries its exit status and
+/// stderr, which say why there was nothing to parse.
+fn parsed<T>(o: &Observed, tool: &str, parser: fn(&str) -> anyhow::Result<T>) -> anyhow::Result<T> {
+    parser(&o.stdout).map_err(|e| {
+        let stderr: Vec<&str> = o.stderr.lines().rev().take(5).collect();
+        let stderr: Vec<&str> = stderr.into_iter().rev().collect();
+        e.context(format!(
+            "{tool} exited with {}; stderr: {}",
+            o.status,
+            stderr.join(" | ")
+        ))
+    })
+}
+
+// === impl Measurement ===
+
+impl Measurement {
+    /// One line for the progress log.
+    fn summary(&self) -> String {
+        let fixed = match &self.fixed {
+            Phase::Ok { result: r, .. } => format!(
+                "p50 {} p99 {} ms, {} err",
+                fmt_ms(r.p50_ms),
+                fmt_ms(r.p99_ms),
+                r.errors + r.non_2xx
+            ),
+            Phase::Failed { error } => format!("fixed-rate FAILED: {error}"),
+        };
+        let saturation = match &self.saturation {
+            Phase::Ok { result: r, .. } => {
+                format!("{:.0} rps, {} err", r.rps, r.errors + r.non_2xx)
+            }
+            Phase::Failed { error } => format!("saturation FAILED: {error}"),
+        };
+        format!("{fixed} | {saturation}")
+    }
+}
+
+fn fmt_ms(ms: Option<f64>) -> String {
+    ms.map_or_else(|| "-".to_string(), |v| format!("{v:.2}"))
+}

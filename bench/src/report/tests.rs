@@ -1,0 +1,186 @@
+use std::collections::BTreeMap;
+
+use super::*;
+use crate::bench::Measurement;
+use crate::load::{FixedRate, Saturation};
+use crate::scenario::ProxyProcess;
+
+fn fixed(p99_ms: f64, requests: u64, errors: u64, cpu: f64) -> Phase<FixedRate> {
+    Phase::Ok {
+        result: FixedRate {
+            requests,
+            non_2xx: 0,
+            errors,
+            error_kinds: BTreeMap::new(),
+            aborted_at_deadline: 0,
+            p50_ms: Some(p99_ms / 2.0),
+            p99_ms: Some(p99_ms),
+            max_ms: Some(p99_ms * 3.0),
+            achieved_rps: requests as f64 / 20.0,
+        },
+        proxy_cpu_seconds: cpu,
+        proxy_peak_rss_bytes: 10 << 20,
+    }
+}
+
+fn saturation(rps: f64, non_2xx: u64) -> Phase<Saturation> {
+    Phase::Ok {
+        result: Saturation {
+            requests: (rps * 10.0) as u64,
+            rps,
+            non_2xx,
+            errors: 0,
+        },
+        proxy_cpu_seconds: 1.0,
+        proxy_peak_rss_bytes: 12 << 20,
+    }
+}
+
+fn series(scenario: &str, protocol: Protocol, runs: Vec<Measurement>) -> Series {
+    let proxies = if scenario == "direct" {
+        vec![]
+    } else {
+        vec![ProxyProcess {
+            label: "p".into(),
+            pid: 1,
+            protocols: vec![protocol],
+        }]
+    };
+    Series {
+        scenario: scenario.into(),
+        protocol,
+        url: "http://198.18.0.3:8080/".into(),
+        idle_rss_bytes: (!proxies.is_empty()).then_some(4 << 20),
+        proxies,
+        warmup_problem: None,
+        runs,
+    }
+}
+
+fn run(n: u32, fixed: Phase<FixedRate>, saturation: Phase<Saturation>) -> Measurement {
+    Measurement {
+        run: n,
+        fixed,
+        saturation,
+    }
+}
+
+#[test]
+fn medians() {
+    assert_eq!(median(vec![]), None);
+    assert_eq!(median(vec![3.0, 1.0, 2.0]), Some(2.0));
+    assert_eq!(median(vec![4.0, 1.0, 2.0, 3.0]), Some(2.5));
+    assert_eq!(median(vec![f64::NAN, 1.0]), Some(1.0));
+}
+
+#[test]
+fn rows_take_medians_and_total_errors() {
+    let s = series(
+        "strand-1hop",
+        Protocol::Http1,
+        vec![
+            run(1, fixed(1.0, 20_000, 0, 2.0), saturation(10_000.0, 0)),
+            run(2, fixed(3.0, 20_000, 7, 4.0), saturation(12_000.0, 5)),
+            run(
+                3,
+                fixed(2.0, 20_000, 0, 3.0),
+                Phase::Failed {
+                    error: "h2load exited".into(),
+                },
+            ),
+        ],
+    );
+    let row = Row::from_series(&s);
+    assert_eq!(row.p99_ms, Some(2.0));
+    assert_eq!(row.p50_ms, Some(1.0));
+    assert_eq!(row.throughput_rps, Some(11_000.0));
+    // 3 CPU seconds for 20k requests.
+    assert!((row.cpu_s_per_10k.unwrap() - 1.5).abs() < 1e-9, "{row:?}");
+    assert_eq!(row.fixed_errors, 7);
+    assert_eq!(row.saturation_errors, 5);
+    assert_eq!(row.failed, 1);
+    assert_eq!(row.rss_idle_mib, Some(4.0));
+    assert_eq!(row.rss_peak_mib, Some(12.0));
+    let cells = row.cells(1000.0);
+    assert_eq!(cells.last().unwrap(), "7/5 +1 FAILED");
+}
+
+#[test]
+fn direct_has_no_proxy_cost() {
+    let s = series(
+        "direct",
+        Protocol::Http1,
+        vec![run(1, fixed(1.0, 20_000, 0, 0.0), saturation(30_000.0, 0))],
+    );
+    let row = Row::from_series(&s);
+    assert_eq!(row.cpu_s_per_10k, None);
+    assert_eq!(row.rss_peak_mib, None);
+    assert_eq!(row.cells(1000.0).last().unwrap(), "0");
+}
+
+#[test]
+fn comparisons_and_ratios() {
+    let one = |scenario: &str, p99: f64, rps: f64, cpu: f64| {
+        Row::from_series(&series(
+            scenario,
+            Protocol::Http1,
+            vec![run(1, fixed(p99, 20_000, 0, cpu), saturation(rps, 0))],
+        ))
+    };
+    let mut rows = vec![
+        one("direct", 1.0, 30_000.0, 0.0),
+        one("strand-1hop", 1.5, 15_000.0, 2.0),
+        one("strand-pair", 2.0, 10_000.0, 4.0),
+        one("nginx-1hop", 1.4, 20_000.0, 4.0),
+    ];
+    compare_with_direct(&mut rows);
+    assert_eq!(rows[0].p99_added_ms, None);
+    assert_eq!(rows[2].p99_added_ms, Some(1.0));
+    assert_eq!(rows[2].p99_ratio, Some(2.0));
+
+    let ratios = Ratios::new(&rows, 1000);
+    assert_eq!(ratios.pair_p99_added_http1_ms, Some(1.0));
+    assert_eq!(ratios.throughput.len(), 1);
+    assert_eq!(ratios.throughput[0].ratio, 0.75);
+    assert_eq!(ratios.cpu_per_request[0].ratio, 0.5);
+    let text = ratios.render();
+    assert!(
+        text.contains("HTTP/1.1 at 1000 rps: +1.00 ms (2.00x direct)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("throughput strand-1hop / nginx-1hop: http1 0.75"),
+        "{text}"
+    );
+    assert!(
+        text.contains("CPU per request strand-1hop / nginx-1hop: http1 0.50"),
+        "{text}"
+    );
+    assert!(
+        text.contains("idle proxy RSS, MiB: strand-1hop 4.0"),
+        "{text}"
+    );
+}
+
+#[test]
+fn table_is_aligned() {
+    let rows = [
+        vec![
+            "scenario".to_string(),
+            "proto".into(),
+            "p99 ms".into(),
+            "errors".into(),
+        ],
+        vec![
+            "strand-pair".to_string(),
+            "grpc".into(),
+            "1.25".into(),
+            "0".into(),
+        ],
+    ];
+    let text = render(&rows);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], "scenario     proto  p99 ms  errors");
+    assert_eq!(lines[1], "-".repeat(34));
+    assert_eq!(lines[2], "strand-pair  grpc     1.25  0");
+}

@@ -1,0 +1,294 @@
+//! Scenarios: one isolated network each, with a `load` pod and a `server`
+//! pod running the backends, and whatever proxies the scenario puts on the
+//! path. A [`Scenario`] owns every process and namespace it made; dropping it
+//! stops them and deletes the namespaces.
+
+use std::net::SocketAddr;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::Command;
+
+use anyhow::Context;
+use serde::Serialize;
+use strand_testkit::{Child, Network, Pod};
+
+use crate::load::{Protocol, Target};
+use crate::tools::Tools;
+
+mod nginx;
+mod probe;
+mod template;
+
+pub use template::OtherProxy;
+
+/// The proxy's user id: `strand-init`'s rules let its traffic through.
+pub const PROXY_UID: u32 = 2102;
+/// The user the backends and load generators run as.
+pub const APP_UID: u32 = 2103;
+
+/// Backend ports in the server pod, as in strand's end-to-end tests.
+const HTTP_PORT: u16 = 8080;
+const GRPC_PORT: u16 = 9090;
+/// strand-proxy's admin port (its default), where `/ready` is polled.
+const ADMIN_PORT: u16 = 4191;
+/// Ports of the other proxies' listeners; they forward to the backends on
+/// loopback. nginx needs two ports because on one cleartext port it speaks
+/// either HTTP/1.1 or HTTP/2, not both.
+const NGINX_HTTP1_PORT: u16 = 8081;
+const NGINX_HTTP2_PORT: u16 = 8082;
+const OTHER_HTTP_PORT: u16 = 8083;
+const OTHER_GRPC_PORT: u16 = 8084;
+
+/// What sits between the load generator and the backend.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// No proxy: the baseline.
+    Direct,
+    /// The server pod is meshed; the load pod is not.
+    Strand1Hop,
+    /// Both pods are meshed: outbound proxy, then inbound proxy.
+    StrandPair,
+    /// nginx as a reverse proxy in the server pod.
+    Nginx,
+    /// A proxy given on the command line, as a reverse proxy in the server pod.
+    Other(OtherProxy),
+}
+
+/// Settings every scenario's setup needs.
+pub struct Setup<'a> {
+    pub tools: &'a Tools,
+    /// Extra environment for strand-proxy.
+    pub proxy_env: &'a [(String, String)],
+}
+
+/// A proxy process on a scenario's path, for the CPU and memory accounting
+/// (its child processes, such as nginx workers, are counted with it).
+#[derive(Clone, Debug, Serialize)]
+pub struct ProxyProcess {
+    pub label: String,
+    pub pid: u32,
+    /// The protocols whose traffic passes through it.
+    pub protocols: Vec<Protocol>,
+}
+
+/// A running scenario.
+pub struct Scenario {
+    pub kind: Kind,
+    // Field order is drop order: processes, then pods, then the network.
+    children: Vec<Child>,
+    proxies: Vec<ProxyProcess>,
+    load: Pod,
+    server: Pod,
+    _net: Network,
+}
+
+// === impl Kind ===
+
+impl Kind {
+    /// The built-in scenarios followed by one per `--other-proxy`.
+    pub fn all(others: &[OtherProxy]) -> anyhow::Result<Vec<Kind>> {
+        let mut all = vec![
+            Kind::Direct,
+            Kind::Strand1Hop,
+            Kind::StrandPair,
+            Kind::Nginx,
+        ];
+        for other in others {
+            if all.iter().any(|k| k.name() == other.name) {
+                anyhow::bail!("--other-proxy: the name {:?} is already taken", other.name);
+            }
+            all.push(Kind::Other(other.clone()));
+        }
+        Ok(all)
+    }
+
+    pub fn name(&self) -> &str {
+        match self {
+            Kind::Direct => "direct",
+            Kind::Strand1Hop => "strand-1hop",
+            Kind::StrandPair => "strand-pair",
+            Kind::Nginx => "nginx-1hop",
+            Kind::Other(other) => &other.name,
+        }
+    }
+
+    /// Which port of the server pod the load generator targets.
+    fn port(&self, protocol: Protocol) -> u16 {
+        match (self, protocol) {
+            (Kind::Direct | Kind::Strand1Hop | Kind::StrandPair, Protocol::Grpc) => GRPC_PORT,
+            (Kind::Direct | Kind::Strand1Hop | Kind::StrandPair, _) => HTTP_PORT,
+            (Kind::Nginx, Protocol::Http1) => NGINX_HTTP1_PORT,
+            (Kind::Nginx, _) => NGINX_HTTP2_PORT,
+            (Kind::Other(_), Protocol::Grpc) => OTHER_GRPC_PORT,
+            (Kind::Other(_), _) => OTHER_HTTP_PORT,
+        }
+    }
+}
+
+// === impl Scenario ===
+
+impl Scenario {
+    /// Creates the network and pods, starts the backends and the proxies,
+    /// and waits until every one of them accepts connections.
+    pub fn start(kind: Kind, setup: &Setup<'_>) -> anyhow::Result<Scenario> {
+        let net = Network::new(&format!("bench-{}", kind.name()))?;
+        let load = net.add_pod("load")?;
+        let server = net.add_pod("server")?;
+        let mut scenario = Scenario {
+            kind,
+            children: Vec::new(),
+            proxies: Vec::new(),
+            load,
+            server,
+            _net: net,
+        };
+        scenario.start_backends(setup.tools)?;
+        match scenario.kind.clone() {
+            Kind::Direct => {}
+            Kind::Strand1Hop => scenario.mesh(Side::Server, setup)?,
+            Kind::StrandPair => {
+                scenario.mesh(Side::Server, setup)?;
+                scenario.mesh(Side::Load, setup)?;
+            }
+            Kind::Nginx => scenario.start_nginx(setup.tools)?,
+            Kind::Other(other) => scenario.start_other(&other)?,
+        }
+        Ok(scenario)
+    }
+
+    /// Where the load generator sends `protocol` requests.
+    pub fn target(&self, protocol: Protocol) -> Target {
+        Target {
+            addr: SocketAddr::new(self.server.ip(), self.kind.port(protocol)),
+            protocol,
+        }
+    }
+
+    /// The proxies on the path of `protocol` requests.
+    pub fn proxies(&self, protocol: Protocol) -> Vec<ProxyProcess> {
+        self.proxies
+            .iter()
+            .filter(|p| p.protocols.contains(&protocol))
+            .cloned()
+            .collect()
+    }
+
+    /// A command running `program` in the load pod as [`APP_UID`]: never the
+    /// proxy's user, so that a meshed load pod's proxy captures its traffic.
+    pub fn load_command(&self, program: &Path) -> Command {
+        self.load.command_as(APP_UID, APP_UID, program)
+    }
+
+    /// The load pod, where load generators run.
+    pub fn load_pod(&self) -> &Pod {
+        &self.load
+    }
+
+    /// The testapp HTTP (HTTP/1.1 and HTTP/2) and gRPC servers.
+    fn start_backends(&mut self, tools: &Tools) -> anyhow::Result<()> {
+        let backends = [
+            ("http", HTTP_PORT, ["--name", "server"].as_slice()),
+            ("grpc", GRPC_PORT, [].as_slice()),
+        ];
+        for (mode, port, extra) in backends {
+            let mut cmd = self.server.command_as(APP_UID, APP_UID, &tools.testapp);
+            cmd.arg(mode)
+                .arg("--listen")
+                .arg(format!("0.0.0.0:{port}"))
+                .args(extra);
+            let mut child = spawn(&self.server, cmd)?;
+            child
+                .wait_listening()
+                .with_context(|| format!("starting strand-testapp {mode}"))?;
+            self.children.push(child);
+        }
+        Ok(())
+    }
+
+    /// Installs `strand-init`'s iptables rules in one pod and starts
+    /// `strand-proxy` there as [`PROXY_UID`].
+    fn mesh(&mut self, side: Side, setup: &Setup<'_>) -> anyhow::Result<()> {
+        let pod = match side {
+            Side::Load => &self.load,
+            Side::Server => &self.server,
+        };
+        pod.run(pod.command(&setup.tools.strand_init))
+            .with_context(|| format!("strand-init in the {} pod", pod.name()))?;
+        let mut cmd = pod.command_as(PROXY_UID, PROXY_UID, &setup.tools.strand_proxy);
+        cmd.envs(setup.proxy_env.iter().map(|(k, v)| (k, v)));
+        let mut child = spawn(pod, cmd)?;
+        probe::wait_http_ok(pod, &mut child, ADMIN_PORT, "/ready")
+            .with_context(|| format!("strand-proxy in the {} pod", pod.name()))?;
+        self.proxies.push(ProxyProcess {
+            label: format!("strand-proxy ({})", pod.name()),
+            pid: child.pid(),
+            protocols: Protocol::ALL.to_vec(),
+        });
+        self.children.push(child);
+        Ok(())
+    }
+
+    fn start_nginx(&mut self, tools: &Tools) -> anyhow::Result<()> {
+        let ports = nginx::Ports {
+            http1: NGINX_HTTP1_PORT,
+            http2: NGINX_HTTP2_PORT,
+            http_upstream: HTTP_PORT,
+            grpc_upstream: GRPC_PORT,
+        };
+        let dir = tools.workdir().join("nginx");
+        let cmd = nginx::command(&self.server, tools.nginx()?, &dir, &ports)?;
+        let mut child = spawn(&self.server, cmd)?;
+        for port in [NGINX_HTTP1_PORT, NGINX_HTTP2_PORT] {
+            probe::wait_tcp(&self.server, &mut child, port).context("starting nginx")?;
+        }
+        self.proxies.push(ProxyProcess {
+            label: "nginx (master and workers)".to_string(),
+            pid: child.pid(),
+            protocols: Protocol::ALL.to_vec(),
+        });
+        self.children.push(child);
+        Ok(())
+    }
+
+    /// Two instances of the other proxy: one in front of the HTTP backend,
+    /// one in front of the gRPC backend.
+    fn start_other(&mut self, other: &OtherProxy) -> anyhow::Result<()> {
+        let instances = [
+            (
+                OTHER_HTTP_PORT,
+                HTTP_PORT,
+                vec![Protocol::Http1, Protocol::Http2],
+            ),
+            (OTHER_GRPC_PORT, GRPC_PORT, vec![Protocol::Grpc]),
+        ];
+        for (listen, upstream, protocols) in instances {
+            let argv = other.command_line(listen, upstream);
+            let (program, args) = argv.split_first().context("empty --other-proxy command")?;
+            let mut cmd = self.server.command(program);
+            cmd.args(args);
+            let mut child = spawn(&self.server, cmd)?;
+            probe::wait_tcp(&self.server, &mut child, listen)
+                .with_context(|| format!("starting {} ({})", other.name, argv.join(" ")))?;
+            self.proxies.push(ProxyProcess {
+                label: format!("{} :{listen}", other.name),
+                pid: child.pid(),
+                protocols,
+            });
+            self.children.push(child);
+        }
+        Ok(())
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Side {
+    Load,
+    Server,
+}
+
+/// Starts `cmd` in `pod` in its own process group, so that a Ctrl-C at the
+/// terminal reaches only strand-bench, which then stops everything in order.
+pub fn spawn(pod: &Pod, mut cmd: Command) -> anyhow::Result<Child> {
+    cmd.process_group(0);
+    pod.spawn(cmd)
+}
