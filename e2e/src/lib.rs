@@ -163,7 +163,9 @@ impl Metrics {
                 (metric == name && labels.iter().all(|f| rest.contains(f)))
                     .then(|| value.parse::<f64>().ok())?
             })
-            .sum()
+            .sum::<f64>()
+            // An empty float sum is -0.0; report it as 0.
+            + 0.0
     }
 }
 

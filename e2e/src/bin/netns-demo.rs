@@ -182,15 +182,44 @@ fn run() -> anyhow::Result<()> {
         }
     }
 
-    for (label, pod) in [("client", &client), ("server", &server)] {
+    for (label, pod, direction) in [
+        ("client", &client, "outbound"),
+        ("server", &server, "inbound"),
+    ] {
         println!(
-            "\n==> metrics of the {label} pod's proxy (GET :4191/metrics, traffic series only)"
+            "\n==> {label} pod's proxy, {direction} traffic by target (from GET :4191/metrics)"
         );
         let metrics = pod.metrics()?;
-        for line in metrics.0.lines().filter(|l| interesting(l)) {
-            println!("  {line}");
+        println!(
+            "  {:<20} {:>8} {:>8} {:>8} {:>6} {:>12} {:>12}",
+            "TARGET", "REQUESTS", "SUCCESS", "FAILURE", "CONNS", "BYTES_IN", "BYTES_OUT"
+        );
+        for target in targets(&metrics) {
+            let t = format!("target_addr=\"{target}\"");
+            let d = format!("direction=\"{direction}\"");
+            let sum = |name: &str, extra: &[&str]| {
+                metrics.sum(name, &[&[d.as_str(), t.as_str()], extra].concat())
+            };
+            println!(
+                "  {:<20} {:>8} {:>8} {:>8} {:>6} {:>12} {:>12}",
+                target,
+                sum("request_total", &[]),
+                sum("response_total", &["classification=\"success\""]),
+                sum("response_total", &["classification=\"failure\""]),
+                sum("tcp_open_total", &["peer=\"src\""]),
+                sum("tcp_read_bytes_total", &["peer=\"src\""]),
+                sum("tcp_write_bytes_total", &["peer=\"src\""]),
+            );
         }
+        println!(
+            "  process: rss {:.1} MiB, cpu {:.2} s",
+            metrics.sum("process_resident_memory_bytes", &[]) / 1048576.0,
+            metrics.sum("process_cpu_seconds_total", &[])
+        );
     }
+    println!(
+        "\n(each proxy serves every series, with Linkerd's names and labels, at :4191/metrics)"
+    );
     println!("\n==> removing the pods (namespaces, veths, iptables rules go with them)");
     anyhow::ensure!(failures == 0, "{failures} exchange(s) failed");
     Ok(())
@@ -200,16 +229,23 @@ fn args(a: &[&str]) -> Vec<String> {
     a.iter().map(|s| s.to_string()).collect()
 }
 
-/// Traffic series worth showing: requests, responses, TCP counters; not
-/// histogram buckets or process gauges.
-fn interesting(line: &str) -> bool {
-    [
-        "request_total",
-        "response_total",
-        "tcp_open_total",
-        "tcp_read_bytes_total",
-        "tcp_write_bytes_total",
-    ]
-    .iter()
-    .any(|m| line.starts_with(&format!("{m}{{")))
+/// Every `target_addr` label value in a scrape, sorted.
+fn targets(metrics: &strand_e2e::Metrics) -> Vec<String> {
+    let mut out: Vec<String> = metrics
+        .0
+        .lines()
+        .filter(|l| l.starts_with("tcp_open_total{"))
+        .filter_map(|l| {
+            Some(
+                l.split("target_addr=\"")
+                    .nth(1)?
+                    .split('"')
+                    .next()?
+                    .to_string(),
+            )
+        })
+        .collect();
+    out.sort();
+    out.dedup();
+    out
 }
