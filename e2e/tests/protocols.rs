@@ -426,3 +426,74 @@ fn server_killed_mid_stream_fails_cleanly_and_proxies_survive() {
         .unwrap();
     assert_eq!(out["ok"], 1, "{out}");
 }
+
+#[test]
+fn ipv6_through_ip6tables_and_both_proxies() {
+    if !require_root() {
+        return;
+    }
+    let m = mesh("v6");
+    let Some(v6) = m.server.pod.ipv6() else {
+        eprintln!("skipping: this kernel has no IPv6");
+        return;
+    };
+    let _srv = m.serve(&["http", "--listen", "[::]:8080", "--name", "server-v6"]);
+    let url = format!("http://[{v6}]:8080/");
+    let out = m
+        .client
+        .run_app(&["http-client", "--url", &url, "--count", "3"])
+        .unwrap();
+    assert_eq!(out["ok"], 3, "{out}");
+    let target = format!("target_addr=\"[{v6}]:8080\"");
+    m.eventually_metrics(
+        "IPv6 requests seen with their original IPv6 destination",
+        |c, s| {
+            c.sum("request_total", &["direction=\"outbound\"", &target]) == 3.0
+                && s.sum("request_total", &["direction=\"inbound\"", &target]) == 3.0
+        },
+    );
+}
+
+#[test]
+fn sigterm_drains_in_flight_requests() {
+    if !require_root() {
+        return;
+    }
+    let mut m = mesh("term");
+    let _srv = m.serve(&["http", "--listen", "0.0.0.0:8080", "--name", "server"]);
+    let url = format!("http://{}/delay?ms=1500", m.server_addr(8080));
+    let mut cmd = m.client.app();
+    cmd.args(["http-client", "--url", &url]);
+    let mut slow = m.client.pod.spawn(cmd).unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let start = Instant::now();
+    m.server
+        .proxy
+        .signal(strand_testkit::Signal::SIGTERM)
+        .unwrap();
+    let status = slow
+        .wait_timeout(Duration::from_secs(10))
+        .expect("request finishes");
+    assert!(
+        status.success(),
+        "in-flight request completed: {}",
+        slow.stderr_text()
+    );
+    assert!(
+        slow.stdout_text().contains("\"ok\":1"),
+        "{}",
+        slow.stdout_text()
+    );
+    let proxy_status = m
+        .server
+        .proxy
+        .wait_timeout(Duration::from_secs(10))
+        .expect("proxy exits after draining");
+    assert!(
+        proxy_status.success(),
+        "exit 0 after a clean shutdown: {proxy_status}"
+    );
+    assert!(start.elapsed() < Duration::from_secs(10));
+    let log = m.server.proxy.stderr_text();
+    assert!(log.contains("shutdown complete"), "{log}");
+}

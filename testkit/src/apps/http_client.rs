@@ -101,7 +101,12 @@ async fn requests(args: &HttpClientArgs) -> anyhow::Result<HttpClientSummary> {
     let authority = args.url.authority().context("--url has no host")?.clone();
     let port = authority.port_u16().unwrap_or(80);
     let extra = parse_headers(&args.headers)?;
-    let tcp = TcpStream::connect((authority.host(), port))
+    // `http::uri::Authority::host` keeps an IPv6 literal's brackets.
+    let host = authority
+        .host()
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    let tcp = TcpStream::connect((host, port))
         .await
         .with_context(|| format!("connecting to {authority}"))?;
     let _ = tcp.set_nodelay(true);
