@@ -53,7 +53,8 @@ async fn start_proxy(target: SocketAddr, env: &[(&str, &str)]) -> TestProxy {
     }
 }
 
-type TestBody = http_body_util::combinators::BoxBody<Bytes, hyper::Error>;
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+type TestBody = http_body_util::combinators::BoxBody<Bytes, BoxError>;
 
 fn full(s: impl Into<Bytes>) -> TestBody {
     Full::new(s.into()).map_err(|never| match never {}).boxed()
@@ -79,10 +80,30 @@ async fn http_server() -> SocketAddr {
     addr
 }
 
-async fn handle(req: Request<Incoming>) -> Result<Response<TestBody>, Infallible> {
+/// Echoes bytes on an upgraded connection until EOF.
+fn echo_upgraded(upgrade: hyper::upgrade::OnUpgrade) {
+    tokio::spawn(async move {
+        if let Ok(up) = upgrade.await {
+            let mut io = TokioIo::new(up);
+            let mut buf = [0u8; 1024];
+            while let Ok(n) = io.read(&mut buf).await {
+                if n == 0 || io.write_all(&buf[..n]).await.is_err() {
+                    break;
+                }
+            }
+        }
+    });
+}
+
+async fn handle(mut req: Request<Incoming>) -> Result<Response<TestBody>, Infallible> {
+    if req.method() == http::Method::CONNECT {
+        // Acts as a forward proxy that "tunnels" to an echo service.
+        echo_upgraded(hyper::upgrade::on(&mut req));
+        return Ok(Response::new(full("")));
+    }
     let path = req.uri().path().to_string();
     let rsp = match path.as_str() {
-        "/echo" => Response::new(req.into_body().boxed()),
+        "/echo" => Response::new(req.into_body().map_err(BoxError::from).boxed()),
         "/headers" => {
             let mut names: Vec<_> = req
                 .headers()
@@ -94,7 +115,7 @@ async fn handle(req: Request<Incoming>) -> Result<Response<TestBody>, Infallible
         }
         "/grpc-fail" => {
             let stream = futures_util::stream::iter(vec![
-                Ok::<_, hyper::Error>(Frame::data(Bytes::from_static(b"\0\0\0\0\0"))),
+                Ok::<_, BoxError>(Frame::data(Bytes::from_static(b"\0\0\0\0\0"))),
                 Ok(Frame::trailers({
                     let mut t = http::HeaderMap::new();
                     t.insert("grpc-status", http::HeaderValue::from_static("13"));
@@ -110,18 +131,7 @@ async fn handle(req: Request<Incoming>) -> Result<Response<TestBody>, Infallible
         }
         "/ws" => {
             // Minimal upgrade: switch protocols and echo raw bytes.
-            let upgrade = hyper::upgrade::on(req);
-            tokio::spawn(async move {
-                if let Ok(up) = upgrade.await {
-                    let mut io = TokioIo::new(up);
-                    let mut buf = [0u8; 1024];
-                    while let Ok(n) = io.read(&mut buf).await {
-                        if n == 0 || io.write_all(&buf[..n]).await.is_err() {
-                            break;
-                        }
-                    }
-                }
-            });
+            echo_upgraded(hyper::upgrade::on(req));
             let mut rsp = Response::new(full(""));
             *rsp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
             rsp.headers_mut()
@@ -129,6 +139,24 @@ async fn handle(req: Request<Incoming>) -> Result<Response<TestBody>, Infallible
             rsp.headers_mut()
                 .insert("upgrade", http::HeaderValue::from_static("test-echo"));
             rsp
+        }
+        "/reset" => {
+            // Sends some data, then fails the stream (RST_STREAM on HTTP/2,
+            // an aborted connection on HTTP/1).
+            let stream = futures_util::stream::unfold(0u8, |step| async move {
+                match step {
+                    0 => Some((
+                        Ok::<_, BoxError>(Frame::data(Bytes::from_static(b"partial"))),
+                        1,
+                    )),
+                    1 => {
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        Some((Err(BoxError::from("backend failed mid-stream")), 2))
+                    }
+                    _ => None,
+                }
+            });
+            Response::new(StreamBody::new(stream).boxed())
         }
         "/slow" => {
             tokio::time::sleep(Duration::from_millis(500)).await;
@@ -247,10 +275,10 @@ async fn http1_streams_large_chunked_body_both_ways() {
     let mut tx = h1_client(proxy.outbound).await;
     const CHUNK: usize = 64 * 1024;
     const CHUNKS: usize = 160; // 10 MiB
-    let stream =
-        futures_util::stream::iter((0..CHUNKS).map(|i| {
-            Ok::<_, hyper::Error>(Frame::data(Bytes::from(vec![(i % 251) as u8; CHUNK])))
-        }));
+    let stream = futures_util::stream::iter(
+        (0..CHUNKS)
+            .map(|i| Ok::<_, BoxError>(Frame::data(Bytes::from(vec![(i % 251) as u8; CHUNK])))),
+    );
     let req = Request::post("/echo")
         .header("host", "web.test")
         .body(StreamBody::new(stream).boxed())
@@ -603,4 +631,71 @@ async fn slowloris_is_cut_off_at_the_header_read_timeout() {
         "{:?}",
         start.elapsed()
     );
+}
+
+#[tokio::test]
+async fn connect_becomes_a_tunnel() {
+    let server = http_server().await;
+    let proxy = start_proxy(server, &[]).await;
+    let mut tx = h1_client(proxy.outbound).await;
+    let req = Request::connect("backend.example:443")
+        .body(full(""))
+        .unwrap();
+    let rsp = tx.send_request(req).await.unwrap();
+    assert_eq!(rsp.status(), 200);
+    let mut io = TokioIo::new(hyper::upgrade::on(rsp).await.unwrap());
+    io.write_all(b"bytes inside CONNECT").await.unwrap();
+    let mut buf = [0u8; 20];
+    io.read_exact(&mut buf).await.unwrap();
+    assert_eq!(&buf, b"bytes inside CONNECT");
+}
+
+#[tokio::test]
+async fn http2_stream_reset_upstream_reaches_the_client() {
+    let server = http_server().await;
+    let proxy = start_proxy(server, &[]).await;
+    let mut tx = h2_client(proxy.outbound).await;
+    let req = Request::get("http://web.test/reset")
+        .body(full(""))
+        .unwrap();
+    let rsp = tx.send_request(req).await.unwrap();
+    assert_eq!(rsp.status(), 200);
+    let err = tokio::time::timeout(Duration::from_secs(5), rsp.into_body().collect())
+        .await
+        .expect("the reset arrives instead of a hang")
+        .expect_err("the stream fails");
+    let h2 = std::error::Error::source(&err).and_then(|e| e.downcast_ref::<h2::Error>());
+    assert!(
+        h2.is_some_and(|e| e.is_reset()),
+        "RST_STREAM from the proxy: {err:?}"
+    );
+    // The connection itself survives: other streams still work.
+    let rsp = tx
+        .send_request(Request::get("http://web.test/").body(full("")).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(rsp.into_body().collect().await.unwrap().to_bytes(), "hello");
+    let m = metrics(proxy.admin).await;
+    assert_eq!(
+        sample(
+            &m,
+            "response_total{",
+            &["classification=\"failure\"", "status_code=\"200\""]
+        ),
+        Some(1.0),
+        "{m}"
+    );
+}
+
+#[tokio::test]
+async fn http1_body_failure_upstream_resets_the_client() {
+    let server = http_server().await;
+    let proxy = start_proxy(server, &[]).await;
+    let mut tx = h1_client(proxy.outbound).await;
+    let rsp = tx.send_request(get("/reset")).await.unwrap();
+    assert_eq!(rsp.status(), 200);
+    let res = tokio::time::timeout(Duration::from_secs(5), rsp.into_body().collect())
+        .await
+        .expect("no hang");
+    assert!(res.is_err(), "the client sees the broken body");
 }
