@@ -97,14 +97,39 @@ impl Connector {
 // === impl HttpClient ===
 
 impl HttpClient {
+    /// Creates the pool and starts its idle sweeper (which stops when the
+    /// pool is dropped). Must be called inside a tokio runtime.
     pub fn new(connector: Arc<Connector>, max_idle: usize, idle_timeout: Duration) -> Arc<Self> {
-        Arc::new(HttpClient {
+        let client = Arc::new(HttpClient {
             connector,
             max_idle,
             idle_timeout,
             h1_idle: Mutex::default(),
             h2: Mutex::default(),
-        })
+        });
+        let weak = Arc::downgrade(&client);
+        // Idle connections are also checked on checkout; the sweeper closes
+        // the ones nobody asks for again, so a burst does not leave its
+        // connections open forever.
+        let period = (idle_timeout / 2).max(Duration::from_millis(100));
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(period).await;
+                let Some(client) = weak.upgrade() else { return };
+                client.sweep_idle();
+            }
+        });
+        client
+    }
+
+    /// Drops idle HTTP/1 connections past the idle timeout or closed by
+    /// their server.
+    fn sweep_idle(&self) {
+        let mut idle = self.h1_idle.lock().unwrap_or_else(|e| e.into_inner());
+        idle.retain(|_, list| {
+            list.retain(|c| !c.tx.is_closed() && c.since.elapsed() <= self.idle_timeout);
+            !list.is_empty()
+        });
     }
 
     pub fn connector(&self) -> &Connector {

@@ -176,8 +176,8 @@ pub const VARS: &[VarDoc] = &[
     },
     VarDoc {
         name: "STRAND_PROXY_MAX_IDLE_CONNS_PER_ENDPOINT",
-        default: "64",
-        help: "Idle HTTP/1 connections kept open per upstream target.",
+        default: "10000",
+        help: "Idle HTTP/1 connections kept open per upstream target (each is closed after the idle timeout). Set it at least to the number of concurrent requests to a target, or connections churn.",
     },
     VarDoc {
         name: "STRAND_PROXY_IDLE_TIMEOUT",
@@ -303,7 +303,7 @@ impl Config {
                     Duration::from_secs(10),
                     parse_duration,
                 ),
-                max_idle_per_target: p.parse("STRAND_PROXY_MAX_IDLE_CONNS_PER_ENDPOINT", 64, |v| {
+                max_idle_per_target: p.parse("STRAND_PROXY_MAX_IDLE_CONNS_PER_ENDPOINT", 10_000, |v| {
                     parse_bounded(v, 0, 100_000)
                 }),
                 idle_timeout: p.parse(

@@ -73,7 +73,13 @@ pub async fn bind_and_announce(addr: SocketAddr) -> anyhow::Result<TcpListener> 
 pub(crate) async fn accept(listener: &TcpListener) -> (TcpStream, SocketAddr) {
     loop {
         match listener.accept().await {
-            Ok(conn) => return conn,
+            Ok(conn) => {
+                // As most servers do (Go's net/http, nginx's tcp_nodelay):
+                // without it, responses on a busy multiplexed connection
+                // wait on Nagle's algorithm.
+                let _ = conn.0.set_nodelay(true);
+                return conn;
+            }
             Err(e) => {
                 tracing::warn!("accept failed: {e}");
                 tokio::time::sleep(Duration::from_millis(50)).await;

@@ -104,7 +104,7 @@ pub async fn main(args: GrpcArgs) -> anyhow::Result<()> {
 /// Serves the Echo service on `listener`.
 pub async fn serve(listener: TcpListener, name: &str) -> anyhow::Result<()> {
     let svc = EchoServer::new(EchoService::new(name)?);
-    let incoming = tonic::transport::server::TcpIncoming::from(listener);
+    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     tonic::transport::Server::builder()
         .serve_with_incoming(svc, incoming)
         .await?;
