@@ -226,7 +226,7 @@ impl HttpClient {
             .timer(TokioTimer::new())
             // Detect dead peers on long-lived multiplexed connections.
             .keep_alive_interval(Duration::from_secs(10))
-            .keep_alive_timeout(Duration::from_secs(3))
+            .keep_alive_timeout(Duration::from_secs(10))
             .handshake(TokioIo::new(io))
             .await
             .map_err(|source| ProxyError::Handshake {

@@ -303,9 +303,11 @@ impl Config {
                     Duration::from_secs(10),
                     parse_duration,
                 ),
-                max_idle_per_target: p.parse("STRAND_PROXY_MAX_IDLE_CONNS_PER_ENDPOINT", 10_000, |v| {
-                    parse_bounded(v, 0, 100_000)
-                }),
+                max_idle_per_target: p.parse(
+                    "STRAND_PROXY_MAX_IDLE_CONNS_PER_ENDPOINT",
+                    10_000,
+                    |v| parse_bounded(v, 0, 100_000),
+                ),
                 idle_timeout: p.parse(
                     "STRAND_PROXY_IDLE_TIMEOUT",
                     Duration::from_secs(90),
