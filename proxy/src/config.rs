@@ -223,50 +223,16 @@ impl Config {
         };
         let default_cores = std::thread::available_parallelism().map_or(1, |n| n.get().min(2));
         let config = Config {
-            outbound: SideConfig {
-                listen_addrs: p.parse(
-                    "STRAND_PROXY_OUTBOUND_LISTEN_ADDR",
-                    parse_addrs("127.0.0.1:4140,[::1]:4140").expect("valid"),
-                    parse_addrs,
-                ),
-                detect_timeout: p.parse(
-                    "STRAND_PROXY_OUTBOUND_DETECT_TIMEOUT",
-                    Duration::from_secs(10),
-                    parse_duration,
-                ),
-                connect_timeout: p.parse(
-                    "STRAND_PROXY_OUTBOUND_CONNECT_TIMEOUT",
-                    Duration::from_secs(1),
-                    parse_duration,
-                ),
-                opaque_ports: p.parse(
-                    "STRAND_PROXY_OUTBOUND_PORTS_DISABLE_PROTOCOL_DETECTION",
-                    DEFAULT_OPAQUE_PORTS.iter().copied().collect(),
-                    parse_ports,
-                ),
-            },
-            inbound: SideConfig {
-                listen_addrs: p.parse(
-                    "STRAND_PROXY_INBOUND_LISTEN_ADDR",
-                    parse_addrs("0.0.0.0:4143,[::]:4143").expect("valid"),
-                    parse_addrs,
-                ),
-                detect_timeout: p.parse(
-                    "STRAND_PROXY_INBOUND_DETECT_TIMEOUT",
-                    Duration::from_secs(10),
-                    parse_duration,
-                ),
-                connect_timeout: p.parse(
-                    "STRAND_PROXY_INBOUND_CONNECT_TIMEOUT",
-                    Duration::from_millis(300),
-                    parse_duration,
-                ),
-                opaque_ports: p.parse(
-                    "STRAND_PROXY_INBOUND_PORTS_DISABLE_PROTOCOL_DETECTION",
-                    DEFAULT_OPAQUE_PORTS.iter().copied().collect(),
-                    parse_ports,
-                ),
-            },
+            outbound: p.side(
+                &OUTBOUND_VARS,
+                "127.0.0.1:4140,[::1]:4140",
+                Duration::from_secs(1),
+            ),
+            inbound: p.side(
+                &INBOUND_VARS,
+                "0.0.0.0:4143,[::]:4143",
+                Duration::from_millis(300),
+            ),
             admin_addr: p.parse(
                 "STRAND_PROXY_ADMIN_LISTEN_ADDR",
                 "0.0.0.0:4191".parse().expect("valid"),
@@ -323,12 +289,58 @@ impl Config {
     }
 }
 
+/// The variable names of one side.
+struct SideVars {
+    listen: &'static str,
+    detect_timeout: &'static str,
+    connect_timeout: &'static str,
+    opaque_ports: &'static str,
+}
+
+const OUTBOUND_VARS: SideVars = SideVars {
+    listen: "STRAND_PROXY_OUTBOUND_LISTEN_ADDR",
+    detect_timeout: "STRAND_PROXY_OUTBOUND_DETECT_TIMEOUT",
+    connect_timeout: "STRAND_PROXY_OUTBOUND_CONNECT_TIMEOUT",
+    opaque_ports: "STRAND_PROXY_OUTBOUND_PORTS_DISABLE_PROTOCOL_DETECTION",
+};
+
+const INBOUND_VARS: SideVars = SideVars {
+    listen: "STRAND_PROXY_INBOUND_LISTEN_ADDR",
+    detect_timeout: "STRAND_PROXY_INBOUND_DETECT_TIMEOUT",
+    connect_timeout: "STRAND_PROXY_INBOUND_CONNECT_TIMEOUT",
+    opaque_ports: "STRAND_PROXY_INBOUND_PORTS_DISABLE_PROTOCOL_DETECTION",
+};
+
 struct Parser<'a> {
     env: &'a dyn EnvSource,
     errors: Vec<ConfigError>,
 }
 
 impl Parser<'_> {
+    fn side(&mut self, vars: &SideVars, listen: &str, connect_timeout: Duration) -> SideConfig {
+        SideConfig {
+            listen_addrs: self.parse(
+                vars.listen,
+                parse_addrs(listen).expect("valid default"),
+                parse_addrs,
+            ),
+            // Linkerd's default: long enough for slow clients, short enough
+            // that a server-speaks-first protocol on an unlisted port is not
+            // stuck for long.
+            detect_timeout: self.parse(
+                vars.detect_timeout,
+                Duration::from_secs(10),
+                parse_duration,
+            ),
+            connect_timeout: self.parse(vars.connect_timeout, connect_timeout, parse_duration),
+            opaque_ports: self.parse(
+                vars.opaque_ports,
+                DEFAULT_OPAQUE_PORTS.iter().copied().collect(),
+                parse_ports,
+            ),
+        }
+    }
+
     fn parse<T>(
         &mut self,
         name: &'static str,

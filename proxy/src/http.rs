@@ -172,15 +172,7 @@ where
         .keep_alive(true)
         .serve_connection(TokioIo::new(io), svc)
         .with_upgrades();
-    tokio::pin!(conn);
-    let res = tokio::select! {
-        res = conn.as_mut() => res,
-        () = drain.cancelled() => {
-            conn.as_mut().graceful_shutdown();
-            conn.await
-        }
-    };
-    res.map_err(classify_error)
+    drive(conn, drain, |c| c.graceful_shutdown()).await
 }
 
 /// Serves an HTTP/2 client connection until it closes or `drain` fires.
@@ -198,11 +190,24 @@ where
         .timer(TokioTimer::new())
         .max_header_list_size(u32::try_from(config.max_header_bytes).unwrap_or(u32::MAX))
         .serve_connection(TokioIo::new(io), svc);
+    drive(conn, drain, |c| c.graceful_shutdown()).await
+}
+
+/// Runs a hyper server connection to completion; when `drain` fires, asks
+/// it to finish its in-flight requests and close (`graceful`).
+async fn drive<C>(
+    conn: C,
+    drain: CancellationToken,
+    graceful: impl FnOnce(std::pin::Pin<&mut C>),
+) -> Result<(), ServeError>
+where
+    C: std::future::Future<Output = Result<(), hyper::Error>>,
+{
     tokio::pin!(conn);
     let res = tokio::select! {
         res = conn.as_mut() => res,
         () = drain.cancelled() => {
-            conn.as_mut().graceful_shutdown();
+            graceful(conn.as_mut());
             conn.await
         }
     };

@@ -145,11 +145,11 @@ impl EncodeLabelSet for ResponseLabels {
     fn encode(&self, enc: &mut LabelSetEncoder<'_>) -> fmt::Result {
         self.target.encode(enc)?;
         if let Some(code) = self.status_code {
-            label(enc, "status_code", itoa(code as u32).as_str())?;
+            label(enc, "status_code", &code.to_string())?;
         }
         label(enc, "classification", self.classification.as_str())?;
         if let Some(g) = self.grpc_status {
-            label(enc, "grpc_status", itoa(g).as_str())?;
+            label(enc, "grpc_status", &g.to_string())?;
         }
         if let Some(e) = self.error {
             label(enc, "error", e)?;
@@ -176,8 +176,4 @@ impl EncodeLabelSet for TcpCloseLabels {
         self.tcp.encode(enc)?;
         label(enc, "classification", self.classification.as_str())
     }
-}
-
-fn itoa(n: u32) -> String {
-    n.to_string()
 }
