@@ -396,7 +396,13 @@ fn server_killed_mid_stream_fails_cleanly_and_proxies_survive() {
         &url,
     ]);
     let mut download = m.client.pod.spawn(curl).unwrap();
-    std::thread::sleep(Duration::from_millis(1500));
+    // Wait until the download is flowing through both proxies.
+    m.eventually_metrics("the download is under way", |c, _| {
+        c.sum(
+            "tcp_read_bytes_total",
+            &["direction=\"outbound\"", "peer=\"dst\""],
+        ) > 1_000_000.0
+    });
     srv.signal(strand_testkit::Signal::SIGKILL).unwrap();
     let status = download
         .wait_timeout(Duration::from_secs(20))
@@ -465,7 +471,10 @@ fn sigterm_drains_in_flight_requests() {
     let mut cmd = m.client.app();
     cmd.args(["http-client", "--url", &url]);
     let mut slow = m.client.pod.spawn(cmd).unwrap();
-    std::thread::sleep(Duration::from_millis(500));
+    // Wait until the request has reached the server's proxy.
+    m.eventually_metrics("the slow request is in flight", |_, s| {
+        s.sum("request_total", &["direction=\"inbound\""]) == 1.0
+    });
     let start = Instant::now();
     m.server
         .proxy
