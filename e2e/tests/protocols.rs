@@ -320,6 +320,27 @@ fn server_speaks_first_on_an_opaque_port() {
         "the banner did not wait for detection: {:?}",
         start.elapsed()
     );
+    // The banner line (with its newline) crossed both proxies as opaque TCP.
+    let banner_len = "220 strand banner ready\n".len() as f64;
+    let target = format!("target_addr=\"{}\"", m.server_addr(5432));
+    m.eventually_metrics(
+        "the banner counted as opaque bytes on both sides",
+        |c, s| {
+            c.sum(
+                "tcp_write_bytes_total",
+                &["direction=\"outbound\"", "peer=\"src\"", &target],
+            ) >= banner_len
+                && s.sum(
+                    "tcp_read_bytes_total",
+                    &["direction=\"inbound\"", "peer=\"dst\"", &target],
+                ) >= banner_len
+                && s.sum(
+                    "tcp_close_total",
+                    &["direction=\"inbound\"", "peer=\"src\"", &target],
+                ) == 1.0
+                && c.sum("request_total", &[]) == 0.0
+        },
+    );
 }
 
 #[test]

@@ -172,7 +172,7 @@ pub const VARS: &[VarDoc] = &[
     VarDoc {
         name: "STRAND_PROXY_HTTP_HEADER_READ_TIMEOUT",
         default: "10s",
-        help: "How long a client may take to send a full HTTP/1 request head.",
+        help: "How long a client may take to send a full HTTP/1 request head. An idle keep-alive connection counts from the end of its last response, so this is also how long idle client connections are kept.",
     },
     VarDoc {
         name: "STRAND_PROXY_MAX_IDLE_CONNS_PER_ENDPOINT",
@@ -181,8 +181,8 @@ pub const VARS: &[VarDoc] = &[
     },
     VarDoc {
         name: "STRAND_PROXY_IDLE_TIMEOUT",
-        default: "90s",
-        help: "How long an idle upstream connection is kept.",
+        default: "5s",
+        help: "How long an idle upstream connection is kept. Keep it below the idle timeout of the server (or proxy) on the other side, so a connection is never reused just as that side closes it.",
     },
 ];
 
@@ -276,7 +276,10 @@ impl Config {
                 ),
                 idle_timeout: p.parse(
                     "STRAND_PROXY_IDLE_TIMEOUT",
-                    Duration::from_secs(90),
+                    // Half the peer proxy's header read timeout (its idle
+                    // timeout), and as short as common app servers' (Node's
+                    // keep-alive timeout is 5 s).
+                    Duration::from_secs(5),
                     parse_duration,
                 ),
             },

@@ -699,3 +699,22 @@ async fn http1_body_failure_upstream_resets_the_client() {
         .expect("no hang");
     assert!(res.is_err(), "the client sees the broken body");
 }
+
+#[tokio::test]
+async fn idle_upstream_connections_expire() {
+    let server = http_server().await;
+    let proxy = start_proxy(server, &[("STRAND_PROXY_IDLE_TIMEOUT", "200ms")]).await;
+    let mut tx = h1_client(proxy.outbound).await;
+    for pause in [0, 50, 400] {
+        tokio::time::sleep(Duration::from_millis(pause)).await;
+        let rsp = tx.send_request(get("/")).await.unwrap();
+        rsp.into_body().collect().await.unwrap();
+    }
+    let m = metrics(proxy.admin).await;
+    // Reused after 50 ms; after 400 ms idle the connection had expired.
+    assert_eq!(
+        sample(&m, "tcp_open_total{", &["peer=\"dst\""]),
+        Some(2.0),
+        "{m}"
+    );
+}
