@@ -161,17 +161,13 @@ impl Config {
             &self.inbound_ports_to_ignore,
             "ignore-inbound-ports",
         );
-        rules.extend(
-            self.inbound_subnets_to_ignore
-                .iter()
-                .filter(|c| c.family() == family)
-                .map(|c| Rule {
-                    chain: INBOUND_CHAIN,
-                    matches: args(["-s", &c.to_string()]),
-                    comment: "ignore-inbound-subnet",
-                    target: Target::Return,
-                }),
-        );
+        rules.extend(ignore_subnets(
+            INBOUND_CHAIN,
+            &self.inbound_subnets_to_ignore,
+            family,
+            "-s",
+            "ignore-inbound-subnet",
+        ));
         rules.push(Rule {
             chain: INBOUND_CHAIN,
             matches: args(["-p", "tcp"]),
@@ -222,17 +218,13 @@ impl Config {
             &self.outbound_ports_to_ignore,
             "ignore-outbound-ports",
         ));
-        rules.extend(
-            self.outbound_subnets_to_ignore
-                .iter()
-                .filter(|c| c.family() == family)
-                .map(|c| Rule {
-                    chain: OUTPUT_CHAIN,
-                    matches: args(["-d", &c.to_string()]),
-                    comment: "ignore-outbound-subnet",
-                    target: Target::Return,
-                }),
-        );
+        rules.extend(ignore_subnets(
+            OUTPUT_CHAIN,
+            &self.outbound_subnets_to_ignore,
+            family,
+            "-d",
+            "ignore-outbound-subnet",
+        ));
         rules.push(Rule {
             chain: OUTPUT_CHAIN,
             matches: args(["-p", "tcp"]),
@@ -289,6 +281,26 @@ fn restore_prologue(saved: &str) -> String {
 
 /// `-p tcp -m multiport --dports ... -j RETURN`, as many rules as the
 /// multiport limit requires.
+/// `RETURN` rules for the subnets of `family`, matched as source (`-s`) or
+/// destination (`-d`).
+fn ignore_subnets<'a>(
+    chain: &'static str,
+    subnets: &'a [Cidr],
+    family: Family,
+    flag: &'static str,
+    comment: &'static str,
+) -> impl Iterator<Item = Rule> + 'a {
+    subnets
+        .iter()
+        .filter(move |c| c.family() == family)
+        .map(move |c| Rule {
+            chain,
+            matches: args([flag, &c.to_string()]),
+            comment,
+            target: Target::Return,
+        })
+}
+
 fn ignore_ports(chain: &'static str, ports: &PortList, comment: &'static str) -> Vec<Rule> {
     ports
         .multiport_args()
