@@ -1,0 +1,120 @@
+use crate::IdentityName;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use tokio::sync::watch;
+
+/// What a proxy asks about: a name from an authority, or an original destination address.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Target {
+    Name { host: String, port: u16 },
+    Addr(SocketAddr),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ServiceKey {
+    pub namespace: String,
+    pub name: String,
+}
+
+/// One ready backend of a service port.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Endpoint {
+    pub addr: SocketAddr,
+    pub pod: String,
+    pub namespace: String,
+    pub workload: String,
+    pub service_account: String,
+    /// Set when a proxy runs beside the pod: peers then expect this TLS
+    /// identity and may carry HTTP/1 over HTTP/2.
+    pub identity: Option<IdentityName>,
+    /// The pod's labels.
+    pub labels: BTreeMap<String, String>,
+}
+
+/// One port of a service, as discovery serves it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServicePortView {
+    pub service: ServiceKey,
+    /// `<name>.<namespace>.svc.<cluster-domain>`
+    pub fqdn: String,
+    pub cluster_ip: Option<IpAddr>,
+    pub port: u16,
+    /// Marked with `config.linkerd.io/opaque-ports`: no protocol detection.
+    pub opaque: bool,
+    pub app_protocol: Option<String>,
+    /// Ready endpoints only, by address.
+    pub endpoints: BTreeMap<SocketAddr, Endpoint>,
+}
+
+/// The latest view of a service port; `None` while it does not exist.
+pub type ServiceWatch = watch::Receiver<Option<Arc<ServicePortView>>>;
+
+/// What the discovery APIs need from an index.
+pub trait DiscoverServices: Send + Sync + 'static {
+    /// Which service port a target names: `<svc>.<ns>.svc.<domain>:<port>`
+    /// (with or without a trailing dot) or `<virtual-ip>:<port>`.
+    fn lookup(&self, target: &Target) -> Option<(ServiceKey, u16)>;
+
+    /// Watches one port of a service. Works for a service that does not
+    /// exist yet: the value is `None` until it does.
+    fn watch(&self, service: &ServiceKey, port: u16) -> ServiceWatch;
+
+    /// The cluster domain, e.g. `cluster.local`.
+    fn cluster_domain(&self) -> &str;
+}
+
+// === impl Target ===
+
+impl Target {
+    /// Parses `host:port` or `[v6]:port` as a proxy sends it.
+    pub fn parse(s: &str) -> Option<Target> {
+        if let Ok(addr) = s.parse::<SocketAddr>() {
+            return Some(Target::Addr(addr));
+        }
+        let (host, port) = s.rsplit_once(':')?;
+        let port = port.parse().ok()?;
+        if host.is_empty() || host.contains(':') {
+            return None;
+        }
+        Some(Target::Name {
+            host: host.trim_end_matches('.').to_ascii_lowercase(),
+            port,
+        })
+    }
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Name { host, port } => write!(f, "{host}:{port}"),
+            Self::Addr(a) => write!(f, "{a}"),
+        }
+    }
+}
+
+// === impl ServiceKey ===
+
+impl ServiceKey {
+    pub fn new(namespace: impl Into<String>, name: impl Into<String>) -> Self {
+        Self {
+            namespace: namespace.into(),
+            name: name.into(),
+        }
+    }
+
+    /// Splits a name of the form `<svc>.<ns>.svc.<cluster-domain>`.
+    pub fn from_fqdn(host: &str, cluster_domain: &str) -> Option<ServiceKey> {
+        let host = host.trim_end_matches('.');
+        let rest = host.strip_suffix(cluster_domain)?.strip_suffix(".svc.")?;
+        let (name, ns) = rest.split_once('.')?;
+        (!name.is_empty() && !ns.is_empty() && !ns.contains('.')).then(|| ServiceKey::new(ns, name))
+    }
+}
+
+impl fmt::Display for ServiceKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}

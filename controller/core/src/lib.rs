@@ -1,0 +1,121 @@
+//! The domain model of the strand control plane, shared by both modes.
+//!
+//! Resources arrive as Kubernetes-style documents (`apiVersion`, `kind`,
+//! `metadata`, `spec`): from `strand apply` and `strand run` in local mode, from
+//! the Kubernetes API in Kubernetes mode. This crate parses and validates them
+//! into typed values, and defines what the layers above ask of an index:
+//!
+//! ```text
+//!   YAML / JSON ──parse+validate──▶ Resource ──▶ index ──watch──▶ gRPC (Discover* traits)
+//! ```
+//!
+//! It knows nothing of kube, tonic or the store; it does no I/O.
+
+#![forbid(unsafe_code)]
+
+mod discover;
+mod identity;
+mod manifest;
+mod meta;
+mod service;
+mod workload;
+
+pub use self::discover::{
+    DiscoverServices, Endpoint, ServiceKey, ServicePortView, ServiceWatch, Target,
+};
+pub use self::identity::{IdentityName, TrustDomain};
+pub use self::manifest::{ManifestError, parse_manifests, parse_resource_json};
+pub use self::meta::{Kind, ObjectMeta, ResourceKey, validate_dns_label, validate_dns_subdomain};
+pub use self::service::{Service, ServicePort, ServiceSpec, ServiceStatus, TargetPort};
+pub use self::workload::{
+    ContainerPort, Pod, PodSpec, PodStatus, WORKLOAD_LABEL, Workload, WorkloadSpec, WorkloadStatus,
+};
+
+/// A validation failure inside one resource: which field and why.
+///
+/// `field` is a dotted path such as `spec.ports[1].port`.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {reason}")]
+pub struct FieldError {
+    pub field: String,
+    pub reason: String,
+}
+
+impl FieldError {
+    pub fn new(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Any resource the control plane stores.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(untagged)]
+pub enum Resource {
+    Service(Service),
+    Workload(Workload),
+    Pod(Pod),
+}
+
+// === impl Resource ===
+
+impl Resource {
+    pub fn kind(&self) -> Kind {
+        match self {
+            Self::Service(_) => Kind::Service,
+            Self::Workload(_) => Kind::Workload,
+            Self::Pod(_) => Kind::Pod,
+        }
+    }
+
+    pub fn meta(&self) -> &ObjectMeta {
+        match self {
+            Self::Service(s) => &s.metadata,
+            Self::Workload(w) => &w.metadata,
+            Self::Pod(p) => &p.metadata,
+        }
+    }
+
+    pub fn meta_mut(&mut self) -> &mut ObjectMeta {
+        match self {
+            Self::Service(s) => &mut s.metadata,
+            Self::Workload(w) => &mut w.metadata,
+            Self::Pod(p) => &mut p.metadata,
+        }
+    }
+
+    pub fn key(&self) -> ResourceKey {
+        ResourceKey::new(self.kind(), &self.meta().namespace, &self.meta().name)
+    }
+
+    /// Checks everything serde cannot: names, ranges, duplicates.
+    pub fn validate(&self) -> Result<(), FieldError> {
+        self.meta().validate()?;
+        match self {
+            Self::Service(s) => s.validate(),
+            Self::Workload(w) => w.validate(),
+            Self::Pod(p) => p.validate(),
+        }
+    }
+
+    /// The Kubernetes-style JSON document (`apiVersion`, `kind`, ...).
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut v = match self {
+            Self::Service(s) => serde_json::to_value(s),
+            Self::Workload(w) => serde_json::to_value(w),
+            Self::Pod(p) => serde_json::to_value(p),
+        }
+        .expect("resources always serialize");
+        if let Some(obj) = v.as_object_mut() {
+            let kind = self.kind();
+            let mut doc = serde_json::Map::new();
+            doc.insert("apiVersion".into(), kind.api_version().into());
+            doc.insert("kind".into(), kind.name().into());
+            doc.append(obj);
+            return serde_json::Value::Object(doc);
+        }
+        v
+    }
+}
