@@ -1,7 +1,8 @@
 //! The one crate in strand that calls into the operating system below the
 //! level of `std` and tokio: reading a redirected connection's original
 //! destination (`SO_ORIGINAL_DST`), moving a thread into a network namespace,
-//! and reading this process's resource usage from `/proc`.
+//! reading this process's resource usage from `/proc`, and configuring host
+//! networking for local mode (bridge, pod namespaces) through `ip`.
 //!
 //! Everything else in the workspace is `#![forbid(unsafe_code)]` and goes
 //! through the safe functions here.
@@ -11,6 +12,8 @@ use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::AsFd;
 use std::path::Path;
+
+pub mod net;
 
 /// Reads the destination a connection had before an iptables `REDIRECT`
 /// rewrote it (`SO_ORIGINAL_DST` for IPv4, `IP6T_SO_ORIGINAL_DST` for IPv6).

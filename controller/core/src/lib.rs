@@ -13,6 +13,7 @@
 
 #![forbid(unsafe_code)]
 
+mod cluster;
 mod discover;
 mod identity;
 mod manifest;
@@ -20,11 +21,14 @@ mod meta;
 mod service;
 mod workload;
 
+pub use self::cluster::{CLUSTER_FILE, LocalCluster};
 pub use self::discover::{
     DiscoverServices, Endpoint, ServiceKey, ServicePortView, ServiceWatch, Target,
 };
 pub use self::identity::{IdentityName, TrustDomain};
-pub use self::manifest::{ManifestError, parse_manifests, parse_resource_json};
+pub use self::manifest::{
+    ManifestError, parse_manifests, parse_manifests_numbered, parse_resource_json,
+};
 pub use self::meta::{Kind, ObjectMeta, ResourceKey, validate_dns_label, validate_dns_subdomain};
 pub use self::service::{Service, ServicePort, ServiceSpec, ServiceStatus, TargetPort};
 pub use self::workload::{

@@ -20,6 +20,15 @@ pub struct ManifestError {
 /// All-or-nothing: the first invalid document fails the whole input.
 /// Empty documents are skipped.
 pub fn parse_manifests(text: &str) -> Result<Vec<Resource>, ManifestError> {
+    Ok(parse_manifests_numbered(text)?
+        .into_iter()
+        .map(|(_, r)| r)
+        .collect())
+}
+
+/// Like [`parse_manifests`], with each resource's 1-based document number
+/// (empty documents count), so that later checks can name the document.
+pub fn parse_manifests_numbered(text: &str) -> Result<Vec<(usize, Resource)>, ManifestError> {
     let mut out = Vec::new();
     for (i, doc) in serde_yaml_ng::Deserializer::from_str(text).enumerate() {
         let document = i + 1;
@@ -32,7 +41,7 @@ pub fn parse_manifests(text: &str) -> Result<Vec<Resource>, ManifestError> {
         if value.is_null() {
             continue;
         }
-        out.push(parse_value(document, value)?);
+        out.push((document, parse_value(document, value)?));
     }
     Ok(out)
 }

@@ -1,0 +1,95 @@
+//! `strand`: the command users drive the mesh with.
+//!
+//! In local mode it starts the control plane (`strand up`), feeds it resources
+//! (`strand apply/get/delete`), and runs workloads as meshed processes in
+//! network namespaces (`strand run`, `strand scale`).
+
+#![forbid(unsafe_code)]
+
+use clap::{Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+mod ctx;
+mod resources;
+mod run;
+mod up;
+
+/// The strand service mesh.
+///
+/// Local mode runs the control plane and meshed workloads on one Linux host:
+/// `strand up` starts the control plane, `strand apply -f svc.yaml` adds
+/// Services, and `strand run --name web --port 8080 -- CMD` runs CMD in its own
+/// network namespace beside a proxy.
+#[derive(Parser)]
+#[command(name = "strand", version, propagate_version = true)]
+struct Cli {
+    /// Where the local control plane keeps its state (store, admin token,
+    /// cluster.json, logs).
+    #[arg(long, global = true, env = "STRAND_STATE_DIR", value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+
+    /// The control plane's management API (default: from cluster.json, else
+    /// 127.0.0.1:8089).
+    #[arg(long, global = true, env = "STRAND_API_ADDR", value_name = "ADDR")]
+    api_addr: Option<SocketAddr>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start the local control plane (needs root).
+    Up(up::UpArgs),
+    /// Stop the local control plane.
+    Down(up::DownArgs),
+    /// Report whether the control plane is healthy.
+    Check(up::CheckArgs),
+    /// Create or update resources from YAML documents.
+    Apply(resources::ApplyArgs),
+    /// List resources, or show one.
+    Get(resources::GetArgs),
+    /// Delete a resource.
+    Delete(resources::DeleteArgs),
+    /// Run a command as a meshed workload: one network namespace and proxy per replica (needs root).
+    Run(run::RunArgs),
+    /// Change the number of replicas of a running workload.
+    Scale(run::ScaleArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let ctx = ctx::Ctx::new(cli.state_dir, cli.api_addr);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Up(args) => up::up(&ctx, args).await,
+            Command::Down(args) => up::down(&ctx, args).await,
+            Command::Check(args) => up::check(&ctx, args).await,
+            Command::Apply(args) => resources::apply(&ctx, args).await,
+            Command::Get(args) => resources::get(&ctx, args).await,
+            Command::Delete(args) => resources::delete(&ctx, args).await,
+            Command::Run(args) => run::run(&ctx, args).await,
+            Command::Scale(args) => run::scale(&ctx, args).await,
+        }
+    });
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

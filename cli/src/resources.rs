@@ -1,0 +1,248 @@
+//! `strand apply`, `strand get`, `strand delete`.
+
+use crate::ctx::Ctx;
+use anyhow::{Context as _, bail};
+use clap::Args;
+use std::io::Read as _;
+use std::path::PathBuf;
+use strand_controller_core::{Kind, Resource};
+
+#[derive(Args, Debug)]
+pub struct ApplyArgs {
+    /// A YAML file of one or more documents, or `-` for stdin.
+    #[arg(long, short = 'f', value_name = "FILE")]
+    filename: PathBuf,
+}
+
+#[derive(Args, Debug)]
+pub struct GetArgs {
+    /// services (svc), workloads (deploy), or pods (po).
+    #[arg(value_parser = parse_kind)]
+    kind: Kind,
+    /// Show only this one.
+    name: Option<String>,
+    #[arg(long, short = 'n', default_value = "default")]
+    namespace: String,
+    /// List across all namespaces.
+    #[arg(long, short = 'A')]
+    all_namespaces: bool,
+    /// `table` or `json`.
+    #[arg(long, short = 'o', default_value = "table", value_parser = ["table", "json"])]
+    output: String,
+}
+
+#[derive(Args, Debug)]
+pub struct DeleteArgs {
+    #[arg(value_parser = parse_kind)]
+    kind: Kind,
+    name: String,
+    #[arg(long, short = 'n', default_value = "default")]
+    namespace: String,
+}
+
+fn parse_kind(s: &str) -> Result<Kind, String> {
+    Kind::parse(s).ok_or_else(|| {
+        format!("unknown kind {s:?}: use services (svc), workloads (deploy) or pods (po)")
+    })
+}
+
+pub async fn apply(ctx: &Ctx, args: ApplyArgs) -> anyhow::Result<u8> {
+    let text = if args.filename.as_os_str() == "-" {
+        let mut s = String::new();
+        std::io::stdin()
+            .read_to_string(&mut s)
+            .context("reading stdin")?;
+        s
+    } else {
+        std::fs::read_to_string(&args.filename)
+            .with_context(|| format!("reading {}", args.filename.display()))?
+    };
+    let client = ctx.client()?;
+    let applied = client.apply(&text).await?;
+    if applied.is_empty() {
+        println!("no resources found in {}", args.filename.display());
+    }
+    for a in applied {
+        let action = serde_json::to_value(a.action)?;
+        println!(
+            "{}/{} {} ({})",
+            a.kind.name().to_lowercase(),
+            a.name,
+            action.as_str().unwrap_or("applied"),
+            a.namespace
+        );
+    }
+    Ok(0)
+}
+
+pub async fn get(ctx: &Ctx, args: GetArgs) -> anyhow::Result<u8> {
+    let client = ctx.client()?;
+    let items = match &args.name {
+        Some(name) => match crate::ctx::get_opt(&client, args.kind, &args.namespace, name).await? {
+            Some(r) => vec![r],
+            None => bail!(
+                "{} {}/{} not found",
+                args.kind.name().to_lowercase(),
+                args.namespace,
+                name
+            ),
+        },
+        None => {
+            let ns = (!args.all_namespaces).then_some(args.namespace.as_str());
+            client.list(args.kind, ns).await?
+        }
+    };
+    if args.output == "json" {
+        let docs: Vec<_> = items.iter().map(Resource::to_json).collect();
+        let out = match (&args.name, docs.as_slice()) {
+            (Some(_), [one]) => one.clone(),
+            _ => serde_json::json!({ "apiVersion": "v1", "kind": "List", "items": docs }),
+        };
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(0);
+    }
+    if items.is_empty() {
+        if args.all_namespaces {
+            eprintln!("No resources found");
+        } else {
+            eprintln!("No resources found in {} namespace.", args.namespace);
+        }
+        return Ok(0);
+    }
+    print_table(&rows(args.kind, &items, args.all_namespaces));
+    Ok(0)
+}
+
+pub async fn delete(ctx: &Ctx, args: DeleteArgs) -> anyhow::Result<u8> {
+    let client = ctx.client()?;
+    client
+        .delete(args.kind, &args.namespace, &args.name)
+        .await?;
+    println!(
+        "{} \"{}\" deleted ({})",
+        args.kind.name().to_lowercase(),
+        args.name,
+        args.namespace
+    );
+    Ok(0)
+}
+
+fn rows(kind: Kind, items: &[Resource], with_ns: bool) -> Vec<Vec<String>> {
+    let mut header: Vec<&str> = match kind {
+        Kind::Service => vec!["NAME", "CLUSTER-IP", "PORT(S)", "SELECTOR", "AGE"],
+        Kind::Workload => vec!["NAME", "READY", "PORTS", "COMMAND", "AGE"],
+        Kind::Pod => vec!["NAME", "READY", "IP", "WORKLOAD", "PID", "AGE"],
+    };
+    if with_ns {
+        header.insert(0, "NAMESPACE");
+    }
+    let mut out = vec![header.into_iter().map(String::from).collect::<Vec<_>>()];
+    for r in items {
+        let meta = r.meta();
+        let age = meta
+            .creation_timestamp
+            .as_deref()
+            .and_then(age_of)
+            .unwrap_or_else(|| "-".into());
+        let mut row = match r {
+            Resource::Service(s) => vec![
+                meta.name.clone(),
+                s.spec.cluster_ip.clone().unwrap_or_else(|| "<none>".into()),
+                s.spec
+                    .ports
+                    .iter()
+                    .map(|p| format!("{}/{}", p.port, p.protocol))
+                    .collect::<Vec<_>>()
+                    .join(","),
+                join_map(&s.spec.selector),
+                age,
+            ],
+            Resource::Workload(w) => vec![
+                meta.name.clone(),
+                format!("{}/{}", w.status.ready_replicas, w.spec.replicas),
+                w.spec
+                    .ports
+                    .iter()
+                    .map(|p| p.container_port.to_string())
+                    .collect::<Vec<_>>()
+                    .join(","),
+                w.spec.command.join(" "),
+                age,
+            ],
+            Resource::Pod(p) => vec![
+                meta.name.clone(),
+                if p.status.ready { "1/1" } else { "0/1" }.into(),
+                p.status
+                    .pod_ip
+                    .map_or_else(|| "<none>".into(), |ip| ip.to_string()),
+                p.spec.workload.clone(),
+                p.status.pid.map_or_else(|| "-".into(), |p| p.to_string()),
+                age,
+            ],
+        };
+        if with_ns {
+            row.insert(0, meta.namespace.clone());
+        }
+        out.push(row);
+    }
+    out
+}
+
+fn join_map(m: &std::collections::BTreeMap<String, String>) -> String {
+    if m.is_empty() {
+        return "<none>".into();
+    }
+    m.iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn print_table(rows: &[Vec<String>]) {
+    let cols = rows.first().map_or(0, Vec::len);
+    let widths: Vec<usize> = (0..cols)
+        .map(|c| rows.iter().map(|r| r[c].len()).max().unwrap_or(0))
+        .collect();
+    for r in rows {
+        let line: Vec<String> = r
+            .iter()
+            .zip(&widths)
+            .map(|(cell, w)| format!("{cell:<w$}"))
+            .collect();
+        println!("{}", line.join("   ").trim_end());
+    }
+}
+
+/// `2026-11-26T10:00:00Z` -> `5m` (kubectl's AGE column).
+fn age_of(ts: &str) -> Option<String> {
+    let b = ts.as_bytes();
+    if b.len() < 19 {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| ts.get(r)?.parse::<i64>().ok();
+    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (h, mi, s) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    // Days from civil (Howard Hinnant's algorithm).
+    let y2 = if mo <= 2 { y - 1 } else { y };
+    let era = y2.div_euclid(400);
+    let yoe = y2 - era * 400;
+    let mp = (mo + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let then = days * 86_400 + h * 3600 + mi * 60 + s;
+    let now = i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .ok()?
+            .as_secs(),
+    )
+    .ok()?;
+    let age = (now - then).max(0);
+    Some(match age {
+        a if a < 120 => format!("{a}s"),
+        a if a < 7200 => format!("{}m", a / 60),
+        a if a < 172_800 => format!("{}h", a / 3600),
+        a => format!("{}d", a / 86_400),
+    })
+}

@@ -1,0 +1,240 @@
+//! `strand-controller local`: the all-in-one local-mode control plane.
+//!
+//! ```text
+//!  Store (state dir) ──watch──▶ Index ──▶ gRPC destination/policy  (gateway:8086, :8090)
+//!     ▲                           └────▶ DNS  (gateway:53)
+//!  management API (127.0.0.1:8089) ◀── strand apply / run / get
+//! ```
+
+use anyhow::{Context as _, bail};
+use clap::Args;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use strand_controller_core::{DiscoverServices, LocalCluster, TrustDomain};
+use strand_controller_dns as dns;
+use strand_controller_index::Index;
+use strand_controller_local::{Cidr, Store, StoreConfig};
+use tokio_util::sync::CancellationToken;
+
+#[derive(Args, Debug)]
+pub struct LocalArgs {
+    /// Where the store, the admin token and cluster.json live.
+    #[arg(long, env = "STRAND_STATE_DIR", default_value = "/var/lib/strand")]
+    state_dir: PathBuf,
+    /// Names the pods' network namespaces (`<name>_<namespace>_<pod>`).
+    #[arg(long, default_value = "strand")]
+    cluster_name: String,
+    /// Pod addresses; the first host address goes to the bridge.
+    #[arg(long, default_value = "10.42.0.0/16")]
+    pod_cidr: String,
+    /// Services' virtual IPs.
+    #[arg(long, default_value = "10.96.0.0/16")]
+    service_cidr: String,
+    /// The bridge pods plug into (created if missing, kept at exit so
+    /// running pods keep talking to each other).
+    #[arg(long, default_value = "strand0")]
+    bridge: String,
+    /// The management API; loopback only.
+    #[arg(long, default_value = "127.0.0.1:8089")]
+    api_addr: SocketAddr,
+    /// The destination and outbound-policy gRPC port on the bridge address.
+    #[arg(long, default_value_t = 8086)]
+    destination_port: u16,
+    /// The inbound-policy gRPC port on the bridge address.
+    #[arg(long, default_value_t = 8090)]
+    policy_port: u16,
+    #[arg(long, default_value = "cluster.local")]
+    cluster_domain: String,
+    /// Resolver configuration whose nameservers answer names outside the
+    /// cluster domain.
+    #[arg(long, default_value = "/etc/resolv.conf")]
+    upstream_resolv_conf: PathBuf,
+}
+
+pub async fn run(args: LocalArgs) -> anyhow::Result<()> {
+    if !strand_sys::is_root() {
+        bail!(
+            "`strand-controller local` needs root: it creates the bridge {} (CAP_NET_ADMIN) and serves DNS on port 53 (CAP_NET_BIND_SERVICE); run it with sudo",
+            args.bridge
+        );
+    }
+    let pod_cidr: Cidr = args.pod_cidr.parse().context("--pod-cidr")?;
+    let service_cidr: Cidr = args.service_cidr.parse().context("--service-cidr")?;
+    let IpAddr::V4(gateway) = pod_cidr.gateway() else {
+        bail!("--pod-cidr must be IPv4 for now, not {}", args.pod_cidr);
+    };
+    std::fs::create_dir_all(&args.state_dir)
+        .with_context(|| format!("creating {}", args.state_dir.display()))?;
+
+    let mut config = StoreConfig::new(&args.state_dir);
+    config.pod_cidr = pod_cidr;
+    config.service_cidr = service_cidr;
+    let store = Store::open(config)
+        .await
+        .with_context(|| format!("opening the store in {}", args.state_dir.display()))?;
+    let index = Index::new(&args.cluster_domain, TrustDomain::default());
+    let feeding = tokio::spawn(crate::feed::feed(
+        Arc::clone(&index),
+        store.watch().into_stream(),
+    ));
+
+    {
+        let bridge = args.bridge.clone();
+        let prefix = pod_cidr.prefix_len();
+        tokio::task::spawn_blocking(move || {
+            strand_sys::net::ensure_bridge(&bridge, gateway, prefix)
+        })
+        .await?
+        .with_context(|| format!("setting up bridge {}", args.bridge))?;
+    }
+
+    let shutdown = CancellationToken::new();
+    let mut tasks = tokio::task::JoinSet::new();
+
+    // Discovery gRPC.
+    let discovery = strand_controller_grpc::Discovery::new(Arc::clone(&index));
+    let destination_addr = SocketAddr::new(IpAddr::V4(gateway), args.destination_port);
+    let policy_addr = SocketAddr::new(IpAddr::V4(gateway), args.policy_port);
+    for addr in dedup([destination_addr, policy_addr]) {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding the gRPC server to {addr}"))?;
+        let incoming = tonic::transport::server::TcpIncoming::from(listener);
+        let routes = discovery.routes();
+        let (d, stop) = (discovery.clone(), shutdown.clone());
+        tasks.spawn(async move {
+            let res = strand_controller_grpc::server()
+                .add_routes(routes)
+                .serve_with_incoming_shutdown(incoming, async move {
+                    stop.cancelled().await;
+                    d.shutdown();
+                })
+                .await;
+            res.map_err(|e| anyhow::anyhow!("gRPC server {addr}: {e}"))
+        });
+    }
+
+    // DNS.
+    let upstreams = std::fs::read_to_string(&args.upstream_resolv_conf)
+        .map(|t| dns::upstreams_from_resolv_conf(&t))
+        .unwrap_or_default();
+    let dns_addr = SocketAddr::new(IpAddr::V4(gateway), 53);
+    let dns_config = dns::Config {
+        zone: args
+            .cluster_domain
+            .parse()
+            .context("--cluster-domain is not a valid DNS zone")?,
+        upstreams,
+        ..dns::Config::default()
+    };
+    let records = Arc::new(IndexRecords {
+        index: Arc::clone(&index),
+    });
+    let dns_server = dns::Server::bind(dns_addr, dns_config, records)
+        .await
+        .with_context(|| format!("binding DNS to {dns_addr}"))?;
+    {
+        let stop = shutdown.clone();
+        tasks.spawn(async move {
+            dns_server.run(stop.cancelled_owned()).await;
+            Ok(())
+        });
+    }
+
+    // Management API.
+    let token = strand_controller_local::AdminToken::load_or_create(&args.state_dir)
+        .context("preparing the admin token")?;
+    let api = strand_controller_local::ApiServer::bind(args.api_addr, store.clone(), token)
+        .await
+        .with_context(|| format!("binding the management API to {}", args.api_addr))?;
+    let api_addr = api.local_addr();
+    {
+        let stop = shutdown.clone();
+        tasks.spawn(async move {
+            api.run(stop).await;
+            Ok(())
+        });
+    }
+
+    let cluster = LocalCluster {
+        name: args.cluster_name.clone(),
+        pid: std::process::id(),
+        bridge: args.bridge.clone(),
+        gateway,
+        pod_cidr: args.pod_cidr.clone(),
+        pod_prefix_len: pod_cidr.prefix_len(),
+        service_cidr: args.service_cidr.clone(),
+        cluster_domain: args.cluster_domain.clone(),
+        api_addr,
+        destination_addr,
+        policy_addr,
+        dns_addr,
+    };
+    cluster
+        .save(&args.state_dir)
+        .with_context(|| format!("writing cluster.json in {}", args.state_dir.display()))?;
+    tracing::info!(
+        api = %api_addr,
+        destination = %destination_addr,
+        dns = %dns_addr,
+        bridge = %args.bridge,
+        "control plane up"
+    );
+
+    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let failed = tokio::select! {
+        _ = tokio::signal::ctrl_c() => None,
+        _ = sigterm.recv() => None,
+        Some(res) = tasks.join_next() => Some(res),
+    };
+    tracing::info!("shutting down");
+    shutdown.cancel();
+    let _ = std::fs::remove_file(args.state_dir.join(strand_controller_core::CLUSTER_FILE));
+    while let Some(res) = tasks.join_next().await {
+        if let Ok(Err(e)) = res {
+            tracing::warn!("{e:#}");
+        }
+    }
+    feeding.abort();
+    drop(store);
+    match failed {
+        Some(Ok(Err(e))) => Err(e),
+        Some(Err(e)) => Err(e.into()),
+        _ => Ok(()),
+    }
+}
+
+fn dedup(addrs: [SocketAddr; 2]) -> Vec<SocketAddr> {
+    if addrs[0] == addrs[1] {
+        vec![addrs[0]]
+    } else {
+        addrs.to_vec()
+    }
+}
+
+/// Answers DNS from the index: a service's virtual IP (or, headless, its
+/// ready pods); names that are a proper suffix of a service name exist
+/// without addresses (RFC 8020), so resolvers keep searching.
+struct IndexRecords {
+    index: Arc<Index>,
+}
+
+impl dns::Records for IndexRecords {
+    fn lookup(&self, name: &str) -> dns::Lookup {
+        if let Some(ips) = self.index.resolve_name(name) {
+            return dns::Lookup::Found(ips);
+        }
+        let is_svc_zone = name
+            .strip_suffix(self.index.cluster_domain())
+            .and_then(|rest| rest.strip_suffix("svc."))
+            .is_some_and(|ns| {
+                ns.is_empty() || (ns.ends_with('.') && !ns[..ns.len() - 1].contains('.'))
+            });
+        if is_svc_zone {
+            dns::Lookup::Found(Vec::new())
+        } else {
+            dns::Lookup::NoSuchName
+        }
+    }
+}

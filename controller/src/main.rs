@@ -1,0 +1,74 @@
+//! `strand-controller`: the control plane's components.
+//!
+//! `local` runs everything local mode needs in one process (the embedded
+//! store and its API, the index, discovery gRPC, DNS, the pod bridge);
+//! `destination` runs the discovery gRPC APIs alone, fed from a store's API.
+
+#![forbid(unsafe_code)]
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+mod feed;
+mod local;
+
+/// The strand control plane.
+#[derive(Parser)]
+#[command(name = "strand-controller", version)]
+struct Cli {
+    /// Log filter, e.g. `info` or `warn,strand_controller=debug`.
+    #[arg(
+        long,
+        global = true,
+        env = "STRAND_CONTROLLER_LOG",
+        default_value = "info"
+    )]
+    log_level: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// All of local mode in one process: store, management API, index,
+    /// destination and policy gRPC, DNS, and the pod bridge (needs root).
+    Local(local::LocalArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = match tracing_subscriber::EnvFilter::try_new(&cli.log_level) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("error: --log-level {:?} is not valid: {e}", cli.log_level);
+            return ExitCode::from(64);
+        }
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Local(args) => local::run(args).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
