@@ -136,6 +136,7 @@ pub async fn run(ctx: &Ctx, args: RunArgs) -> anyhow::Result<u8> {
         pods: Vec::new(),
         next_index: 1,
         first_failure: None,
+        exited: 0,
         stopping: false,
     };
     let result = sup.supervise(args.replicas).await;
@@ -179,6 +180,8 @@ struct Supervisor {
     pods: Vec<Pod>,
     next_index: u32,
     first_failure: Option<ExitStatus>,
+    /// Replicas whose command exited on its own.
+    exited: u32,
     stopping: bool,
 }
 
@@ -193,7 +196,8 @@ impl Supervisor {
         let mut started_any = false;
         loop {
             if !self.stopping {
-                self.reconcile(desired).await?;
+                // Replicas whose command ended are done, not replaced.
+                self.reconcile(desired.saturating_sub(self.exited)).await?;
                 started_any |= !self.pods.is_empty();
             }
             if started_any && self.pods.is_empty() {
@@ -237,6 +241,7 @@ impl Supervisor {
         let name = pod.name.clone();
         let status = pod.reap(self.grace).await;
         self.delete_pod(&name).await;
+        self.exited += 1;
         if !status.success() && self.first_failure.is_none() {
             self.first_failure = Some(status);
         }

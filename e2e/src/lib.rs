@@ -10,6 +10,8 @@
 
 #![forbid(unsafe_code)]
 
+pub mod local;
+
 use std::process::Command;
 use std::time::{Duration, Instant};
 

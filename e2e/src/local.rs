@@ -1,0 +1,271 @@
+//! A local-mode mesh for tests, driven through the `strand` CLI as a user
+//! would: `strand up` runs inside a test namespace (so its bridge, DNS and
+//! pods never touch the root namespace), and the cluster is named after
+//! that namespace so pod namespaces of killed runs are swept like the
+//! test bed's own.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use strand_testkit::{Network, bin_path};
+
+/// A running local control plane in its own namespace.
+pub struct LocalMesh {
+    // Field order is drop order.
+    runs: Vec<Child>,
+    state_dir: PathBuf,
+    net: Network,
+}
+
+/// Output of a finished command, as text.
+#[derive(Debug)]
+pub struct Run {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+// === impl LocalMesh ===
+
+impl LocalMesh {
+    /// `strand up --detach` in a fresh namespace.
+    pub fn up(label: &str) -> anyhow::Result<LocalMesh> {
+        let net = Network::new(label)?;
+        let state_dir = std::env::temp_dir().join(format!("strand-e2e-{}", net.ns_name()));
+        let _ = std::fs::remove_dir_all(&state_dir);
+        let mesh = LocalMesh {
+            runs: Vec::new(),
+            state_dir,
+            net,
+        };
+        let ip = mesh.ns_cmd("ip");
+        let out = Command::new(ip.get_program())
+            .args(ip.get_args())
+            .args(["link", "set", "lo", "up"])
+            .output()?;
+        if !out.status.success() {
+            bail!(
+                "cannot bring lo up: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let up = mesh.strand(&["up", "--detach", "--cluster-name", mesh.net.ns_name()])?;
+        if up.code != Some(0) {
+            bail!("strand up failed: {}{}", up.stdout, up.stderr);
+        }
+        Ok(mesh)
+    }
+
+    pub fn state_dir(&self) -> &Path {
+        &self.state_dir
+    }
+
+    /// The cluster's name, which prefixes its pods' namespaces.
+    pub fn name(&self) -> &str {
+        self.net.ns_name()
+    }
+
+    /// A command run inside the mesh's host namespace.
+    pub fn ns_cmd(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", self.net.ns_name()]).arg(program);
+        cmd
+    }
+
+    /// `strand --state-dir <dir> ARGS`.
+    pub fn strand_cmd(&self, args: &[&str]) -> Command {
+        let mut cmd = self.ns_cmd(bin_path("strand"));
+        cmd.arg("--state-dir").arg(&self.state_dir).args(args);
+        cmd.stdin(Stdio::null());
+        cmd
+    }
+
+    /// Runs `strand ARGS` to completion (bounded: a hung command is killed).
+    pub fn strand(&self, args: &[&str]) -> anyhow::Result<Run> {
+        run_bounded(self.strand_cmd(args), Duration::from_secs(120))
+    }
+
+    /// `strand apply -f -` with `yaml` on stdin.
+    pub fn apply(&self, yaml: &str) -> anyhow::Result<Run> {
+        use std::io::Write as _;
+        let mut cmd = self.strand_cmd(&["apply", "-f", "-"]);
+        cmd.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn()?;
+        child
+            .stdin
+            .take()
+            .context("stdin")?
+            .write_all(yaml.as_bytes())?;
+        let out = child.wait_with_output()?;
+        Ok(Run::from(out))
+    }
+
+    /// Starts `strand run ARGS` in the background; its output goes to
+    /// `<state-dir>/<label>.out`.
+    pub fn spawn_run(&mut self, label: &str, args: &[&str]) -> anyhow::Result<usize> {
+        let out = std::fs::File::create(self.state_dir.join(format!("{label}.out")))?;
+        let mut all = vec!["run"];
+        all.extend_from_slice(args);
+        let mut cmd = self.strand_cmd(&all);
+        cmd.stdout(out.try_clone()?).stderr(out);
+        self.runs.push(cmd.spawn().context("spawning strand run")?);
+        Ok(self.runs.len() - 1)
+    }
+
+    /// What a background `strand run` printed so far.
+    pub fn run_output(&self, label: &str) -> String {
+        std::fs::read_to_string(self.state_dir.join(format!("{label}.out"))).unwrap_or_default()
+    }
+
+    /// Sends SIGTERM to a background `strand run` and waits for it.
+    pub fn stop_run(&mut self, i: usize, timeout: Duration) -> anyhow::Result<Option<i32>> {
+        let child = &mut self.runs[i];
+        signal(child.id(), nix::sys::signal::Signal::SIGTERM);
+        wait_timeout(child, timeout)
+    }
+
+    /// Pods' network namespaces that still exist.
+    pub fn pod_namespaces(&self) -> Vec<String> {
+        strand_sys::net::list_netns(&format!("{}_", self.name()))
+    }
+
+    /// Waits until `strand get pods -o json` lists `n` ready pods of `workload`.
+    pub fn wait_ready_pods(
+        &self,
+        workload: &str,
+        n: usize,
+        timeout: Duration,
+    ) -> anyhow::Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let ready = self.ready_pods(workload)?;
+            if ready.len() == n {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "{workload}: {} ready pods after {timeout:?}, want {n}",
+                    ready.len()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    pub fn ready_pods(&self, workload: &str) -> anyhow::Result<Vec<String>> {
+        let out = self.strand(&["get", "pods", "-o", "json"])?;
+        if out.code != Some(0) {
+            bail!("strand get pods: {}", out.stderr);
+        }
+        let v: serde_json::Value = serde_json::from_str(&out.stdout)?;
+        Ok(v["items"]
+            .as_array()
+            .map(|items| {
+                items
+                    .iter()
+                    .filter(|p| p["spec"]["workload"] == workload && p["status"]["ready"] == true)
+                    .filter_map(|p| p["metadata"]["name"].as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+}
+
+impl Drop for LocalMesh {
+    fn drop(&mut self) {
+        for child in &mut self.runs {
+            signal(child.id(), nix::sys::signal::Signal::SIGTERM);
+        }
+        for child in &mut self.runs {
+            if !matches!(wait_timeout(child, Duration::from_secs(20)), Ok(Some(_))) {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+        let _ = self.strand(&["down"]);
+        // Whatever a killed `strand run` left behind.
+        for ns in self.pod_namespaces() {
+            for pid in strand_sys::net::netns_pids(&ns) {
+                signal(pid, nix::sys::signal::Signal::SIGKILL);
+            }
+            let _ = strand_sys::net::ip(&["netns", "del", &ns]);
+            let _ = std::fs::remove_dir_all(Path::new("/etc/netns").join(&ns));
+        }
+        let _ = std::fs::remove_dir_all(&self.state_dir);
+    }
+}
+
+// === impl Run ===
+
+impl From<Output> for Run {
+    fn from(out: Output) -> Run {
+        Run {
+            code: out.status.code(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+}
+
+fn signal(pid: u32, sig: nix::sys::signal::Signal) {
+    if let Ok(pid) = i32::try_from(pid) {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig);
+    }
+}
+
+fn wait_timeout(child: &mut Child, timeout: Duration) -> anyhow::Result<Option<i32>> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait()? {
+            return Ok(status.code());
+        }
+        if Instant::now() > deadline {
+            bail!("process {} still running after {timeout:?}", child.id());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Runs a command to completion, killing it after `timeout`.
+pub fn run_bounded(mut cmd: Command, timeout: Duration) -> anyhow::Result<Run> {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("spawning {cmd:?}"))?;
+    let (stdout, stderr) = (child.stdout.take(), child.stderr.take());
+    let read = |r: Option<std::process::ChildStdout>| {
+        std::thread::spawn(move || {
+            let mut s = String::new();
+            if let Some(mut r) = r {
+                let _ = std::io::Read::read_to_string(&mut r, &mut s);
+            }
+            s
+        })
+    };
+    let out_t = read(stdout);
+    let err_t = std::thread::spawn(move || {
+        let mut s = String::new();
+        if let Some(mut r) = stderr {
+            let _ = std::io::Read::read_to_string(&mut r, &mut s);
+        }
+        s
+    });
+    let code = match wait_timeout(&mut child, timeout) {
+        Ok(code) => code,
+        Err(e) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!("{cmd:?}: {e}");
+        }
+    };
+    Ok(Run {
+        code,
+        stdout: out_t.join().unwrap_or_default(),
+        stderr: err_t.join().unwrap_or_default(),
+    })
+}
