@@ -1,0 +1,175 @@
+//! The outbound policy of a service port, shaped like the default policy of
+//! Linkerd's policy controller (no HTTPRoutes yet): one route per protocol
+//! matching everything, sending to one balancer over the service's
+//! endpoints (`Destination/Get` on `<fqdn>:<port>`).
+
+use crate::convert::{self, Protocol};
+use linkerd2_proxy_api::grpc_route::GrpcRouteMatch;
+use linkerd2_proxy_api::http_route::{HttpRouteMatch, PathMatch, path_match};
+use linkerd2_proxy_api::outbound::{
+    Backend, GrpcRoute, HttpRoute, OpaqueRoute, OutboundPolicy, ProxyProtocol, Queue, backend,
+    grpc_route, http_route, opaque_route, proxy_protocol,
+};
+use std::time::Duration;
+use strand_controller_core::ServiceKey;
+
+/// Linkerd's protocol detection timeout: a client that has sent nothing by
+/// then is proxied as opaque.
+const DETECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Peak-EWMA's initial latency estimate for an endpoint with no samples yet
+/// (Linkerd's default: a typical in-cluster round trip).
+const EWMA_DEFAULT_RTT: Duration = Duration::from_millis(30);
+
+/// Peak-EWMA's decay window (Linkerd's default).
+const EWMA_DECAY: Duration = Duration::from_secs(10);
+
+/// Requests a backend may queue while it has no ready endpoint, and how long
+/// before they fail fast: Linkerd's policy controller defaults.
+const QUEUE_CAPACITY: u32 = 100;
+const QUEUE_FAILFAST: Duration = Duration::from_secs(3);
+
+/// What a policy is built from; equal inputs give equal policies.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Inputs {
+    pub(crate) service: ServiceKey,
+    pub(crate) fqdn: String,
+    pub(crate) port: u16,
+    pub(crate) protocol: Protocol,
+}
+
+/// The policy for a service port.
+pub(crate) fn build(inputs: &Inputs) -> OutboundPolicy {
+    let backend = balancer(inputs);
+    let kind = match inputs.protocol {
+        Protocol::Opaque => proxy_protocol::Kind::Opaque(opaque(&backend)),
+        Protocol::Http1 => proxy_protocol::Kind::Http1(proxy_protocol::Http1 {
+            routes: vec![http(&backend)],
+            failure_accrual: None,
+        }),
+        Protocol::Http2 => proxy_protocol::Kind::Http2(proxy_protocol::Http2 {
+            routes: vec![http(&backend)],
+            failure_accrual: None,
+        }),
+        Protocol::Grpc => proxy_protocol::Kind::Grpc(proxy_protocol::Grpc {
+            routes: vec![grpc(&backend)],
+            failure_accrual: None,
+        }),
+        Protocol::Detect => proxy_protocol::Kind::Detect(proxy_protocol::Detect {
+            timeout: convert::duration(DETECT_TIMEOUT),
+            // What to do when detection finds neither HTTP version.
+            opaque: Some(opaque(&backend)),
+            http1: Some(proxy_protocol::Http1 {
+                routes: vec![http(&backend)],
+                failure_accrual: None,
+            }),
+            http2: Some(proxy_protocol::Http2 {
+                routes: vec![http(&backend)],
+                failure_accrual: None,
+            }),
+        }),
+    };
+    OutboundPolicy {
+        protocol: Some(ProxyProtocol { kind: Some(kind) }),
+        metadata: Some(convert::service_metadata(&inputs.service, inputs.port)),
+    }
+}
+
+fn balancer(inputs: &Inputs) -> Backend {
+    Backend {
+        metadata: Some(convert::service_metadata(&inputs.service, inputs.port)),
+        queue: Some(Queue {
+            capacity: QUEUE_CAPACITY,
+            failfast_timeout: convert::duration(QUEUE_FAILFAST),
+        }),
+        kind: Some(backend::Kind::Balancer(backend::BalanceP2c {
+            discovery: Some(backend::EndpointDiscovery {
+                kind: Some(backend::endpoint_discovery::Kind::Dst(
+                    backend::endpoint_discovery::DestinationGet {
+                        path: format!("{}:{}", inputs.fqdn, inputs.port),
+                    },
+                )),
+            }),
+            load: Some(backend::balance_p2c::Load::PeakEwma(
+                backend::balance_p2c::PeakEwma {
+                    default_rtt: convert::duration(EWMA_DEFAULT_RTT),
+                    decay: convert::duration(EWMA_DECAY),
+                },
+            )),
+        })),
+    }
+}
+
+fn opaque(backend: &Backend) -> proxy_protocol::Opaque {
+    proxy_protocol::Opaque {
+        routes: vec![OpaqueRoute {
+            metadata: Some(convert::default_metadata("opaq")),
+            rules: vec![opaque_route::Rule {
+                backends: Some(opaque_route::Distribution {
+                    kind: Some(opaque_route::distribution::Kind::FirstAvailable(
+                        opaque_route::distribution::FirstAvailable {
+                            backends: vec![opaque_route::RouteBackend {
+                                backend: Some(backend.clone()),
+                                filters: Vec::new(),
+                            }],
+                        },
+                    )),
+                }),
+                filters: Vec::new(),
+            }],
+        }],
+    }
+}
+
+/// The default HTTP route: every path (prefix `/`), no retries or timeouts.
+fn http(backend: &Backend) -> HttpRoute {
+    let rule = http_route::Rule {
+        matches: vec![HttpRouteMatch {
+            path: Some(PathMatch {
+                kind: Some(path_match::Kind::Prefix("/".to_string())),
+            }),
+            ..Default::default()
+        }],
+        backends: Some(http_route::Distribution {
+            kind: Some(http_route::distribution::Kind::FirstAvailable(
+                http_route::distribution::FirstAvailable {
+                    backends: vec![http_route::RouteBackend {
+                        backend: Some(backend.clone()),
+                        ..Default::default()
+                    }],
+                },
+            )),
+        }),
+        timeouts: Some(Default::default()),
+        ..Default::default()
+    };
+    HttpRoute {
+        metadata: Some(convert::default_metadata("http")),
+        hosts: Vec::new(),
+        rules: vec![rule],
+    }
+}
+
+/// The default gRPC route: every method.
+fn grpc(backend: &Backend) -> GrpcRoute {
+    let rule = grpc_route::Rule {
+        matches: vec![GrpcRouteMatch::default()],
+        backends: Some(grpc_route::Distribution {
+            kind: Some(grpc_route::distribution::Kind::FirstAvailable(
+                grpc_route::distribution::FirstAvailable {
+                    backends: vec![grpc_route::RouteBackend {
+                        backend: Some(backend.clone()),
+                        ..Default::default()
+                    }],
+                },
+            )),
+        }),
+        timeouts: Some(Default::default()),
+        ..Default::default()
+    };
+    GrpcRoute {
+        metadata: Some(convert::default_metadata("grpc")),
+        hosts: Vec::new(),
+        rules: vec![rule],
+    }
+}

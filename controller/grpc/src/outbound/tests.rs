@@ -1,0 +1,118 @@
+use super::*;
+use crate::convert::Protocol;
+use linkerd2_proxy_api::meta::metadata;
+use linkerd2_proxy_api::outbound::{Backend, backend, http_route, proxy_protocol};
+
+fn inputs(protocol: Protocol) -> policy::Inputs {
+    policy::Inputs {
+        service: ServiceKey::new("default", "web"),
+        fqdn: "web.default.svc.cluster.local".into(),
+        port: 8080,
+        protocol,
+    }
+}
+
+/// The balancer's discovery path and its EWMA parameters.
+fn balancer(b: &Backend) -> (String, std::time::Duration, std::time::Duration) {
+    let Some(backend::Kind::Balancer(p2c)) = &b.kind else {
+        panic!("not a balancer: {b:?}");
+    };
+    let Some(backend::endpoint_discovery::Kind::Dst(dst)) =
+        p2c.discovery.as_ref().and_then(|d| d.kind.as_ref())
+    else {
+        panic!("no discovery: {p2c:?}");
+    };
+    let Some(backend::balance_p2c::Load::PeakEwma(ewma)) = &p2c.load else {
+        panic!("not peak EWMA: {p2c:?}");
+    };
+    let d = |d: Option<_>| std::time::Duration::try_from(d.expect("set")).expect("valid");
+    (dst.path.clone(), d(ewma.decay), d(ewma.default_rtt))
+}
+
+fn http_backend(routes: &[linkerd2_proxy_api::outbound::HttpRoute]) -> &Backend {
+    let [route] = routes else {
+        panic!("one route: {routes:?}");
+    };
+    let [rule] = &route.rules[..] else {
+        panic!("one rule");
+    };
+    let Some(http_route::distribution::Kind::FirstAvailable(first)) =
+        rule.backends.as_ref().and_then(|d| d.kind.as_ref())
+    else {
+        panic!("first-available: {rule:?}");
+    };
+    first.backends[0].backend.as_ref().expect("backend")
+}
+
+#[test]
+fn detect_policy_has_http_routes_and_an_opaque_fallback() {
+    let policy = policy::build(&inputs(Protocol::Detect));
+    let Some(metadata::Kind::Resource(r)) = policy.metadata.and_then(|m| m.kind) else {
+        panic!("resource metadata");
+    };
+    assert_eq!(
+        (&*r.group, &*r.kind, &*r.name, &*r.namespace, r.port),
+        ("core", "Service", "web", "default", 8080)
+    );
+    let Some(proxy_protocol::Kind::Detect(detect)) = policy.protocol.and_then(|p| p.kind) else {
+        panic!("detect");
+    };
+    let timeout = std::time::Duration::try_from(detect.timeout.expect("timeout")).expect("valid");
+    assert_eq!(timeout, std::time::Duration::from_secs(10));
+    for routes in [
+        &detect.http1.expect("http1").routes,
+        &detect.http2.expect("http2").routes,
+    ] {
+        let (path, decay, rtt) = balancer(http_backend(routes));
+        assert_eq!(path, "web.default.svc.cluster.local:8080");
+        assert_eq!(decay, std::time::Duration::from_secs(10));
+        assert_eq!(rtt, std::time::Duration::from_millis(30));
+        let matches = &routes[0].rules[0].matches;
+        assert_eq!(
+            matches[0].path.as_ref().and_then(|p| p.kind.clone()),
+            Some(linkerd2_proxy_api::http_route::path_match::Kind::Prefix(
+                "/".into()
+            ))
+        );
+    }
+    assert_eq!(detect.opaque.expect("opaque fallback").routes.len(), 1);
+}
+
+#[test]
+fn each_protocol_gets_its_kind() {
+    let kind = |p| policy::build(&inputs(p)).protocol.and_then(|p| p.kind);
+    assert!(
+        matches!(kind(Protocol::Opaque), Some(proxy_protocol::Kind::Opaque(o)) if o.routes.len() == 1)
+    );
+    assert!(
+        matches!(kind(Protocol::Http1), Some(proxy_protocol::Kind::Http1(h)) if h.routes.len() == 1)
+    );
+    assert!(
+        matches!(kind(Protocol::Http2), Some(proxy_protocol::Kind::Http2(h)) if h.routes.len() == 1)
+    );
+    assert!(
+        matches!(kind(Protocol::Grpc), Some(proxy_protocol::Kind::Grpc(g)) if g.routes.len() == 1)
+    );
+}
+
+#[test]
+fn authorities_default_to_port_80() {
+    let name = |host: &str, port| Target::Name {
+        host: host.into(),
+        port,
+    };
+    assert_eq!(
+        parse_authority("web.default.svc.cluster.local:8080"),
+        Ok(name("web.default.svc.cluster.local", 8080))
+    );
+    assert_eq!(
+        parse_authority("web.default.svc.cluster.local"),
+        Ok(name("web.default.svc.cluster.local", 80))
+    );
+    assert_eq!(
+        parse_authority("10.0.0.1:443"),
+        Ok(Target::Addr("10.0.0.1:443".parse().expect("addr")))
+    );
+    assert!(parse_authority("").is_err());
+    assert!(parse_authority("web:http").is_err());
+}
