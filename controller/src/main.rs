@@ -9,6 +9,7 @@
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
+mod destination;
 mod feed;
 mod local;
 
@@ -33,6 +34,9 @@ enum Command {
     /// All of local mode in one process: store, management API, index,
     /// destination and policy gRPC, DNS, and the pod bridge (needs root).
     Local(local::LocalArgs),
+    /// The discovery gRPC APIs alone (destination, outbound and inbound
+    /// policy), fed from a running store's management API.
+    Destination(destination::DestinationArgs),
 }
 
 fn main() -> ExitCode {
@@ -62,6 +66,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async move {
         match cli.command {
             Command::Local(args) => local::run(args).await,
+            Command::Destination(args) => destination::run(args).await,
         }
     });
     match result {
@@ -70,5 +75,21 @@ fn main() -> ExitCode {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
     }
 }

@@ -128,6 +128,11 @@ impl LocalMesh {
         wait_timeout(child, timeout)
     }
 
+    /// Waits for a background `strand run` to exit by itself.
+    pub fn wait_run(&mut self, i: usize, timeout: Duration) -> anyhow::Result<Option<i32>> {
+        wait_timeout(&mut self.runs[i], timeout)
+    }
+
     /// Pods' network namespaces that still exist.
     pub fn pod_namespaces(&self) -> Vec<String> {
         strand_sys::net::list_netns(&format!("{}_", self.name()))

@@ -2,8 +2,9 @@
 //! for testing gRPC routing, streaming in both directions and status
 //! classification (a message `fail:<code>` produces that status).
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use futures_util::StreamExt;
@@ -25,9 +26,13 @@ pub struct GrpcArgs {
     /// Address to listen on (port 0 picks a free port).
     #[arg(long)]
     pub listen: SocketAddr,
-    /// Sent back in the `x-served-by` response metadata.
-    #[arg(long, default_value = "testapp")]
+    /// Sent back in the `x-served-by` response metadata (default: the
+    /// pod's name from `POD_NAME`, as `strand run` sets it).
+    #[arg(long, env = "POD_NAME", default_value = "testapp")]
     pub name: String,
+    /// Delay every unary answer by this many milliseconds (a slow replica).
+    #[arg(long, default_value_t = 0)]
+    pub delay_ms: u64,
 }
 
 /// `strand-testapp grpc-client` flags.
@@ -50,6 +55,9 @@ pub struct GrpcClientArgs {
     /// Succeed only if the call ends with this gRPC status code.
     #[arg(long, default_value_t = 0)]
     pub expect_code: i32,
+    /// unary: pace calls at this many per second (0: back to back).
+    #[arg(long, default_value_t = 0)]
+    pub rate: u32,
     #[command(flatten)]
     pub deadline: Deadline,
 }
@@ -85,6 +93,8 @@ pub struct GrpcClientSummary {
     pub status_message: String,
     /// The server's `x-served-by` metadata, if any.
     pub served_by: Option<String>,
+    /// Calls answered per `x-served-by` value.
+    pub served_by_counts: BTreeMap<String, u32>,
     /// Wall time of the whole run, in milliseconds.
     pub elapsed_ms: u64,
 }
@@ -93,17 +103,23 @@ pub struct GrpcClientSummary {
 #[derive(Clone, Debug)]
 pub struct EchoService {
     served_by: MetadataValue<Ascii>,
+    delay: Duration,
 }
 
 /// Binds, announces and serves until killed.
 pub async fn main(args: GrpcArgs) -> anyhow::Result<()> {
     let listener = bind_and_announce(args.listen).await?;
-    serve(listener, &args.name).await
+    let svc = EchoService::new(&args.name)?.with_delay(Duration::from_millis(args.delay_ms));
+    serve_service(listener, svc).await
 }
 
 /// Serves the Echo service on `listener`.
 pub async fn serve(listener: TcpListener, name: &str) -> anyhow::Result<()> {
-    let svc = EchoServer::new(EchoService::new(name)?);
+    serve_service(listener, EchoService::new(name)?).await
+}
+
+async fn serve_service(listener: TcpListener, svc: EchoService) -> anyhow::Result<()> {
+    let svc = EchoServer::new(svc);
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     tonic::transport::Server::builder()
         .serve_with_incoming(svc, incoming)
@@ -130,7 +146,14 @@ async fn call(args: &GrpcClientArgs) -> anyhow::Result<GrpcClientSummary> {
     let mut tally = Tally::default();
     let mut ok = 0;
     let mut status = Status::ok("");
+    let pace = (args.rate > 0 && args.call == Call::Unary)
+        .then(|| Duration::from_secs_f64(1.0 / f64::from(args.rate)));
+    let mut next = tokio::time::Instant::now();
     for _ in 0..calls {
+        if let Some(pace) = pace {
+            tokio::time::sleep_until(next).await;
+            next += pace;
+        }
         let result = match args.call {
             Call::Unary => unary(&mut client, args, &mut tally).await,
             Call::ServerStream => server_stream(&mut client, args, &mut tally).await,
@@ -151,6 +174,7 @@ async fn call(args: &GrpcClientArgs) -> anyhow::Result<GrpcClientSummary> {
         status: status.code() as i32,
         status_message: status.message().to_string(),
         served_by: tally.served_by,
+        served_by_counts: tally.counts,
         elapsed_ms: millis_since(start),
     };
     if summary.ok != calls {
@@ -168,6 +192,7 @@ async fn call(args: &GrpcClientArgs) -> anyhow::Result<GrpcClientSummary> {
 struct Tally {
     received: u32,
     served_by: Option<String>,
+    counts: BTreeMap<String, u32>,
 }
 
 impl Tally {
@@ -178,6 +203,7 @@ impl Tally {
             .and_then(|v| v.to_str().ok())
         {
             self.served_by = Some(by.to_string());
+            *self.counts.entry(by.to_string()).or_default() += 1;
         }
     }
 }
@@ -313,7 +339,16 @@ impl EchoService {
         let served_by = name
             .parse()
             .map_err(|_| anyhow::anyhow!("--name {name:?} is not valid gRPC metadata"))?;
-        Ok(Self { served_by })
+        Ok(Self {
+            served_by,
+            delay: Duration::ZERO,
+        })
+    }
+
+    /// Answers unary calls only after `delay`.
+    pub fn with_delay(mut self, delay: Duration) -> Self {
+        self.delay = delay;
+        self
     }
 
     fn respond<T>(&self, msg: T) -> Response<T> {
@@ -329,6 +364,9 @@ impl Echo for EchoService {
     /// Fails as `fail:<code>` or `trailers-only:<code>` asks.
     async fn unary(&self, req: Request<EchoRequest>) -> Result<Response<EchoResponse>, Status> {
         let msg = req.into_inner();
+        if !self.delay.is_zero() {
+            tokio::time::sleep(self.delay).await;
+        }
         if let Some(status) = requested_failure(&msg.message) {
             return Err(status);
         }

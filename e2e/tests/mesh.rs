@@ -1,0 +1,277 @@
+//! Discovery and load balancing in local mode, driven through the CLI: a
+//! Service's virtual IP resolves through the control plane, and requests
+//! are balanced per request across its replicas.
+
+#![allow(clippy::unwrap_used)]
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+use strand_e2e::local::LocalMesh;
+use strand_testkit::{bin_path, require_root};
+
+const ECHO_SVC: &str = "apiVersion: v1
+kind: Service
+metadata: {name: echo}
+spec:
+  selector: {app: echo}
+  ports: [{port: 9090}]
+";
+
+fn testapp() -> String {
+    bin_path("strand-testapp").to_str().unwrap().to_string()
+}
+
+/// Starts `replicas` gRPC echo servers as workload `name` with label app=echo.
+fn echo_servers(mesh: &mut LocalMesh, name: &str, replicas: u32, extra: &[&str]) -> usize {
+    let app = testapp();
+    let replicas = replicas.to_string();
+    let mut args = vec![
+        "--name",
+        name,
+        "--label",
+        "app=echo",
+        "--port",
+        "9090",
+        "--replicas",
+        &replicas,
+        "--",
+        &app,
+        "grpc",
+        "--listen",
+        "0.0.0.0:9090",
+    ];
+    args.extend_from_slice(extra);
+    mesh.spawn_run(name, &args).unwrap()
+}
+
+/// Runs the gRPC client in a pod of its own and returns its JSON summary.
+fn grpc_client(mesh: &LocalMesh, args: &[&str]) -> serde_json::Value {
+    let app = testapp();
+    let mut all = vec![
+        "run",
+        "--name",
+        "client",
+        "--",
+        &app,
+        "grpc-client",
+        "--target",
+        "http://echo:9090",
+        "unary",
+    ];
+    all.extend_from_slice(args);
+    let out = mesh.strand(&all).unwrap();
+    assert_eq!(
+        out.code,
+        Some(0),
+        "client failed: {}\n{}",
+        out.stdout,
+        out.stderr
+    );
+    let line = out
+        .stdout
+        .lines()
+        .rfind(|l| l.starts_with('{'))
+        .unwrap_or_default();
+    serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {}", out.stdout))
+}
+
+fn counts(summary: &serde_json::Value) -> BTreeMap<String, u64> {
+    summary["served_by_counts"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_u64().unwrap()))
+        .collect()
+}
+
+#[test]
+fn requests_on_one_connection_are_balanced_across_replicas() {
+    if !require_root() {
+        return;
+    }
+    let mut mesh = LocalMesh::up("balance").unwrap();
+    assert_eq!(mesh.apply(ECHO_SVC).unwrap().code, Some(0));
+    echo_servers(&mut mesh, "echo", 3, &[]);
+    mesh.wait_ready_pods("echo", 3, Duration::from_secs(60))
+        .unwrap();
+    let summary = grpc_client(&mesh, &["--count", "3000"]);
+    let counts = counts(&summary);
+    assert_eq!(counts.len(), 3, "{counts:?}");
+    for (pod, n) in &counts {
+        // Within 20% of an equal share of 3,000.
+        assert!((800..=1200).contains(n), "{pod} got {n}: {counts:?}");
+    }
+}
+
+#[test]
+fn a_slow_replica_gets_few_requests() {
+    if !require_root() {
+        return;
+    }
+    let mut mesh = LocalMesh::up("slow").unwrap();
+    assert_eq!(mesh.apply(ECHO_SVC).unwrap().code, Some(0));
+    echo_servers(&mut mesh, "echo", 2, &[]);
+    echo_servers(&mut mesh, "echo-slow", 1, &["--delay-ms", "50"]);
+    mesh.wait_ready_pods("echo", 2, Duration::from_secs(60))
+        .unwrap();
+    mesh.wait_ready_pods("echo-slow", 1, Duration::from_secs(60))
+        .unwrap();
+    let summary = grpc_client(&mesh, &["--count", "1000"]);
+    let counts = counts(&summary);
+    let slow = counts.get("echo-slow-1").copied().unwrap_or(0);
+    assert!(
+        slow < 100,
+        "the slow replica got {slow} of 1000: {counts:?}"
+    );
+}
+
+#[test]
+fn scaling_under_traffic_fails_no_request() {
+    if !require_root() {
+        return;
+    }
+    let mut mesh = LocalMesh::up("scaletraffic").unwrap();
+    assert_eq!(mesh.apply(ECHO_SVC).unwrap().code, Some(0));
+    echo_servers(&mut mesh, "echo", 3, &[]);
+    mesh.wait_ready_pods("echo", 3, Duration::from_secs(60))
+        .unwrap();
+    // 200 rps for 12 s while the workload goes 3 -> 1 -> 3.
+    let app = testapp();
+    let client = mesh
+        .spawn_run(
+            "client",
+            &[
+                "--name",
+                "client",
+                "--",
+                &app,
+                "grpc-client",
+                "--target",
+                "http://echo:9090",
+                "unary",
+                "--count",
+                "2400",
+                "--rate",
+                "200",
+            ],
+        )
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        mesh.strand(&["scale", "echo", "--replicas", "1"])
+            .unwrap()
+            .code,
+        Some(0)
+    );
+    mesh.wait_ready_pods("echo", 1, Duration::from_secs(30))
+        .unwrap();
+    assert_eq!(
+        mesh.strand(&["scale", "echo", "--replicas", "3"])
+            .unwrap()
+            .code,
+        Some(0)
+    );
+    mesh.wait_ready_pods("echo", 3, Duration::from_secs(30))
+        .unwrap();
+    let code = mesh.wait_run(client, Duration::from_secs(60)).unwrap();
+    let out = mesh.run_output("client");
+    assert_eq!(code, Some(0), "{out}");
+    let line = out.lines().rfind(|l| l.starts_with('{')).unwrap();
+    let summary: serde_json::Value = serde_json::from_str(line).unwrap();
+    assert_eq!(summary["ok"], 2400, "{out}");
+    assert!(counts(&summary).len() >= 3, "{out}");
+}
+
+#[test]
+fn traffic_survives_a_control_plane_outage() {
+    if !require_root() {
+        return;
+    }
+    let mut mesh = LocalMesh::up("outage").unwrap();
+    assert_eq!(mesh.apply(ECHO_SVC).unwrap().code, Some(0));
+    echo_servers(&mut mesh, "echo", 2, &[]);
+    mesh.wait_ready_pods("echo", 2, Duration::from_secs(60))
+        .unwrap();
+    let app = testapp();
+    let client = mesh
+        .spawn_run(
+            "client",
+            &[
+                "--name",
+                "client",
+                "--",
+                &app,
+                "grpc-client",
+                "--target",
+                "http://echo:9090",
+                "unary",
+                "--count",
+                "1000",
+                "--rate",
+                "100",
+            ],
+        )
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(mesh.strand(&["down"]).unwrap().code, Some(0));
+    std::thread::sleep(Duration::from_secs(3));
+    let up = mesh
+        .strand(&["up", "--detach", "--cluster-name", mesh.name()])
+        .unwrap();
+    assert_eq!(up.code, Some(0), "{}", up.stderr);
+    let code = mesh.wait_run(client, Duration::from_secs(60)).unwrap();
+    let out = mesh.run_output("client");
+    assert_eq!(code, Some(0), "{out}");
+    // The services and workloads are still there after the restart.
+    let svc = mesh.strand(&["get", "svc", "echo"]).unwrap();
+    assert_eq!(svc.code, Some(0), "{}", svc.stderr);
+    assert_eq!(mesh.ready_pods("echo").unwrap().len(), 2);
+}
+
+#[test]
+fn a_destination_that_is_not_a_service_is_forwarded() {
+    if !require_root() {
+        return;
+    }
+    let mut mesh = LocalMesh::up("forward").unwrap();
+    let app = testapp();
+    mesh.spawn_run(
+        "plain",
+        &[
+            "--name",
+            "plain",
+            "--port",
+            "8080",
+            "--",
+            &app,
+            "http",
+            "--listen",
+            "0.0.0.0:8080",
+        ],
+    )
+    .unwrap();
+    mesh.wait_ready_pods("plain", 1, Duration::from_secs(60))
+        .unwrap();
+    let pods = mesh
+        .strand(&["get", "pods", "plain-1", "-o", "json"])
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_str(&pods.stdout).unwrap();
+    let ip = v["status"]["podIP"].as_str().unwrap().to_string();
+    let url = format!("http://{ip}:8080/");
+    let out = mesh
+        .strand(&[
+            "run",
+            "--name",
+            "client",
+            "--",
+            &app,
+            "http-client",
+            "--url",
+            &url,
+            "--count",
+            "3",
+        ])
+        .unwrap();
+    assert_eq!(out.code, Some(0), "{}\n{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains("\"ok\":3"), "{}", out.stdout);
+}
