@@ -251,3 +251,69 @@ fn without_root_up_and_run_say_what_is_missing() {
         );
     }
 }
+
+#[test]
+fn kill_9_of_the_control_plane_loses_no_acknowledged_apply() {
+    if !require_root() {
+        return;
+    }
+    let mesh = LocalMesh::up("kill9").unwrap();
+    let pid = {
+        let text = std::fs::read_to_string(mesh.state_dir().join("cluster.json")).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        v["pid"].as_u64().unwrap() as i32
+    };
+    // Applies in a loop from a thread; the control plane is killed under it.
+    let acked = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    std::thread::scope(|s| {
+        let (acked, stopped) = (acked.clone(), stop.clone());
+        let mesh = &mesh;
+        s.spawn(move || {
+            for i in 0..2000 {
+                if stopped.load(std::sync::atomic::Ordering::Relaxed) {
+                    break;
+                }
+                let name = format!("svc-{i}");
+                let yaml = format!(
+                    "apiVersion: v1\nkind: Service\nmetadata: {{name: {name}}}\nspec: {{ports: [{{port: 80}}]}}\n"
+                );
+                match mesh.apply(&yaml) {
+                    Ok(out) if out.code == Some(0) => acked.lock().unwrap().push(name),
+                    _ => break,
+                }
+            }
+        });
+        std::thread::sleep(Duration::from_millis(1500));
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .unwrap();
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    });
+    let acked = acked.lock().unwrap().clone();
+    assert!(
+        acked.len() >= 5,
+        "only {} applies before the kill",
+        acked.len()
+    );
+    let up = mesh
+        .strand(&["up", "--detach", "--cluster-name", mesh.name()])
+        .unwrap();
+    assert_eq!(up.code, Some(0), "{}{}", up.stdout, up.stderr);
+    let list = mesh.strand(&["get", "svc", "-o", "json"]).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&list.stdout).unwrap();
+    let stored: std::collections::BTreeSet<&str> = v["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["metadata"]["name"].as_str().unwrap())
+        .collect();
+    for name in &acked {
+        assert!(
+            stored.contains(name.as_str()),
+            "{name} was acknowledged but is missing"
+        );
+    }
+}
