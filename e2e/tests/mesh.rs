@@ -17,6 +17,15 @@ spec:
   ports: [{port: 9090}]
 ";
 
+/// These tests measure how requests spread by latency, so they run one at a
+/// time: several meshes sharing two cores would make replicas' latencies
+/// differ for reasons that have nothing to do with the replicas.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 fn testapp() -> String {
     bin_path("strand-testapp").to_str().unwrap().to_string()
 }
@@ -56,6 +65,8 @@ fn grpc_client(mesh: &LocalMesh, args: &[&str]) -> serde_json::Value {
         "grpc-client",
         "--target",
         "http://echo:9090",
+        "--timeout-ms",
+        "120000",
         "unary",
     ];
     all.extend_from_slice(args);
@@ -89,6 +100,7 @@ fn requests_on_one_connection_are_balanced_across_replicas() {
     if !require_root() {
         return;
     }
+    let _serial = serial();
     let mut mesh = LocalMesh::up("balance").unwrap();
     assert_eq!(mesh.apply(ECHO_SVC).unwrap().code, Some(0));
     echo_servers(&mut mesh, "echo", 3, &[]);
@@ -96,6 +108,7 @@ fn requests_on_one_connection_are_balanced_across_replicas() {
         .unwrap();
     let summary = grpc_client(&mesh, &["--count", "3000"]);
     let counts = counts(&summary);
+    eprintln!("3,000 requests over one connection: {counts:?}");
     assert_eq!(counts.len(), 3, "{counts:?}");
     for (pod, n) in &counts {
         // Within 20% of an equal share of 3,000.
@@ -108,6 +121,7 @@ fn a_slow_replica_gets_few_requests() {
     if !require_root() {
         return;
     }
+    let _serial = serial();
     let mut mesh = LocalMesh::up("slow").unwrap();
     assert_eq!(mesh.apply(ECHO_SVC).unwrap().code, Some(0));
     echo_servers(&mut mesh, "echo", 2, &[]);
@@ -119,6 +133,7 @@ fn a_slow_replica_gets_few_requests() {
     let summary = grpc_client(&mesh, &["--count", "1000"]);
     let counts = counts(&summary);
     let slow = counts.get("echo-slow-1").copied().unwrap_or(0);
+    eprintln!("1,000 requests, one replica 50 ms slower: {counts:?}");
     assert!(
         slow < 100,
         "the slow replica got {slow} of 1000: {counts:?}"
@@ -130,6 +145,7 @@ fn scaling_under_traffic_fails_no_request() {
     if !require_root() {
         return;
     }
+    let _serial = serial();
     let mut mesh = LocalMesh::up("scaletraffic").unwrap();
     assert_eq!(mesh.apply(ECHO_SVC).unwrap().code, Some(0));
     echo_servers(&mut mesh, "echo", 3, &[]);
@@ -148,6 +164,8 @@ fn scaling_under_traffic_fails_no_request() {
                 "grpc-client",
                 "--target",
                 "http://echo:9090",
+                "--timeout-ms",
+                "120000",
                 "unary",
                 "--count",
                 "2400",
@@ -187,6 +205,7 @@ fn traffic_survives_a_control_plane_outage() {
     if !require_root() {
         return;
     }
+    let _serial = serial();
     let mut mesh = LocalMesh::up("outage").unwrap();
     assert_eq!(mesh.apply(ECHO_SVC).unwrap().code, Some(0));
     echo_servers(&mut mesh, "echo", 2, &[]);
@@ -204,6 +223,8 @@ fn traffic_survives_a_control_plane_outage() {
                 "grpc-client",
                 "--target",
                 "http://echo:9090",
+                "--timeout-ms",
+                "120000",
                 "unary",
                 "--count",
                 "1000",
@@ -233,6 +254,7 @@ fn a_destination_that_is_not_a_service_is_forwarded() {
     if !require_root() {
         return;
     }
+    let _serial = serial();
     let mut mesh = LocalMesh::up("forward").unwrap();
     let app = testapp();
     mesh.spawn_run(

@@ -2,10 +2,26 @@
 //! timeout and metrics, and pools of upstream HTTP connections (idle
 //! HTTP/1 connections per target, one multiplexed HTTP/2 connection per
 //! target).
+//!
+//! An HTTP/1 upstream connection has no task of its own: the client
+//! connection that uses it drives it ([`StickyH1`]), so a request, its
+//! response and both bodies never cross tasks or threads. It goes back to
+//! the idle pool when that client connection ends, where it waits
+//! unpolled until another client connection takes it.
+//!
+//! ```text
+//!  client conn task ──┬─ hyper server conn ── Forward::call ─┐ try_send_request
+//!                     └─ StickyH1::poll_driver ── hyper client conn ◄┘
+//!  client conn ends ──► idle pool (per target, LIFO) ──► next client conn
+//! ```
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use hyper::body::Incoming;
@@ -35,7 +51,7 @@ pub struct HttpClient {
     connector: Arc<Connector>,
     max_idle: usize,
     idle_timeout: Duration,
-    h1_idle: Mutex<HashMap<SocketAddr, Vec<IdleH1>>>,
+    h1_idle: Mutex<HashMap<SocketAddr, Vec<H1Conn>>>,
     h2: Mutex<HashMap<SocketAddr, H2Slot>>,
 }
 
@@ -47,18 +63,46 @@ struct H2Slot {
     connecting: Arc<tokio::sync::Mutex<()>>,
 }
 
+/// An HTTP/1 upstream connection: the handle requests are sent on, and the
+/// connection itself, which whoever holds it must poll.
 #[derive(Debug)]
-struct IdleH1 {
-    tx: http1::SendRequest<Incoming>,
-    since: Instant,
-}
-
-/// Returns an HTTP/1 connection to the pool once its response is complete.
-#[derive(Debug)]
-pub struct Checkin {
-    client: Arc<HttpClient>,
+struct H1Conn {
     addr: SocketAddr,
     tx: http1::SendRequest<Incoming>,
+    conn: Pin<Box<H1Driver>>,
+    /// When the last request on it started: the connection has been idle
+    /// at most this long once its response ended.
+    used: Instant,
+    /// The connection has ended (`conn` must not be polled again).
+    done: bool,
+}
+
+type H1Connection = http1::Connection<TokioIo<UpstreamIo>, Incoming>;
+
+/// hyper's connection future with the connection's metrics.
+#[derive(Debug)]
+struct H1Driver {
+    conn: H1Connection,
+    addr: SocketAddr,
+    metrics: TcpConn,
+}
+
+/// The HTTP/1 upstream connection of one HTTP/1 client connection, driven
+/// by that connection's task: requests are answered one at a time on an
+/// HTTP/1 connection, so one upstream connection is enough. It is kept
+/// while requests go to the same target; a request to another target
+/// swaps it for a connection to that one.
+#[derive(Debug)]
+pub struct StickyH1 {
+    client: Arc<HttpClient>,
+    tls: Tls,
+    conn: Mutex<Option<H1Conn>>,
+    /// Set when a request put a new connection in `conn`, which the task
+    /// must then poll (nothing else would wake it).
+    replaced: AtomicBool,
+    /// Set when a response ended cleanly: once hyper has seen that end,
+    /// the connection goes back to the pool rather than staying here.
+    return_to_pool: AtomicBool,
 }
 
 // === impl Connector ===
@@ -126,8 +170,11 @@ impl HttpClient {
     /// their server.
     fn sweep_idle(&self) {
         let mut idle = self.h1_idle.lock().unwrap_or_else(|e| e.into_inner());
+        // Nobody polls an idle connection; polling it here (nobody needs a
+        // wakeup) lets hyper read a close its server sent meanwhile.
+        let mut cx = Context::from_waker(futures_util::task::noop_waker_ref());
         idle.retain(|_, list| {
-            list.retain(|c| !c.tx.is_closed() && c.since.elapsed() <= self.idle_timeout);
+            list.retain_mut(|c| c.is_fresh(self.idle_timeout) && c.poll_open(&mut cx));
             !list.is_empty()
         });
     }
@@ -136,28 +183,55 @@ impl HttpClient {
         &self.connector
     }
 
-    /// A ready HTTP/1 connection to `addr`: an idle pooled one, or a new one.
-    pub async fn h1(self: &Arc<Self>, addr: SocketAddr, tls: &Tls) -> Result<Checkin, ProxyError> {
+    /// An HTTP/1 connection to `addr` for `cx`'s task to drive: an idle
+    /// pooled one that is still open, else a new one (`true` when new).
+    async fn h1(&self, addr: SocketAddr, tls: &Tls) -> Result<(H1Conn, bool), ProxyError> {
         while let Some(mut idle) = self.pop_idle(addr) {
-            if idle.tx.is_closed() || idle.since.elapsed() > self.idle_timeout {
-                continue;
-            }
-            // A pooled connection finished its last response; `ready` only
-            // waits for hyper to notice that.
-            if idle.tx.ready().await.is_ok() {
-                return Ok(Checkin {
-                    client: self.clone(),
-                    addr,
-                    tx: idle.tx,
-                });
+            let open = std::future::poll_fn(|cx| Poll::Ready(idle.poll_open(cx))).await;
+            if open && idle.is_fresh(self.idle_timeout) && idle.tx.is_ready() {
+                return Ok((idle, false));
             }
         }
-        let tx = self.connect_h1(addr, tls.clone(), false).await?;
-        Ok(Checkin {
-            client: self.clone(),
+        Ok((self.h1_connect(addr, tls).await?, true))
+    }
+
+    /// A new HTTP/1 connection to `addr` for the caller's task to drive.
+    async fn h1_connect(&self, addr: SocketAddr, tls: &Tls) -> Result<H1Conn, ProxyError> {
+        let (io, metrics) = self.connector.connect(addr, tls.clone()).await?;
+        let (tx, conn) = http1::Builder::new()
+            .handshake(TokioIo::new(io))
+            .await
+            .map_err(|source| ProxyError::Handshake {
+                addr,
+                version: 1,
+                source,
+            })?;
+        let conn = Box::pin(H1Driver {
+            conn,
+            addr,
+            metrics,
+        });
+        Ok(H1Conn {
             addr,
             tx,
+            conn,
+            used: Instant::now(),
+            done: false,
         })
+    }
+
+    /// Keeps a connection for the next client connection to its target if
+    /// it is idle (its last response was read to the end) and fresh; else
+    /// closes it.
+    fn release_if_idle(&self, conn: H1Conn) {
+        if conn.done || !conn.tx.is_ready() || !conn.is_fresh(self.idle_timeout) {
+            return;
+        }
+        let mut idle = self.h1_idle.lock().unwrap_or_else(|e| e.into_inner());
+        let list = idle.entry(conn.addr).or_default();
+        if list.len() < self.max_idle {
+            list.push(conn);
+        }
     }
 
     /// A new HTTP/1 connection that supports `Upgrade` and `CONNECT`; never
@@ -256,7 +330,7 @@ impl HttpClient {
         Ok(tx)
     }
 
-    fn pop_idle(&self, addr: SocketAddr) -> Option<IdleH1> {
+    fn pop_idle(&self, addr: SocketAddr) -> Option<H1Conn> {
         let mut idle = self.h1_idle.lock().unwrap_or_else(|e| e.into_inner());
         let list = idle.get_mut(&addr)?;
         let conn = list.pop();
@@ -271,30 +345,185 @@ impl HttpClient {
     }
 }
 
-// === impl Checkin ===
+// === impl H1Conn ===
 
-impl Checkin {
-    pub fn sender(&mut self) -> &mut http1::SendRequest<Incoming> {
-        &mut self.tx
+impl H1Conn {
+    /// Polls the connection; `false` once it has closed.
+    fn poll_open(&mut self, cx: &mut Context<'_>) -> bool {
+        if !self.done && self.conn.as_mut().poll(cx).is_ready() {
+            self.done = true;
+        }
+        !self.done
     }
 
-    /// Puts the connection back into the pool (called when the response
-    /// body has ended cleanly).
-    pub fn release(self) {
-        if self.tx.is_closed() {
-            return;
+    fn is_fresh(&self, idle_timeout: Duration) -> bool {
+        self.used.elapsed() <= idle_timeout
+    }
+}
+
+impl Future for H1Driver {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let res = std::task::ready!(Pin::new(&mut self.conn).poll(cx));
+        if let Err(e) = res {
+            self.metrics.set_failed();
+            tracing::debug!(addr = %self.addr, error = %e, "upstream HTTP/1 connection failed");
         }
-        let mut idle = self
-            .client
-            .h1_idle
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        let list = idle.entry(self.addr).or_default();
-        if list.len() < self.client.max_idle {
-            list.push(IdleH1 {
-                tx: self.tx,
-                since: Instant::now(),
-            });
+        Poll::Ready(())
+    }
+}
+
+// === impl StickyH1 ===
+
+impl StickyH1 {
+    pub fn new(client: Arc<HttpClient>, tls: Tls) -> Self {
+        StickyH1 {
+            client,
+            tls,
+            conn: Mutex::new(None),
+            replaced: AtomicBool::new(false),
+            return_to_pool: AtomicBool::new(false),
         }
+    }
+
+    /// Sends `req` on this client connection's upstream connection, taking
+    /// one from the pool or opening one first if needed. A pooled
+    /// connection that turns out closed is replaced; a request that a
+    /// connection closed under before it went out is sent once more on a
+    /// new connection (hyper hands the unsent request back).
+    pub async fn send(
+        &self,
+        addr: SocketAddr,
+        req: http::Request<Incoming>,
+    ) -> Result<http::Response<Incoming>, ProxyError> {
+        let upstream = |source| ProxyError::Upstream { addr, source };
+        self.ready(addr, false).await?;
+        match self.try_send(req).await {
+            Ok(rsp) => Ok(rsp),
+            Err(mut e) => match e.take_message() {
+                Some(req) => {
+                    self.ready(addr, true).await?;
+                    self.try_send(req)
+                        .await
+                        .map_err(|e| upstream(e.into_error()))
+                }
+                None => Err(upstream(e.into_error())),
+            },
+        }
+    }
+
+    /// Waits until the upstream connection can take a request, replacing
+    /// one that closed or sat idle too long (or any, with `fresh`).
+    async fn ready(&self, addr: SocketAddr, fresh: bool) -> Result<(), ProxyError> {
+        let mut fresh = fresh;
+        loop {
+            // Still here: reuse it rather than send it to the pool.
+            self.return_to_pool.store(false, Ordering::Relaxed);
+            let usable = {
+                let mut slot = self.lock();
+                if slot.as_ref().is_some_and(|c| c.addr != addr)
+                    && let Some(other) = slot.take()
+                {
+                    self.client.release_if_idle(other);
+                }
+                if fresh
+                    || slot
+                        .as_ref()
+                        .is_some_and(|c| c.done || !c.is_fresh(self.client.idle_timeout))
+                {
+                    *slot = None;
+                }
+                slot.is_some()
+            };
+            // A connection made for this request that cannot take it is an
+            // error; a reused one is replaced.
+            let mut new = false;
+            if !usable {
+                let (conn, is_new) = if fresh {
+                    (self.client.h1_connect(addr, &self.tls).await?, true)
+                } else {
+                    self.client.h1(addr, &self.tls).await?
+                };
+                new = is_new;
+                fresh = false;
+                *self.lock() = Some(conn);
+                self.replaced.store(true, Ordering::Relaxed);
+            }
+            let ready = std::future::poll_fn(|cx| match self.lock().as_mut() {
+                Some(c) => c.tx.poll_ready(cx).map(Some),
+                None => Poll::Ready(None),
+            })
+            .await;
+            match ready {
+                Some(Ok(())) => return Ok(()),
+                Some(Err(source)) if new => {
+                    *self.lock() = None;
+                    return Err(ProxyError::Upstream { addr, source });
+                }
+                _ => *self.lock() = None,
+            }
+        }
+    }
+
+    fn try_send(
+        &self,
+        req: http::Request<Incoming>,
+    ) -> impl Future<
+        Output = Result<
+            http::Response<Incoming>,
+            hyper::client::conn::TrySendError<http::Request<Incoming>>,
+        >,
+    > + use<> {
+        let mut slot = self.lock();
+        let c = slot
+            .as_mut()
+            .expect("ready() left a connection in the slot");
+        c.used = Instant::now();
+        c.tx.try_send_request(req)
+    }
+
+    /// Drives the upstream connection; called from the client connection's
+    /// task every time it is polled.
+    pub fn poll_driver(&self, cx: &mut Context<'_>) {
+        let mut slot = self.lock();
+        if let Some(c) = slot.as_mut() {
+            // A closed connection stays in the slot until the next request,
+            // whose readiness check then reports hyper's error.
+            let open = c.poll_open(cx);
+            if self.return_to_pool.load(Ordering::Relaxed) && (!open || c.tx.is_ready()) {
+                self.return_to_pool.store(false, Ordering::Relaxed);
+                if let Some(conn) = slot.take() {
+                    self.client.release_if_idle(conn);
+                }
+            }
+        }
+    }
+
+    /// Called when a response on this connection ended cleanly: the
+    /// connection returns to the pool as soon as hyper is ready for another
+    /// request on it, so that at low concurrency a few hot connections
+    /// carry all requests (as with a plain LIFO pool) instead of one per
+    /// client connection.
+    pub fn response_done(&self) {
+        self.return_to_pool.store(true, Ordering::Relaxed);
+        self.replaced.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether a request put a new connection in place since the last call.
+    pub fn take_replaced(&self) -> bool {
+        self.replaced.load(Ordering::Relaxed) && self.replaced.swap(false, Ordering::Relaxed)
+    }
+
+    /// Hands an idle upstream connection back to the pool when the client
+    /// connection ends; one still busy with a request is closed.
+    pub fn release(&self) {
+        if let Some(conn) = self.lock().take() {
+            self.client.release_if_idle(conn);
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<H1Conn>> {
+        self.conn.lock().unwrap_or_else(|e| e.into_inner())
     }
 }

@@ -41,6 +41,24 @@ pub struct Config {
     /// `plain` or `json`.
     pub log_format: LogFormat,
     pub http: HttpConfig,
+    /// Where to discover services; `None` forwards every connection to its
+    /// original destination.
+    pub discovery: Option<DiscoveryConfig>,
+}
+
+/// The control plane's discovery APIs.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DiscoveryConfig {
+    /// Destination and outbound-policy gRPC.
+    pub destination_addr: SocketAddr,
+    /// Inbound-policy gRPC (defaults to the destination address).
+    pub policy_addr: SocketAddr,
+    /// This pod's name and namespace, sent to the control plane as
+    /// Linkerd's context token `{"ns":..,"nodeName":..,"pod":..}`.
+    pub pod_name: String,
+    pub pod_namespace: String,
+    /// How long a new target may wait for discovery before failing with 503.
+    pub fail_fast: Duration,
 }
 
 /// Settings for one direction (inbound or outbound).
@@ -184,6 +202,31 @@ pub const VARS: &[VarDoc] = &[
         default: "5s",
         help: "How long an idle upstream connection is kept. Keep it below the idle timeout of the server (or proxy) on the other side, so a connection is never reused just as that side closes it.",
     },
+    VarDoc {
+        name: "STRAND_PROXY_DESTINATION_SVC_ADDR",
+        default: "(none)",
+        help: "The control plane's destination and outbound-policy gRPC address (plaintext HTTP/2). Unset: no discovery, every connection goes to its original destination.",
+    },
+    VarDoc {
+        name: "STRAND_PROXY_POLICY_SVC_ADDR",
+        default: "(the destination address)",
+        help: "The control plane's inbound-policy gRPC address.",
+    },
+    VarDoc {
+        name: "STRAND_PROXY_POD_NAME",
+        default: "(empty)",
+        help: "This pod's name, sent to the control plane with discovery requests.",
+    },
+    VarDoc {
+        name: "STRAND_PROXY_POD_NAMESPACE",
+        default: "default",
+        help: "This pod's namespace, sent to the control plane with discovery requests.",
+    },
+    VarDoc {
+        name: "STRAND_PROXY_DISCOVERY_FAIL_FAST",
+        default: "3s",
+        help: "How long a connection or request to a new target waits for discovery before it fails (HTTP 503 with l5d-proxy-error, or a reset for TCP). Known targets keep their last endpoints while the control plane is away.",
+    },
 ];
 
 // === impl EnvSource ===
@@ -283,7 +326,10 @@ impl Config {
                     parse_duration,
                 ),
             },
+            discovery: None,
         };
+        let mut config = config;
+        config.discovery = p.discovery();
         if p.errors.is_empty() {
             Ok(config)
         } else {
@@ -342,6 +388,42 @@ impl Parser<'_> {
                 parse_ports,
             ),
         }
+    }
+
+    fn discovery(&mut self) -> Option<DiscoveryConfig> {
+        let destination_addr = self.parse("STRAND_PROXY_DESTINATION_SVC_ADDR", None, |v| {
+            parse_addr(v).map(Some)
+        });
+        let policy_addr = self.parse("STRAND_PROXY_POLICY_SVC_ADDR", None, |v| {
+            parse_addr(v).map(Some)
+        });
+        let pod_name = self.parse(
+            "STRAND_PROXY_POD_NAME",
+            String::new(),
+            |v| Ok(v.to_string()),
+        );
+        let pod_namespace = self.parse("STRAND_PROXY_POD_NAMESPACE", "default".to_string(), |v| {
+            if v.is_empty() {
+                Err("must not be empty".into())
+            } else {
+                Ok(v.to_string())
+            }
+        });
+        // Linkerd's default: long enough for a control plane under load,
+        // short enough that a client sees an error rather than a hang.
+        let fail_fast = self.parse(
+            "STRAND_PROXY_DISCOVERY_FAIL_FAST",
+            Duration::from_secs(3),
+            parse_duration,
+        );
+        let destination_addr = destination_addr?;
+        Some(DiscoveryConfig {
+            destination_addr,
+            policy_addr: policy_addr.unwrap_or(destination_addr),
+            pod_name,
+            pod_namespace,
+            fail_fast,
+        })
     }
 
     fn parse<T>(

@@ -32,6 +32,10 @@ pub enum ProxyError {
     },
     #[error("the proxy is shutting down")]
     ShuttingDown,
+    #[error("service {0} has no endpoints")]
+    NoEndpoints(String),
+    #[error("discovery failed: {0}")]
+    Discovery(#[from] strand_proxy_discover::DiscoveryError),
 }
 
 /// A target the proxy refuses without trying to connect.
@@ -69,13 +73,28 @@ impl ProxyError {
             ProxyError::Handshake { .. } => "handshake",
             ProxyError::Upstream { .. } => "upstream",
             ProxyError::ShuttingDown => "shutdown",
+            ProxyError::NoEndpoints(_) => "no_endpoints",
+            ProxyError::Discovery(_) => "discovery",
         }
     }
 
     pub fn http_status(&self) -> StatusCode {
         match self {
             ProxyError::ConnectTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
-            ProxyError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::ShuttingDown | ProxyError::NoEndpoints(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            ProxyError::Discovery(e) => match e {
+                strand_proxy_discover::DiscoveryError::Timeout { .. } => {
+                    StatusCode::SERVICE_UNAVAILABLE
+                }
+                strand_proxy_discover::DiscoveryError::InvalidAuthority { .. } => {
+                    StatusCode::BAD_REQUEST
+                }
+                strand_proxy_discover::DiscoveryError::InvalidPolicy { .. } => {
+                    StatusCode::BAD_GATEWAY
+                }
+            },
             _ => StatusCode::BAD_GATEWAY,
         }
     }

@@ -5,13 +5,16 @@
 //!  client conn ──► hyper server ──► Forward::call(req)
 //!                                     ├─ strip hop-by-hop headers
 //!                                     ├─ Upgrade/CONNECT ─► upgrade::forward (tunnel)
-//!                                     ├─ HTTP/1 ─► pooled HTTP/1 upstream
+//!                                     ├─ HTTP/1 ─► the connection's own HTTP/1 upstream
+//!                                     │            (StickyH1, driven by this task)
 //!                                     └─ HTTP/2 ─► shared HTTP/2 upstream
 //!  response ◄── ResponseBody (records response_total at end of stream)
 //! ```
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Instant;
@@ -22,16 +25,21 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::sync::CancellationToken;
 
-use crate::client::HttpClient;
+use crate::client::{HttpClient, StickyH1};
 use crate::config::HttpConfig;
 use crate::errors::{Guard, ProxyError};
 use crate::metrics::{Classification, Metrics, ResponseLabels, TargetLabels, Tls};
 
 mod body;
 mod headers;
+mod task;
 mod upgrade;
 
 pub use body::ProxyBody;
+
+/// How many endpoints a request tries when connecting fails (nothing was
+/// sent yet, so trying another is safe).
+const CONNECT_ATTEMPTS: usize = 3;
 
 /// Everything a connection's requests share.
 #[derive(Debug)]
@@ -40,6 +48,8 @@ pub struct Forward {
     pub metrics: Arc<Metrics>,
     pub target: SocketAddr,
     pub target_addr: Arc<str>,
+    /// Where requests go: the target itself, or a service's endpoints.
+    pub route: crate::discovery::Route,
     pub tls: Tls,
     pub direction: crate::metrics::Direction,
     /// Set when every request on this connection must be refused.
@@ -62,7 +72,17 @@ impl Forward {
     /// Handles one request. Never fails: proxy errors become responses.
     pub async fn call(
         self: Arc<Self>,
+        req: Request<Incoming>,
+    ) -> Result<Response<ProxyBody>, Infallible> {
+        self.call_with(req, None).await
+    }
+
+    /// [`Forward::call`] for an HTTP/1 client connection, whose requests go
+    /// over its own upstream connection.
+    async fn call_with(
+        self: Arc<Self>,
         mut req: Request<Incoming>,
+        mut h1: Option<Arc<StickyH1>>,
     ) -> Result<Response<ProxyBody>, Infallible> {
         let start = Instant::now();
         let labels = TargetLabels {
@@ -77,14 +97,16 @@ impl Forward {
         let result = if let Some(guard) = self.blocked {
             Err(guard.error())
         } else if upgrade::is_upgrade(&req) {
-            upgrade::forward(&self, req).await.map(|rsp| (rsp, None))
+            // A dedicated connection, never pooled.
+            h1 = None;
+            upgrade::forward(&self, req).await
         } else {
             headers::strip_hop_by_hop(req.headers_mut(), false);
-            self.send(req).await
+            self.send(req, h1.as_deref()).await
         };
 
         match result {
-            Ok((mut rsp, checkin)) => {
+            Ok(mut rsp) => {
                 if rsp.status() != http::StatusCode::SWITCHING_PROTOCOLS {
                     headers::strip_hop_by_hop(rsp.headers_mut(), false);
                 }
@@ -97,9 +119,11 @@ impl Forward {
                 };
                 self.metrics.response_latency(&rsp_labels, start);
                 let reset = self.reset_client.clone();
-                Ok(rsp.map(|b| {
-                    ProxyBody::upstream(b, self.metrics.clone(), rsp_labels, checkin, reset)
-                }))
+                Ok(
+                    rsp.map(|b| {
+                        ProxyBody::upstream(b, self.metrics.clone(), rsp_labels, h1, reset)
+                    }),
+                )
             }
             Err(e) => {
                 tracing::info!(direction = self.direction.as_str(), target = %self.target, error = %e, "request failed");
@@ -121,35 +145,102 @@ impl Forward {
     async fn send(
         &self,
         req: Request<Incoming>,
-    ) -> Result<(Response<Incoming>, Option<crate::client::Checkin>), ProxyError> {
-        let addr = self.target;
+        h1: Option<&StickyH1>,
+    ) -> Result<Response<Incoming>, ProxyError> {
+        use crate::discovery::Route;
+        match &self.route {
+            Route::Direct => self.send_to(self.target, req, h1).await,
+            Route::Failed(e) => Err(e.clone().into()),
+            Route::Balanced(b) => self.send_balanced(b, req, h1).await,
+        }
+    }
+
+    /// Sends to one of a service's endpoints, chosen per request. HTTP/2
+    /// connects before the request is handed over, so an endpoint that
+    /// refuses is reported and another one tried.
+    async fn send_balanced(
+        &self,
+        service: &crate::discovery::Balanced,
+        req: Request<Incoming>,
+        h1: Option<&StickyH1>,
+    ) -> Result<Response<Incoming>, ProxyError> {
+        let no_endpoints = || ProxyError::NoEndpoints(service.name().to_string());
+        if req.version() == Version::HTTP_2 {
+            let mut last = None;
+            for _ in 0..CONNECT_ATTEMPTS {
+                let mut handle = service.pick().ok_or_else(no_endpoints)?;
+                let addr = *handle.key();
+                match self.client.h2(addr, &self.tls).await {
+                    Ok(mut tx) => {
+                        handle.sending();
+                        let rsp = tx
+                            .send_request(req)
+                            .await
+                            .map_err(|source| ProxyError::Upstream { addr, source });
+                        if rsp.is_ok() {
+                            handle.complete();
+                        }
+                        return rsp;
+                    }
+                    Err(e) if e.is_retryable() => {
+                        handle.connect_failed();
+                        last = Some(e);
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            return Err(last.unwrap_or_else(no_endpoints));
+        }
+        let handle = service.pick().ok_or_else(no_endpoints)?;
+        let addr = *handle.key();
+        match self.send_to(addr, req, h1).await {
+            Ok(rsp) => {
+                handle.complete();
+                Ok(rsp)
+            }
+            Err(e) => {
+                if e.is_retryable() {
+                    handle.connect_failed();
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Where an `Upgrade`/`CONNECT` tunnel goes: a long-lived connection,
+    /// so a service's endpoint is chosen by open connections.
+    fn tunnel_target(&self) -> Result<SocketAddr, ProxyError> {
+        use crate::discovery::Route;
+        match &self.route {
+            Route::Direct => Ok(self.target),
+            Route::Failed(e) => Err(e.clone().into()),
+            Route::Balanced(b) => b
+                .pick_connection()
+                .map(|h| *h.key())
+                .ok_or_else(|| ProxyError::NoEndpoints(b.name().to_string())),
+        }
+    }
+
+    async fn send_to(
+        &self,
+        addr: SocketAddr,
+        req: Request<Incoming>,
+        h1: Option<&StickyH1>,
+    ) -> Result<Response<Incoming>, ProxyError> {
+        let upstream = |source| ProxyError::Upstream { addr, source };
         if req.version() == Version::HTTP_2 {
             let mut tx = self.client.h2(addr, &self.tls).await?;
-            let rsp = tx
-                .send_request(req)
-                .await
-                .map_err(|source| ProxyError::Upstream { addr, source })?;
-            return Ok((rsp, None));
+            return tx.send_request(req).await.map_err(upstream);
         }
-        let mut conn = self.client.h1(addr, &self.tls).await?;
-        match conn.sender().try_send_request(req).await {
-            Ok(rsp) => Ok((rsp, Some(conn))),
-            Err(mut e) => match e.take_message() {
-                // A pooled connection closed under us before the request
-                // went out: safe to send it on a fresh connection.
-                Some(req) => {
-                    let mut tx = self.client.h1_upgradable(addr, &self.tls).await?;
-                    let rsp = tx
-                        .send_request(req)
-                        .await
-                        .map_err(|source| ProxyError::Upstream { addr, source })?;
-                    Ok((rsp, None))
-                }
-                None => Err(ProxyError::Upstream {
-                    addr,
-                    source: e.into_error(),
-                }),
-            },
+        match h1 {
+            Some(h1) => h1.send(addr, req).await,
+            // Not reached: HTTP/1 requests come from `serve_h1`, which
+            // always has a connection of its own; a one-off connection
+            // would still work.
+            None => {
+                let mut tx = self.client.h1_upgradable(addr, &self.tls).await?;
+                tx.send_request(req).await.map_err(upstream)
+            }
         }
     }
 }
@@ -164,7 +255,10 @@ pub async fn serve_h1<I>(
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let svc = hyper::service::service_fn(move |req| forward.clone().call(req));
+    let h1 = Arc::new(StickyH1::new(forward.client.clone(), forward.tls.clone()));
+    let sticky = h1.clone();
+    let svc =
+        hyper::service::service_fn(move |req| forward.clone().call_with(req, Some(sticky.clone())));
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(config.header_read_timeout)
@@ -172,7 +266,9 @@ where
         .keep_alive(true)
         .serve_connection(TokioIo::new(io), svc)
         .with_upgrades();
-    drive(conn, drain, |c| c.graceful_shutdown()).await
+    let res = task::drive_h1(conn, drain, |c| c.graceful_shutdown(), &h1).await;
+    h1.release();
+    res.map_err(classify_error)
 }
 
 /// Serves an HTTP/2 client connection until it closes or `drain` fires.
@@ -198,10 +294,10 @@ where
 async fn drive<C>(
     conn: C,
     drain: CancellationToken,
-    graceful: impl FnOnce(std::pin::Pin<&mut C>),
+    graceful: impl FnOnce(Pin<&mut C>),
 ) -> Result<(), ServeError>
 where
-    C: std::future::Future<Output = Result<(), hyper::Error>>,
+    C: Future<Output = Result<(), hyper::Error>>,
 {
     tokio::pin!(conn);
     let res = tokio::select! {

@@ -19,6 +19,7 @@ pub mod admin;
 pub mod client;
 pub mod config;
 pub mod detect;
+pub mod discovery;
 pub mod errors;
 pub mod http;
 pub mod io;

@@ -24,6 +24,7 @@ use crate::admin::{self, Admin};
 use crate::client::{Connector, HttpClient};
 use crate::config::{Config, HttpConfig, SideConfig};
 use crate::detect::{self, Protocol};
+use crate::discovery::{Resolver, Route};
 use crate::errors::Guard;
 use crate::http::{self, Forward};
 use crate::io::{CountingIo, PrefixedIo, ResetOnDrop};
@@ -57,6 +58,8 @@ struct Side {
     metrics: Arc<Metrics>,
     client: Arc<HttpClient>,
     refuse_loopback: bool,
+    /// Outbound only, when a control plane is configured.
+    resolver: Option<Resolver>,
 }
 
 // === impl Proxy ===
@@ -89,7 +92,8 @@ impl Proxy {
         let outbound = bind_all("outbound", &self.config.outbound.listen_addrs)?;
         let inbound = bind_all("inbound", &self.config.inbound.listen_addrs)?;
         let admin = bind("admin", self.config.admin_addr)?;
-        let side = |direction, config: &SideConfig, refuse_loopback| {
+        let resolver = self.config.discovery.as_ref().map(Resolver::new);
+        let side = |direction, config: &SideConfig, refuse_loopback, resolver| {
             let connector = Arc::new(Connector {
                 direction,
                 connect_timeout: config.connect_timeout,
@@ -107,14 +111,16 @@ impl Proxy {
                     self.config.http.idle_timeout,
                 ),
                 refuse_loopback,
+                resolver,
             })
         };
         let out_side = side(
             Direction::Outbound,
             &self.config.outbound,
             !self.allow_loopback_targets,
+            resolver,
         );
-        let in_side = side(Direction::Inbound, &self.config.inbound, false);
+        let in_side = side(Direction::Inbound, &self.config.inbound, false, None);
         Ok(Bound {
             outbound: (outbound, out_side),
             inbound: (inbound, in_side),
@@ -324,8 +330,12 @@ impl Side {
         });
         let mut io = CountingIo::new(tcp, conn.read.clone(), conn.written.clone());
 
+        let route = match blocked {
+            Some(_) => Route::Direct,
+            None => Route::resolve(self.resolver.as_ref(), target).await,
+        };
         let mut buf = BytesMut::new();
-        let protocol = if self.config.opaque_ports.contains(&target.port()) {
+        let protocol = if self.config.opaque_ports.contains(&target.port()) || route.is_opaque() {
             Protocol::Opaque
         } else {
             match detect::detect(&mut io, &mut buf, self.config.detect_timeout).await {
@@ -350,6 +360,7 @@ impl Side {
                     metrics: self.metrics.clone(),
                     target,
                     target_addr,
+                    route,
                     tls,
                     direction: self.direction,
                     blocked,
@@ -375,11 +386,17 @@ impl Side {
                     tracing::debug!(direction = dir, %client, %target, sni = sni.as_deref().unwrap_or(""), "passing TLS through");
                 }
                 let mut io = io;
-                let result = match blocked {
-                    Some(guard) => Err(TcpError::Connect(guard.error())),
-                    None => tcp::forward(&mut io, target, tls, self.client.connector())
-                        .await
-                        .map(|_| ()),
+                let result = match (blocked, &route) {
+                    (Some(guard), _) => Err(TcpError::Connect(guard.error())),
+                    (None, Route::Direct) => {
+                        tcp::forward(&mut io, target, tls, self.client.connector())
+                            .await
+                            .map(|_| ())
+                    }
+                    (None, Route::Failed(e)) => Err(TcpError::Connect(e.clone().into())),
+                    (None, Route::Balanced(b)) => {
+                        tcp::forward_balanced(&mut io, b, tls, self.client.connector()).await
+                    }
                 };
                 if let Err(e) = result {
                     conn.set_failed();

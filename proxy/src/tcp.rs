@@ -41,3 +41,46 @@ where
     }
     res.map_err(TcpError::Io)
 }
+
+/// How many endpoints an opaque connection tries before giving up: a
+/// refused connect sent nothing, so another endpoint is safe.
+const CONNECT_ATTEMPTS: usize = 3;
+
+/// Forwards to one of a service's endpoints, chosen by open connections;
+/// an endpoint that refuses is reported to the balancer and another tried.
+pub async fn forward_balanced<I>(
+    client: &mut I,
+    service: &crate::discovery::Balanced,
+    tls: Tls,
+    connector: &Connector,
+) -> Result<(), TcpError>
+where
+    I: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut last = None;
+    for _ in 0..CONNECT_ATTEMPTS {
+        let Some(handle) = service.pick_connection() else {
+            break;
+        };
+        let addr = *handle.key();
+        match connector.connect(addr, tls.clone()).await {
+            Ok((mut upstream, mut conn)) => {
+                handle.connected();
+                let res = tokio::io::copy_bidirectional(client, &mut upstream).await;
+                if res.is_err() {
+                    conn.set_failed();
+                }
+                // `handle` counts the connection as open until here.
+                drop(handle);
+                return res.map(|_| ()).map_err(TcpError::Io);
+            }
+            Err(e) => {
+                handle.connect_failed();
+                last = Some(e);
+            }
+        }
+    }
+    Err(TcpError::Connect(last.unwrap_or_else(|| {
+        crate::errors::ProxyError::NoEndpoints(service.name().to_string())
+    })))
+}

@@ -19,6 +19,7 @@ pub(crate) struct Shared {
     accrual: FailureAccrual,
     default_rtt_ns: f64,
     decay_ns: f64,
+    pub(crate) tolerance: f64,
     clock: Arc<dyn Clock>,
     /// Times are kept as nanoseconds since this instant so they fit atomics.
     epoch: Instant,
@@ -90,6 +91,7 @@ impl Shared {
         let Config {
             default_rtt,
             decay,
+            tolerance,
             mut failure_accrual,
         } = config;
         failure_accrual.max_backoff = failure_accrual.max_backoff.max(failure_accrual.min_backoff);
@@ -103,6 +105,11 @@ impl Shared {
             default_rtt_ns: nanos(default_rtt),
             // A zero decay would divide by zero; one nanosecond means "no memory".
             decay_ns: nanos(decay).max(1.0),
+            tolerance: if tolerance.is_nan() {
+                0.0
+            } else {
+                tolerance.clamp(0.0, 10.0)
+            },
             epoch: clock.now(),
             clock,
             rng: match seed {

@@ -77,6 +77,13 @@ impl<K> RequestHandle<K> {
     pub fn kind(&self) -> PickKind {
         self.admission.into()
     }
+
+    /// The request is being sent now: time its RTT from here, so that
+    /// connecting (a new connection's handshake) is not counted as the
+    /// endpoint's latency.
+    pub fn sending(&mut self) {
+        self.started = self.endpoint.shared.now();
+    }
 }
 
 impl<K: fmt::Debug> RequestHandle<K> {

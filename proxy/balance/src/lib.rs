@@ -45,6 +45,12 @@ pub struct Config {
     /// Time constant of the peak-EWMA decay: an observation's weight falls
     /// to 1/e after this long.
     pub decay: Duration,
+    /// Request costs within this fraction of each other are a tie, broken
+    /// at random. Latency differences of a few percent between equal
+    /// replicas are systematic (a shorter path, a warmer cache) and would
+    /// otherwise send most requests to one of them; load (pending requests
+    /// double the cost) and real slowness still decide.
+    pub tolerance: f64,
     pub failure_accrual: FailureAccrual,
 }
 
@@ -115,6 +121,9 @@ impl Default for Config {
             // Linkerd's default: reacts within seconds, forgets a spike
             // within a minute.
             decay: Duration::from_secs(10),
+            // Wider than the run-to-run noise of equal replicas' latency,
+            // narrower than one extra request in flight (2x).
+            tolerance: 0.25,
             failure_accrual: FailureAccrual::default(),
         }
     }
@@ -220,7 +229,8 @@ impl<K: Clone + Ord + fmt::Debug> Balancer<K> {
     pub fn pick(&self) -> Option<RequestHandle<K>> {
         let now = self.shared.now();
         let list = self.read();
-        let (endpoint, admission) = self.select(&list, now, |e| e.request_cost(now))?;
+        let tolerance = self.shared.tolerance;
+        let (endpoint, admission) = self.select(&list, now, tolerance, |e| e.request_cost(now))?;
         Some(RequestHandle::new(endpoint, admission, now))
     }
 
@@ -229,7 +239,7 @@ impl<K: Clone + Ord + fmt::Debug> Balancer<K> {
     pub fn pick_connection(&self) -> Option<ConnectionHandle<K>> {
         let now = self.shared.now();
         let list = self.read();
-        let (endpoint, admission) = self.select(&list, now, Endpoint::connection_cost)?;
+        let (endpoint, admission) = self.select(&list, now, 0.0, Endpoint::connection_cost)?;
         Some(ConnectionHandle::new(endpoint, admission))
     }
 
@@ -247,8 +257,12 @@ impl<K: Clone + Ord + fmt::Debug> Balancer<K> {
         &self,
         list: &[Arc<Endpoint<K>>],
         now: u64,
+        tolerance: f64,
         cost: impl Fn(&Endpoint<K>) -> f64,
     ) -> Option<(Arc<Endpoint<K>>, Admission)> {
+        // `b` wins only when clearly cheaper; within the tolerance the pair's
+        // random order decides.
+        let cheaper = |cb: f64, ca: f64| cb * (1.0 + tolerance) < ca;
         if list.is_empty() {
             return None;
         }
@@ -257,7 +271,11 @@ impl<K: Clone + Ord + fmt::Debug> Balancer<K> {
             for _ in 0..PAIR_ATTEMPTS {
                 let (a, b) = self.shared.pair(list.len());
                 let (a, b) = (&list[a], &list[b]);
-                let (first, second) = if cost(b) < cost(a) { (b, a) } else { (a, b) };
+                let (first, second) = if cheaper(cost(b), cost(a)) {
+                    (b, a)
+                } else {
+                    (a, b)
+                };
                 for e in [first, second] {
                     if let Some(admission) = e.admit(now) {
                         return Some((e.clone(), admission));
@@ -273,7 +291,7 @@ impl<K: Clone + Ord + fmt::Debug> Balancer<K> {
             .filter(|e| e.status(now) != Status::Ejected)
             .collect();
         while !eligible.is_empty() {
-            let i = self.cheaper(eligible.len(), |i| cost(eligible[i]));
+            let i = self.cheaper(eligible.len(), tolerance, |i| cost(eligible[i]));
             if let Some(admission) = eligible[i].admit(now) {
                 return Some((eligible[i].clone(), admission));
             }
@@ -281,7 +299,7 @@ impl<K: Clone + Ord + fmt::Debug> Balancer<K> {
         }
 
         // Panic mode: everything is ejected; balance over all of them.
-        let e = &list[self.cheaper(list.len(), |i| cost(&list[i]))];
+        let e = &list[self.cheaper(list.len(), tolerance, |i| cost(&list[i]))];
         let admission = match e.status(now) {
             Status::Ready => Admission::Ready,
             Status::Ejected | Status::Probeable => Admission::Panic,
@@ -290,12 +308,16 @@ impl<K: Clone + Ord + fmt::Debug> Balancer<K> {
     }
 
     /// Power of two choices over indices `0..n` (`n >= 1`).
-    fn cheaper(&self, n: usize, cost: impl Fn(usize) -> f64) -> usize {
+    fn cheaper(&self, n: usize, tolerance: f64, cost: impl Fn(usize) -> f64) -> usize {
         if n == 1 {
             return 0;
         }
         let (a, b) = self.shared.pair(n);
-        if cost(b) < cost(a) { b } else { a }
+        if cost(b) * (1.0 + tolerance) < cost(a) {
+            b
+        } else {
+            a
+        }
     }
 }
 

@@ -151,6 +151,45 @@ fn slow_endpoint_is_avoided() {
 }
 
 #[test]
+fn slightly_faster_replicas_do_not_take_everything() {
+    // One replica 10% faster, another 20% faster: within the tolerance,
+    // so requests one at a time still spread about evenly.
+    let (clock, b) = balancer(Config::default(), &[0, 1, 2]);
+    let counts = count(&b, 30_000, |h| {
+        let us = match *h.key() {
+            0 => 1_000,
+            1 => 900,
+            _ => 800,
+        };
+        clock.advance(Duration::from_micros(us));
+        h.complete();
+    });
+    for (i, n) in counts[..3].iter().enumerate() {
+        assert!(
+            (8_000..=12_000).contains(n),
+            "endpoint {i} got {n}: {counts:?}"
+        );
+    }
+    // Without the tolerance, the fastest takes the lion's share.
+    let (clock, b) = balancer(
+        Config {
+            tolerance: 0.0,
+            ..Config::default()
+        },
+        &[0, 1, 2],
+    );
+    let counts = count(&b, 30_000, |h| {
+        clock.advance(Duration::from_micros(if *h.key() == 2 {
+            800
+        } else {
+            1_000
+        }));
+        h.complete();
+    });
+    assert!(counts[2] > 15_000, "{counts:?}");
+}
+
+#[test]
 fn pending_requests_bias_away() {
     // Load one endpoint alone, then add its peers; it keeps its pending.
     let (_, b) = balancer(Config::default(), &[0]);

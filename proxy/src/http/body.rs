@@ -12,7 +12,7 @@ use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
 use super::headers;
-use crate::client::Checkin;
+use crate::client::StickyH1;
 use crate::metrics::{Classification, Metrics, ResponseLabels};
 
 #[derive(Debug)]
@@ -21,12 +21,13 @@ pub enum ProxyBody {
     Full { data: Option<Bytes> },
 }
 
-/// What happens when an upstream body ends: metrics and pool check-in.
+/// What happens when an upstream body ends: metrics, and the HTTP/1
+/// upstream connection's return to the pool.
 #[derive(Debug)]
 pub struct End {
     metrics: Arc<Metrics>,
     labels: ResponseLabels,
-    checkin: Option<Checkin>,
+    h1: Option<Arc<StickyH1>>,
     /// Raised when the upstream body fails, to reset an HTTP/1 client
     /// connection (see `io::ResetOnDrop`).
     reset_client: Option<Arc<AtomicBool>>,
@@ -39,7 +40,7 @@ impl ProxyBody {
         inner: Incoming,
         metrics: Arc<Metrics>,
         labels: ResponseLabels,
-        checkin: Option<Checkin>,
+        h1: Option<Arc<StickyH1>>,
         reset_client: Option<Arc<AtomicBool>>,
     ) -> Self {
         ProxyBody::Upstream {
@@ -47,7 +48,7 @@ impl ProxyBody {
             end: Some(End {
                 metrics,
                 labels,
-                checkin,
+                h1,
                 reset_client,
             }),
         }
@@ -142,8 +143,8 @@ impl End {
             Classification::Success
         };
         self.metrics.response_end(&self.labels);
-        if clean && let Some(c) = self.checkin.take() {
-            c.release();
+        if clean && let Some(h1) = &self.h1 {
+            h1.response_done();
         }
     }
 }

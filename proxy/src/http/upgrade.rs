@@ -30,7 +30,7 @@ pub async fn forward(
     fwd: &Forward,
     mut req: Request<Incoming>,
 ) -> Result<Response<Incoming>, ProxyError> {
-    let addr = fwd.target;
+    let addr = fwd.tunnel_target()?;
     let is_connect = req.method() == Method::CONNECT;
     let downstream = hyper::upgrade::on(&mut req);
     headers::strip_hop_by_hop(req.headers_mut(), !is_connect);

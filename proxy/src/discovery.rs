@@ -1,0 +1,187 @@
+//! Outbound discovery: which original destinations are mesh services, and
+//! which endpoint each request (or connection) to one goes to.
+//!
+//! ```text
+//!  orig dst ──resolve──▶ Forward (not a service: connect to it as is)
+//!                    └──▶ Service ──endpoints watch──▶ Balancer (P2C, peak-EWMA)
+//!                                                        └─ pick() per request / connection
+//! ```
+//!
+//! The control-plane conversation (policy and destination streams, caching,
+//! fail-fast, last-known endpoints) lives in `strand-proxy-discover`; this
+//! module keeps one balancer per service and hands out endpoints.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, Weak};
+
+use strand_proxy_balance::{Balancer, ConnectionHandle, RequestHandle};
+use strand_proxy_discover::{self as discover, Discovery, DiscoveryError, Protocol};
+
+use crate::config::DiscoveryConfig;
+
+/// Resolves outbound targets; cheap to clone.
+#[derive(Clone)]
+pub struct Resolver {
+    discovery: Discovery,
+    /// One balancer per service, shared by every connection to it.
+    services: Arc<Mutex<HashMap<String, Weak<Balanced>>>>,
+}
+
+/// Where an outbound connection goes.
+#[derive(Clone)]
+pub enum Dst {
+    /// Not a mesh service: its original destination.
+    Forward,
+    Service(Arc<Balanced>),
+}
+
+/// A service's endpoints and the balancer over them.
+pub struct Balanced {
+    name: String,
+    service: Arc<discover::Service>,
+    balancer: Arc<Balancer<SocketAddr>>,
+    updater: tokio::task::JoinHandle<()>,
+}
+
+// === impl Resolver ===
+
+impl Resolver {
+    pub fn new(config: &DiscoveryConfig) -> Resolver {
+        let token = serde_context(&config.pod_namespace, &config.pod_name);
+        let mut c = discover::Config::new(config.destination_addr);
+        c.policy = Some(config.policy_addr);
+        c.context_token = token.clone();
+        c.source_workload = token;
+        c.fail_fast = config.fail_fast;
+        Resolver {
+            discovery: Discovery::new(c),
+            services: Arc::default(),
+        }
+    }
+
+    pub async fn resolve(&self, orig_dst: SocketAddr) -> Result<Dst, DiscoveryError> {
+        match self.discovery.resolve_addr(orig_dst).await? {
+            discover::Resolution::Forward => Ok(Dst::Forward),
+            discover::Resolution::Service(svc) => Ok(Dst::Service(self.balanced(svc))),
+        }
+    }
+
+    fn balanced(&self, service: Arc<discover::Service>) -> Arc<Balanced> {
+        let mut services = self.services.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(b) = services.get(&service.name).and_then(Weak::upgrade) {
+            return b;
+        }
+        services.retain(|_, w| w.strong_count() > 0);
+        let balancer = Arc::new(Balancer::new(strand_proxy_balance::Config::default()));
+        let mut rx = service.endpoints.clone();
+        balancer.update(rx.borrow_and_update().addrs.keys().copied());
+        let updater = {
+            let balancer = Arc::clone(&balancer);
+            tokio::spawn(async move {
+                while rx.changed().await.is_ok() {
+                    let keys: Vec<SocketAddr> =
+                        rx.borrow_and_update().addrs.keys().copied().collect();
+                    balancer.update(keys);
+                }
+            })
+        };
+        let b = Arc::new(Balanced {
+            name: service.name.clone(),
+            service,
+            balancer,
+            updater,
+        });
+        services.insert(b.name.clone(), Arc::downgrade(&b));
+        b
+    }
+}
+
+/// Linkerd's context token: `{"ns":"..","nodeName":"..","pod":".."}`.
+fn serde_context(ns: &str, pod: &str) -> String {
+    let esc = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"");
+    format!(
+        "{{\"ns\":\"{}\",\"nodeName\":\"localhost\",\"pod\":\"{}\"}}",
+        esc(ns),
+        esc(pod)
+    )
+}
+
+// === impl Balanced ===
+
+impl Balanced {
+    /// The service's discovery name (`<fqdn>:<port>`).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn protocol(&self) -> Protocol {
+        *self.service.protocol.borrow()
+    }
+
+    /// An endpoint for one request, or `None` when the service has none.
+    pub fn pick(&self) -> Option<RequestHandle<SocketAddr>> {
+        self.balancer.pick()
+    }
+
+    /// An endpoint for one opaque connection.
+    pub fn pick_connection(&self) -> Option<ConnectionHandle<SocketAddr>> {
+        self.balancer.pick_connection()
+    }
+
+    /// The endpoint's labels from discovery (pod, namespace, ...).
+    pub fn labels(&self, addr: &SocketAddr) -> Option<BTreeMap<String, String>> {
+        self.service
+            .endpoints
+            .borrow()
+            .addrs
+            .get(addr)
+            .map(|m| m.labels.clone())
+    }
+}
+
+impl Drop for Balanced {
+    fn drop(&mut self) {
+        self.updater.abort();
+    }
+}
+
+/// How a connection's requests find their upstream.
+#[derive(Clone)]
+pub enum Route {
+    /// To the original destination.
+    Direct,
+    /// Per request (or per connection) across a service's endpoints.
+    Balanced(Arc<Balanced>),
+    /// Discovery failed: every request gets this error.
+    Failed(DiscoveryError),
+}
+
+impl std::fmt::Debug for Route {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Route::Direct => f.write_str("Direct"),
+            Route::Balanced(b) => write!(f, "Balanced({})", b.name()),
+            Route::Failed(e) => write!(f, "Failed({e})"),
+        }
+    }
+}
+
+impl Route {
+    /// The route for an outbound original destination.
+    pub async fn resolve(resolver: Option<&Resolver>, orig_dst: SocketAddr) -> Route {
+        let Some(resolver) = resolver else {
+            return Route::Direct;
+        };
+        match resolver.resolve(orig_dst).await {
+            Ok(Dst::Forward) => Route::Direct,
+            Ok(Dst::Service(b)) => Route::Balanced(b),
+            Err(e) => Route::Failed(e),
+        }
+    }
+
+    /// Whether the service's policy says to skip protocol detection.
+    pub fn is_opaque(&self) -> bool {
+        matches!(self, Route::Balanced(b) if b.protocol() == Protocol::Opaque)
+    }
+}
