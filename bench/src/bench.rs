@@ -38,6 +38,9 @@ pub struct Series {
     pub url: String,
     /// The proxy processes on the path.
     pub proxies: Vec<ProxyProcess>,
+    /// Index of the scenario in the run's list.
+    #[serde(skip)]
+    pub scenario_index: usize,
     /// Their summed resident memory after start, before any load, in bytes.
     pub idle_rss_bytes: Option<u64>,
     /// Failures seen while warming up (the warm-up is not measured).
@@ -111,14 +114,18 @@ pub fn run(plan: &Plan, tools: &Tools, stop: &StopFlag) -> anyhow::Result<Result
 
     // Idle memory first, before any request has touched a proxy.
     let mut series: Vec<Series> = Vec::new();
-    for scenario in &scenarios {
+    for (scenario_index, scenario) in scenarios.iter().enumerate() {
         for &protocol in &plan.protocols {
+            if !scenario.kind.carries(protocol) {
+                continue;
+            }
             let proxies = scenario.proxies(protocol);
             let pids: Vec<u32> = proxies.iter().map(|p| p.pid).collect();
             series.push(Series {
                 scenario: scenario.kind.name().to_string(),
                 protocol,
                 url: scenario.target(protocol).url(),
+                scenario_index,
                 idle_rss_bytes: (!pids.is_empty()).then(|| measure::rss_of(&pids)),
                 proxies,
                 warmup_problem: None,
@@ -127,12 +134,11 @@ pub fn run(plan: &Plan, tools: &Tools, stop: &StopFlag) -> anyhow::Result<Result
         }
     }
 
-    let per_scenario = plan.protocols.len();
-    for (i, s) in series.iter_mut().enumerate() {
+    for s in series.iter_mut() {
         if stop.is_set() {
             break;
         }
-        let scenario = &scenarios[i / per_scenario];
+        let scenario = &scenarios[s.scenario_index];
         eprintln!("==> warming up {} {}", s.scenario, s.protocol.name());
         s.warmup_problem = warm_up(scenario, s.protocol, plan, tools, stop);
         if let Some(problem) = &s.warmup_problem {
@@ -143,11 +149,10 @@ pub fn run(plan: &Plan, tools: &Tools, stop: &StopFlag) -> anyhow::Result<Result
     'rounds: for run in 1..=plan.runs {
         for offset in 0..scenarios.len() {
             let si = (offset + run as usize - 1) % scenarios.len();
-            for pi in 0..per_scenario {
+            for s in series.iter_mut().filter(|s| s.scenario_index == si) {
                 if stop.is_set() {
                     break 'rounds;
                 }
-                let s = &mut series[si * per_scenario + pi];
                 let m = measure_once(&scenarios[si], s.protocol, run, plan, tools, stop);
                 eprintln!(
                     "[{run}/{}] {:<14} {:<5} {}",

@@ -22,8 +22,8 @@ use crate::scenario::{Kind, OtherProxy};
                   protocol: fixed-rate latency (oha), saturation throughput (wrk for HTTP/1.1, \
                   h2load for HTTP/2 and gRPC), proxy CPU seconds per 10k requests and proxy \
                   memory, as the median of --runs runs. Prints one table and writes JSON.\n\n\
-                  Scenarios: direct, strand-1hop, strand-pair, nginx-1hop, and one per \
-                  --other-proxy.",
+                  Scenarios: direct, strand-1hop, strand-pair, nginx-1hop, nginx-redirect-1hop \
+                  (HTTP/1.1 only), and one per --other-proxy.",
     after_help = "Example: strand-bench --quick --protocols http1,grpc \
                   --other-proxy 'socat=socat TCP-LISTEN:{listen_port},fork,reuseaddr TCP:{upstream}'"
 )]
@@ -235,7 +235,7 @@ mod tests {
         assert_eq!(plan.duration, Duration::from_secs(7));
         assert_eq!(plan.saturation_duration, QUICK_SATURATION);
         assert_eq!(plan.protocols, Protocol::ALL.to_vec());
-        assert_eq!(plan.scenarios.len(), 4);
+        assert_eq!(plan.scenarios.len(), 5);
     }
 
     #[test]

@@ -9,6 +9,7 @@
 //!   strand-1hop  load ─────────────────────► iptables ► proxy ► app
 //!   strand-pair  load ► iptables ► proxy ──► iptables ► proxy ► app
 //!   nginx-1hop   load ─────────────────────► nginx :8081/:8082 ► app
+//!   nginx-redirect-1hop load ──────────────► iptables ► nginx ► app (HTTP/1.1)
 //!   NAME         load ─────────────────────► other proxy :8083/:8084 ► app
 //! ```
 //!

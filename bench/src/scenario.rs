@@ -31,6 +31,9 @@ const HTTP_PORT: u16 = 8080;
 const GRPC_PORT: u16 = 9090;
 /// strand-proxy's admin port (its default), where `/ready` is polled.
 const ADMIN_PORT: u16 = 4191;
+/// The port strand-init redirects a pod's inbound TCP to (its default),
+/// where nginx listens in `nginx-redirect-1hop`.
+const INBOUND_PROXY_PORT: u16 = 4143;
 /// Ports of the other proxies' listeners; they forward to the backends on
 /// loopback. nginx needs two ports because on one cleartext port it speaks
 /// either HTTP/1.1 or HTTP/2, not both.
@@ -50,6 +53,13 @@ pub enum Kind {
     StrandPair,
     /// nginx as a reverse proxy in the server pod.
     Nginx,
+    /// nginx in strand-proxy's place in the server pod: behind strand-init's
+    /// REDIRECT on the proxy's inbound port, as the proxy's user, forwarding
+    /// to the pod's own address. The kernel path is exactly strand-1hop's,
+    /// so the two compare only the proxies. HTTP/1.1 only (nginx speaks
+    /// either HTTP/1.1 or cleartext HTTP/2 on one port, and every port is
+    /// redirected to the one).
+    NginxRedirect,
     /// A proxy given on the command line, as a reverse proxy in the server pod.
     Other(OtherProxy),
 }
@@ -92,6 +102,7 @@ impl Kind {
             Kind::Strand1Hop,
             Kind::StrandPair,
             Kind::Nginx,
+            Kind::NginxRedirect,
         ];
         for other in others {
             if all.iter().any(|k| k.name() == other.name) {
@@ -108,15 +119,28 @@ impl Kind {
             Kind::Strand1Hop => "strand-1hop",
             Kind::StrandPair => "strand-pair",
             Kind::Nginx => "nginx-1hop",
+            Kind::NginxRedirect => "nginx-redirect-1hop",
             Kind::Other(other) => &other.name,
         }
+    }
+
+    /// Whether the scenario's path can carry `protocol` at all.
+    pub fn carries(&self, protocol: Protocol) -> bool {
+        !matches!(self, Kind::NginxRedirect) || protocol == Protocol::Http1
+    }
+
+    /// Whether the scenario runs nginx.
+    pub fn uses_nginx(&self) -> bool {
+        matches!(self, Kind::Nginx | Kind::NginxRedirect)
     }
 
     /// Which port of the server pod the load generator targets.
     fn port(&self, protocol: Protocol) -> u16 {
         match (self, protocol) {
             (Kind::Direct | Kind::Strand1Hop | Kind::StrandPair, Protocol::Grpc) => GRPC_PORT,
-            (Kind::Direct | Kind::Strand1Hop | Kind::StrandPair, _) => HTTP_PORT,
+            (Kind::Direct | Kind::Strand1Hop | Kind::StrandPair | Kind::NginxRedirect, _) => {
+                HTTP_PORT
+            }
             (Kind::Nginx, Protocol::Http1) => NGINX_HTTP1_PORT,
             (Kind::Nginx, _) => NGINX_HTTP2_PORT,
             (Kind::Other(_), Protocol::Grpc) => OTHER_GRPC_PORT,
@@ -151,6 +175,7 @@ impl Scenario {
                 scenario.mesh(Side::Load, setup)?;
             }
             Kind::Nginx => scenario.start_nginx(setup.tools)?,
+            Kind::NginxRedirect => scenario.start_nginx_redirect(setup.tools)?,
             Kind::Other(other) => scenario.start_other(&other)?,
         }
         Ok(scenario)
@@ -245,6 +270,34 @@ impl Scenario {
             label: "nginx (master and workers)".to_string(),
             pid: child.pid(),
             protocols: Protocol::ALL.to_vec(),
+        });
+        self.children.push(child);
+        Ok(())
+    }
+
+    /// nginx where strand-proxy would be: strand-init's rules in the server
+    /// pod, nginx as the proxy's user (so that its own connections are not
+    /// redirected) on the proxy's inbound port.
+    fn start_nginx_redirect(&mut self, tools: &Tools) -> anyhow::Result<()> {
+        let pod = &self.server;
+        pod.run(pod.command(&tools.strand_init))
+            .context("strand-init in the server pod")?;
+        let dir = tools.workdir().join("nginx-redirect");
+        let upstream = SocketAddr::new(pod.ip(), HTTP_PORT);
+        let cmd = nginx::redirect_command(
+            pod,
+            tools.nginx()?,
+            &dir,
+            INBOUND_PROXY_PORT,
+            upstream,
+            PROXY_UID,
+        )?;
+        let mut child = spawn(pod, cmd)?;
+        probe::wait_tcp(pod, &mut child, INBOUND_PROXY_PORT).context("starting nginx")?;
+        self.proxies.push(ProxyProcess {
+            label: "nginx as the proxy (master and workers)".to_string(),
+            pid: child.pid(),
+            protocols: vec![Protocol::Http1],
         });
         self.children.push(child);
         Ok(())

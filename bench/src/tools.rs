@@ -62,11 +62,12 @@ impl Tools {
             .transpose()?;
         let nginx = plan
             .scenarios
-            .contains(&Kind::Nginx)
+            .iter()
+            .any(Kind::uses_nginx)
             .then(|| {
                 in_path(
                     "nginx",
-                    "apt-get install nginx-light, or leave nginx-1hop out with --scenarios",
+                    "apt-get install nginx-light, or leave nginx-1hop and nginx-redirect-1hop out with --scenarios",
                 )
             })
             .transpose()?;

@@ -297,3 +297,59 @@ fn a_destination_that_is_not_a_service_is_forwarded() {
     assert_eq!(out.code, Some(0), "{}\n{}", out.stdout, out.stderr);
     assert!(out.stdout.contains("\"ok\":3"), "{}", out.stdout);
 }
+
+#[test]
+fn requests_naming_a_service_are_routed_by_name() {
+    if !require_root() {
+        return;
+    }
+    let _serial = serial();
+    let mut mesh = LocalMesh::up("byname").unwrap();
+    let svc = "apiVersion: v1\nkind: Service\nmetadata: {name: web}\nspec: {selector: {app: web}, ports: [{port: 8080}]}\n";
+    assert_eq!(mesh.apply(svc).unwrap().code, Some(0));
+    let app = testapp();
+    mesh.spawn_run(
+        "web",
+        &[
+            "--name",
+            "web",
+            "--port",
+            "8080",
+            "--replicas",
+            "2",
+            "--",
+            &app,
+            "http",
+            "--listen",
+            "0.0.0.0:8080",
+        ],
+    )
+    .unwrap();
+    mesh.wait_ready_pods("web", 2, Duration::from_secs(60))
+        .unwrap();
+    // The connection goes to an address where nothing listens (the bridge,
+    // port 9); the header names the service, so the proxy routes by name.
+    let out = mesh
+        .strand(&[
+            "run",
+            "--name",
+            "client",
+            "--",
+            &app,
+            "http-client",
+            "--url",
+            "http://10.42.0.1:9/",
+            "-H",
+            "l5d-dst-override: web.default.svc.cluster.local:8080",
+            "--count",
+            "20",
+        ])
+        .unwrap();
+    assert_eq!(out.code, Some(0), "{}\n{}", out.stdout, out.stderr);
+    let line = out.stdout.lines().rfind(|l| l.starts_with('{')).unwrap();
+    let v: serde_json::Value = serde_json::from_str(line).unwrap();
+    assert_eq!(v["ok"], 20, "{line}");
+    // Balanced per request across both replicas.
+    let served = v["served_by"].as_object().unwrap();
+    assert_eq!(served.len(), 2, "{line}");
+}

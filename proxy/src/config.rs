@@ -59,6 +59,9 @@ pub struct DiscoveryConfig {
     pub pod_namespace: String,
     /// How long a new target may wait for discovery before failing with 503.
     pub fail_fast: Duration,
+    /// HTTP requests whose authority is `<svc>.<ns>.svc.<cluster domain>`
+    /// (or that carry `l5d-dst-override`) are routed by that name.
+    pub cluster_domain: String,
 }
 
 /// Settings for one direction (inbound or outbound).
@@ -221,6 +224,11 @@ pub const VARS: &[VarDoc] = &[
         name: "STRAND_PROXY_POD_NAMESPACE",
         default: "default",
         help: "This pod's namespace, sent to the control plane with discovery requests.",
+    },
+    VarDoc {
+        name: "STRAND_PROXY_CLUSTER_DOMAIN",
+        default: "cluster.local",
+        help: "HTTP requests whose authority ends in `.svc.<this domain>` (or that carry an `l5d-dst-override` header) are routed by that name, whatever address the client connected to.",
     },
     VarDoc {
         name: "STRAND_PROXY_DISCOVERY_FAIL_FAST",
@@ -416,8 +424,21 @@ impl Parser<'_> {
             Duration::from_secs(3),
             parse_duration,
         );
+        let cluster_domain = self.parse(
+            "STRAND_PROXY_CLUSTER_DOMAIN",
+            "cluster.local".to_string(),
+            |v| {
+                let v = v.trim_matches('.');
+                if v.is_empty() || v.contains(char::is_whitespace) {
+                    Err("expected a DNS domain such as cluster.local".into())
+                } else {
+                    Ok(v.to_ascii_lowercase())
+                }
+            },
+        );
         let destination_addr = destination_addr?;
         Some(DiscoveryConfig {
+            cluster_domain,
             destination_addr,
             policy_addr: policy_addr.unwrap_or(destination_addr),
             pod_name,

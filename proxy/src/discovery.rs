@@ -24,6 +24,8 @@ use crate::config::DiscoveryConfig;
 #[derive(Clone)]
 pub struct Resolver {
     discovery: Discovery,
+    /// `.svc.<cluster domain>`: authorities with this suffix name services.
+    service_suffix: Arc<str>,
     /// One balancer per service, shared by every connection to it.
     services: Arc<Mutex<HashMap<String, Weak<Balanced>>>>,
 }
@@ -46,6 +48,14 @@ pub struct Balanced {
 
 // === impl Resolver ===
 
+impl std::fmt::Debug for Resolver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Resolver")
+            .field("service_suffix", &self.service_suffix)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Resolver {
     pub fn new(config: &DiscoveryConfig) -> Resolver {
         let token = serde_context(&config.pod_namespace, &config.pod_name);
@@ -56,6 +66,7 @@ impl Resolver {
         c.fail_fast = config.fail_fast;
         Resolver {
             discovery: Discovery::new(c),
+            service_suffix: format!(".svc.{}", config.cluster_domain).into(),
             services: Arc::default(),
         }
     }
@@ -65,6 +76,26 @@ impl Resolver {
             discover::Resolution::Forward => Ok(Dst::Forward),
             discover::Resolution::Service(svc) => Ok(Dst::Service(self.balanced(svc))),
         }
+    }
+
+    /// Resolves an HTTP authority when it names a service (or when the
+    /// client asked for it with `l5d-dst-override`); `None` otherwise.
+    pub async fn resolve_authority(&self, authority: &str, overridden: bool) -> Option<Route> {
+        let host = authority.rsplit_once(':').map_or(authority, |(h, _)| h);
+        let host = host.trim_end_matches('.').to_ascii_lowercase();
+        if !overridden && !host.ends_with(&*self.service_suffix) {
+            return None;
+        }
+        let authority = if authority.contains(':') {
+            authority.to_string()
+        } else {
+            format!("{authority}:80")
+        };
+        Some(match self.discovery.resolve_name(&authority).await {
+            Ok(discover::Resolution::Forward) => Route::Direct,
+            Ok(discover::Resolution::Service(svc)) => Route::Balanced(self.balanced(svc)),
+            Err(e) => Route::Failed(e),
+        })
     }
 
     fn balanced(&self, service: Arc<discover::Service>) -> Arc<Balanced> {

@@ -50,6 +50,9 @@ pub struct Forward {
     pub target_addr: Arc<str>,
     /// Where requests go: the target itself, or a service's endpoints.
     pub route: crate::discovery::Route,
+    /// Outbound with a control plane: requests naming a service by
+    /// authority are routed by name.
+    pub resolver: Option<crate::discovery::Resolver>,
     pub tls: Tls,
     pub direction: crate::metrics::Direction,
     /// Set when every request on this connection must be refused.
@@ -148,6 +151,25 @@ impl Forward {
         h1: Option<&StickyH1>,
     ) -> Result<Response<Incoming>, ProxyError> {
         use crate::discovery::Route;
+        if let (Route::Direct, Some(resolver)) = (&self.route, &self.resolver) {
+            let named = match req
+                .headers()
+                .get("l5d-dst-override")
+                .and_then(|v| v.to_str().ok())
+            {
+                Some(dst) => Some((dst.to_string(), true)),
+                None => headers::authority(&req).map(|a| (a.to_string(), false)),
+            };
+            if let Some((authority, overridden)) = named
+                && let Some(route) = resolver.resolve_authority(&authority, overridden).await
+            {
+                return match route {
+                    Route::Direct => self.send_to(self.target, req, h1).await,
+                    Route::Failed(e) => Err(e.into()),
+                    Route::Balanced(b) => self.send_balanced(&b, req, h1).await,
+                };
+            }
+        }
         match &self.route {
             Route::Direct => self.send_to(self.target, req, h1).await,
             Route::Failed(e) => Err(e.clone().into()),

@@ -361,6 +361,7 @@ impl Side {
                     target,
                     target_addr,
                     route,
+                    resolver: self.resolver.clone(),
                     tls,
                     direction: self.direction,
                     blocked,

@@ -718,3 +718,58 @@ async fn idle_upstream_connections_expire() {
         "{m}"
     );
 }
+
+#[tokio::test]
+async fn discovery_that_never_answers_fails_fast_with_503() {
+    // A control plane that accepts connections and never says a word.
+    let silent = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let control_plane = silent.local_addr().unwrap().to_string();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = silent.accept().await {
+            held.push(s);
+        }
+    });
+    let target = http_server().await;
+    let proxy = start_proxy(
+        target,
+        &[
+            ("STRAND_PROXY_DESTINATION_SVC_ADDR", &control_plane),
+            ("STRAND_PROXY_DISCOVERY_FAIL_FAST", "300ms"),
+        ],
+    )
+    .await;
+    let started = std::time::Instant::now();
+    let mut tx = h1_client(proxy.outbound).await;
+    let rsp = tx.send_request(get("/")).await.unwrap();
+    assert_eq!(rsp.status(), 503);
+    let err = rsp.headers()["l5d-proxy-error"].to_str().unwrap();
+    assert!(err.contains("discovery failed"), "{err}");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn an_unreachable_control_plane_fails_new_targets_with_503() {
+    // A control plane that is not there at all: connections are refused.
+    let gone = {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        l.local_addr().unwrap().to_string()
+    };
+    let target = http_server().await;
+    let proxy = start_proxy(
+        target,
+        &[
+            ("STRAND_PROXY_DESTINATION_SVC_ADDR", &gone),
+            ("STRAND_PROXY_DISCOVERY_FAIL_FAST", "300ms"),
+        ],
+    )
+    .await;
+    let mut tx = h1_client(proxy.outbound).await;
+    let rsp = tx.send_request(get("/")).await.unwrap();
+    // Unreachable discovery is an error, never a silent bypass of policy.
+    assert_eq!(rsp.status(), 503);
+}

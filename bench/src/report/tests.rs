@@ -50,6 +50,7 @@ fn series(scenario: &str, protocol: Protocol, runs: Vec<Measurement>) -> Series 
         scenario: scenario.into(),
         protocol,
         url: "http://198.18.0.3:8080/".into(),
+        scenario_index: 0,
         idle_rss_bytes: (!proxies.is_empty()).then_some(4 << 20),
         proxies,
         warmup_problem: None,

@@ -3,6 +3,8 @@
 //! per core, and connections never recycled by request count (strand does
 //! not recycle them either).
 
+use std::net::SocketAddr;
+use std::os::unix::fs::chown;
 use std::path::Path;
 use std::process::Command;
 
@@ -47,6 +49,78 @@ pub fn command(server: &Pod, nginx: &Path, dir: &Path, ports: &Ports) -> anyhow:
         .arg(&conf)
         .args(["-g", "daemon off;"]);
     Ok(cmd)
+}
+
+/// Like [`command`], for one HTTP/1.1 listener on `listen` forwarding to
+/// `upstream`, with nginx run as `uid` (which owns `dir`, since a master
+/// that is not root writes its pid file and logs there itself).
+pub fn redirect_command(
+    pod: &Pod,
+    nginx: &Path,
+    dir: &Path,
+    listen: u16,
+    upstream: SocketAddr,
+    uid: u32,
+) -> anyhow::Result<Command> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let conf = dir.join("nginx.conf");
+    std::fs::write(&conf, redirect_config(dir, listen, upstream))
+        .with_context(|| format!("writing {}", conf.display()))?;
+    for path in [dir, conf.as_path()] {
+        chown(path, Some(uid), Some(uid))
+            .with_context(|| format!("chown {uid} {}", path.display()))?;
+    }
+    let mut cmd = pod.command_as(uid, uid, nginx);
+    cmd.arg("-p")
+        .arg(dir)
+        .arg("-e")
+        .arg(dir.join("error.log"))
+        .arg("-c")
+        .arg(&conf)
+        .args(["-g", "daemon off;"]);
+    Ok(cmd)
+}
+
+/// The configuration of [`redirect_command`]: the same settings as
+/// [`config`]'s HTTP/1.1 listener.
+pub fn redirect_config(dir: &Path, listen: u16, upstream: SocketAddr) -> String {
+    let dir = dir.display();
+    format!(
+        "\
+worker_processes auto;
+pid {dir}/nginx.pid;
+error_log {dir}/error.log warn;
+
+events {{
+    worker_connections {WORKER_CONNECTIONS};
+}}
+
+http {{
+    access_log off;
+    keepalive_requests 1000000;
+    client_body_temp_path {dir}/client_body;
+    proxy_temp_path {dir}/proxy;
+    fastcgi_temp_path {dir}/fastcgi;
+    uwsgi_temp_path {dir}/uwsgi;
+    scgi_temp_path {dir}/scgi;
+
+    upstream http_backend {{
+        server {upstream};
+        keepalive {UPSTREAM_KEEPALIVE};
+        keepalive_requests 1000000;
+    }}
+
+    server {{
+        listen {listen} reuseport;
+        location / {{
+            proxy_pass http://http_backend;
+            proxy_http_version 1.1;
+            proxy_set_header Connection \"\";
+        }}
+    }}
+}}
+"
+    )
 }
 
 /// The configuration file.
@@ -135,6 +209,16 @@ mod tests {
         assert!(conf.contains("grpc_pass grpc://grpc_backend;"), "{conf}");
         assert!(conf.contains("access_log off;"), "{conf}");
         // Balanced braces: nginx refuses the file otherwise.
+        assert_eq!(conf.matches('{').count(), conf.matches('}').count());
+    }
+
+    #[test]
+    fn redirect_config_listens_on_the_proxy_port() {
+        let upstream = "198.18.0.3:8080".parse().unwrap();
+        let conf = redirect_config(Path::new("/tmp/b"), 4143, upstream);
+        assert!(conf.contains("listen 4143 reuseport;"), "{conf}");
+        assert!(conf.contains("server 198.18.0.3:8080;"), "{conf}");
+        assert!(!conf.contains("http2"), "{conf}");
         assert_eq!(conf.matches('{').count(), conf.matches('}').count());
     }
 }

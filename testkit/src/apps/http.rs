@@ -29,7 +29,7 @@ pub struct HttpArgs {
     #[arg(long)]
     pub listen: SocketAddr,
     /// Name used in `GET /` and in the `x-served-by` header of every response.
-    #[arg(long, default_value = "testapp")]
+    #[arg(long, env = "POD_NAME", default_value = "testapp")]
     pub name: String,
 }
 
