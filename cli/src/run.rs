@@ -23,7 +23,7 @@ use std::path::PathBuf;
 use std::process::ExitStatus;
 use std::time::Duration;
 use strand_controller_core::{Kind, LocalCluster, Resource};
-use strand_controller_local::ApiClient;
+use strand_controller_local::{ApiClient, ClientError};
 use tokio::signal::unix::{SignalKind, signal};
 
 mod pod;
@@ -316,26 +316,31 @@ impl Supervisor {
 
     async fn set_ready(&self, pod: &Pod, ready: bool) {
         let status = pod.status(ready);
-        if let Err(e) = self
+        match self
             .client
             .update_pod_status(&self.tpl.namespace, &pod.name, &status)
             .await
         {
-            eprintln!(
+            Ok(_) => {}
+            // Already deregistered by the control plane (its process is gone).
+            Err(ClientError::NotFound(_)) if !ready => {}
+            Err(e) => eprintln!(
                 "strand: cannot mark {} {}: {e}",
                 pod.name,
                 if ready { "ready" } else { "not ready" }
-            );
+            ),
         }
     }
 
     async fn delete_pod(&self, name: &str) {
-        if let Err(e) = self
+        match self
             .client
             .delete(Kind::Pod, &self.tpl.namespace, name)
             .await
         {
-            eprintln!("strand: cannot deregister {name}: {e}");
+            // The control plane deregisters pods whose process is gone.
+            Ok(_) | Err(ClientError::NotFound(_)) => {}
+            Err(e) => eprintln!("strand: cannot deregister {name}: {e}"),
         }
     }
 
@@ -365,12 +370,13 @@ impl Supervisor {
         for pod in std::mem::take(&mut self.pods) {
             self.remove_pod(pod).await;
         }
-        if let Err(e) = self
+        match self
             .client
             .delete(Kind::Workload, &self.tpl.namespace, &self.name)
             .await
         {
-            eprintln!("strand: cannot deregister workload {}: {e}", self.name);
+            Ok(_) | Err(ClientError::NotFound(_)) => {}
+            Err(e) => eprintln!("strand: cannot deregister workload {}: {e}", self.name),
         }
     }
 

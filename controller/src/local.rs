@@ -142,6 +142,33 @@ pub async fn run(args: LocalArgs) -> anyhow::Result<()> {
         });
     }
 
+    // Pods whose process is gone (their `strand run` was killed).
+    {
+        let (store, stop) = (store.clone(), shutdown.clone());
+        let (name, bridge, gateway, prefix) = (
+            args.cluster_name.clone(),
+            args.bridge.clone(),
+            gateway,
+            pod_cidr.prefix_len(),
+        );
+        tasks.spawn(async move {
+            let network =
+                move |ns: &str, pod: &str, ip: std::net::Ipv4Addr| strand_sys::net::PodNetwork {
+                    netns: format!("{name}_{ns}_{pod}"),
+                    host_veth: LocalCluster::host_veth(ip),
+                    bridge: bridge.clone(),
+                    addr: ip,
+                    prefix_len: prefix,
+                    gateway,
+                };
+            tokio::select! {
+                _ = reap_orphans(store, network) => {}
+                _ = stop.cancelled() => {}
+            }
+            Ok(())
+        });
+    }
+
     // Management API.
     let token = strand_controller_local::AdminToken::load_or_create(&args.state_dir)
         .context("preparing the admin token")?;
@@ -235,6 +262,84 @@ impl dns::Records for IndexRecords {
             dns::Lookup::Found(Vec::new())
         } else {
             dns::Lookup::NoSuchName
+        }
+    }
+}
+
+/// How often registrations are checked against running processes.
+const REAP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Deregisters pods whose process has exited and workloads whose `strand
+/// run` has, so a runner killed with SIGKILL does not leave endpoints that
+/// blackhole traffic. Pods live on this host, so `/proc` tells.
+async fn reap_orphans(
+    store: Store,
+    network: impl Fn(&str, &str, std::net::Ipv4Addr) -> strand_sys::net::PodNetwork,
+) {
+    use strand_controller_core::{Kind, Resource};
+    // A zombie is gone too: a killed runner's children are reparented to
+    // an init that may not reap them promptly.
+    let alive = |pid: u32| {
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+            stat.rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().next())
+                .is_some_and(|state| state != "Z" && state != "X")
+        })
+    };
+    let owner_alive = |r: &Resource| {
+        r.meta()
+            .annotations
+            .get("strand.io/owner-pid")
+            .and_then(|p| p.parse::<u32>().ok())
+            .is_some_and(alive)
+    };
+    loop {
+        tokio::time::sleep(REAP_INTERVAL).await;
+        // A live runner cleans up after its own pods.
+        let supervised: std::collections::HashSet<(String, String)> = store
+            .list(Kind::Workload, None)
+            .iter()
+            .filter(|w| owner_alive(w))
+            .map(|w| (w.meta().namespace.clone(), w.meta().name.clone()))
+            .collect();
+        for r in store.list(Kind::Pod, None) {
+            if let Resource::Pod(p) = &r
+                && p.status.pid.is_some_and(|pid| !alive(pid))
+                && !supervised.contains(&(p.metadata.namespace.clone(), p.spec.workload.clone()))
+            {
+                tracing::info!(pod = %r.key(), "process gone; deregistering the pod");
+                let m = r.meta();
+                if let Err(e) = store.delete(Kind::Pod, &m.namespace, &m.name).await {
+                    tracing::warn!(pod = %r.key(), "cannot deregister: {e}");
+                }
+                // What the runner would have removed: the proxy and the
+                // pod's network.
+                if let Some(std::net::IpAddr::V4(ip)) = p.status.pod_ip {
+                    let net = network(&m.namespace, &m.name, ip);
+                    let _ = tokio::task::spawn_blocking(move || {
+                        for pid in strand_sys::net::netns_pids(&net.netns) {
+                            if let Ok(pid) = i32::try_from(pid) {
+                                let _ = nix::sys::signal::kill(
+                                    nix::unistd::Pid::from_raw(pid),
+                                    nix::sys::signal::Signal::SIGKILL,
+                                );
+                            }
+                        }
+                        strand_sys::net::delete_pod_network(&net)
+                    })
+                    .await;
+                }
+            }
+        }
+        for r in store.list(Kind::Workload, None) {
+            let has_owner = r.meta().annotations.contains_key("strand.io/owner-pid");
+            if has_owner && !owner_alive(&r) {
+                tracing::info!(workload = %r.key(), "strand run gone; deregistering the workload");
+                let m = r.meta();
+                if let Err(e) = store.delete(Kind::Workload, &m.namespace, &m.name).await {
+                    tracing::warn!(workload = %r.key(), "cannot deregister: {e}");
+                }
+            }
         }
     }
 }

@@ -67,10 +67,16 @@ impl LocalMesh {
         self.net.ns_name()
     }
 
-    /// A command run inside the mesh's host namespace.
+    /// A command run inside the mesh's host network namespace. `nsenter`
+    /// and not `ip netns exec`: the latter also gives the command a mount
+    /// namespace of its own, which would hide the pod namespaces it
+    /// creates from the control plane and from this test, unlike on a real
+    /// host.
     pub fn ns_cmd(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
-        let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", self.net.ns_name()]).arg(program);
+        let mut cmd = Command::new("nsenter");
+        cmd.arg(format!("--net={}", self.net.netns_path().display()))
+            .arg("--")
+            .arg(program);
         cmd
     }
 
@@ -126,6 +132,12 @@ impl LocalMesh {
         let child = &mut self.runs[i];
         signal(child.id(), nix::sys::signal::Signal::SIGTERM);
         wait_timeout(child, timeout)
+    }
+
+    /// SIGKILLs a background `strand run` (it cannot clean up).
+    pub fn kill_run(&mut self, i: usize) {
+        let _ = self.runs[i].kill();
+        let _ = self.runs[i].wait();
     }
 
     /// Waits for a background `strand run` to exit by itself.

@@ -317,3 +317,45 @@ fn kill_9_of_the_control_plane_loses_no_acknowledged_apply() {
         );
     }
 }
+
+#[test]
+fn pods_of_a_killed_runner_are_deregistered() {
+    if !require_root() {
+        return;
+    }
+    let mut mesh = LocalMesh::up("orphans").unwrap();
+    let run = mesh
+        .spawn_run(
+            "sleeper",
+            &["--name", "sleeper", "--replicas", "2", "--", "sleep", "600"],
+        )
+        .unwrap();
+    mesh.wait_ready_pods("sleeper", 2, Duration::from_secs(60))
+        .unwrap();
+    // SIGKILL the runner: it cannot clean up; then the commands die too
+    // (as when a host loses a process tree).
+    mesh.kill_run(run);
+    for ns in mesh.pod_namespaces() {
+        for pid in strand_sys::net::netns_pids(&ns) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let pods = mesh.strand(&["get", "pods", "-o", "json"]).unwrap();
+        let workloads = mesh.strand(&["get", "workloads", "-o", "json"]).unwrap();
+        if !pods.stdout.contains("sleeper") && !workloads.stdout.contains("sleeper") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still registered:\n{}\n{}",
+            pods.stdout,
+            workloads.stdout
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}

@@ -61,7 +61,7 @@ impl Pod {
     ) -> anyhow::Result<Pod> {
         let net = PodNetwork {
             netns: cluster.pod_netns(&tpl.namespace, name),
-            host_veth: host_veth_name(ip),
+            host_veth: LocalCluster::host_veth(ip),
             bridge: cluster.bridge.clone(),
             addr: ip,
             prefix_len: cluster.pod_prefix_len,
@@ -282,11 +282,6 @@ fn in_pod(netns: &str, uid: u32, gid: u32) -> Command {
         .arg(format!("--regid={gid}"))
         .arg("--clear-groups");
     cmd
-}
-
-/// `st` and the address in hex: unique on the bridge, within IFNAMSIZ.
-fn host_veth_name(ip: Ipv4Addr) -> String {
-    format!("st{:08x}", u32::from(ip))
 }
 
 fn signal_child(child: &Child, signal: Signal) {

@@ -54,6 +54,12 @@ impl LocalCluster {
         format!("{}_{namespace}_{pod}", self.name)
     }
 
+    /// The bridge-side veth of the pod with address `ip`: `st` and the
+    /// address in hex, unique on the bridge and within IFNAMSIZ.
+    pub fn host_veth(ip: Ipv4Addr) -> String {
+        format!("st{:08x}", u32::from(ip))
+    }
+
     /// `/etc/resolv.conf` for a pod in `namespace`: the control plane's DNS
     /// and Kubernetes' search list, so `web` and `web.default` resolve.
     pub fn resolv_conf(&self, namespace: &str) -> String {
