@@ -267,7 +267,7 @@ impl dns::Records for IndexRecords {
 }
 
 /// How often registrations are checked against running processes.
-const REAP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
+const REAP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Deregisters pods whose process has exited and workloads whose `strand
 /// run` has, so a runner killed with SIGKILL does not leave endpoints that
