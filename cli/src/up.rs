@@ -82,6 +82,12 @@ pub async fn up(ctx: &Ctx, args: UpArgs) -> anyhow::Result<u8> {
         .args(["--service-cidr", &args.service_cidr])
         .args(["--bridge", &args.bridge])
         .args(["--api-addr", &ctx.api_addr().to_string()]);
+    // glibc gives each thread an arena of its own and keeps freed memory in
+    // them; two arenas cut the controller's RSS under 1,000 watchers of a
+    // 10,000-endpoint service from ~100 to ~80 MiB (bench/discovery).
+    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+        cmd.env("MALLOC_ARENA_MAX", "2");
+    }
     if !args.detach {
         let err = cmd.exec();
         bail!("cannot run {}: {err}", controller.display());

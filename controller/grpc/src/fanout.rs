@@ -6,8 +6,9 @@
 //! its [`Topic`] for the updates from what it sent to what is current. The
 //! topic memoizes the answer per pair of views (compared by pointer), so of
 //! 1,000 streams that see the same change, the first computes the diff (a
-//! linear merge) and the other 999 clone its result. A stream that lagged
-//! and skipped a version asks for a different pair and computes it itself.
+//! linear merge) and encodes it, and the other 999 send the same bytes
+//! (reference-counted, see `raw`). A stream that lagged and skipped a
+//! version asks for a different pair and computes it itself.
 //!
 //! ```text
 //!   watch(svc, port) ──► stream 1 ─┐                       ┌─ memo: (v7 -> v8) => [Add x]
@@ -19,6 +20,8 @@
 //! references and forgets a topic when its last stream ends.
 
 use crate::destination::endpoints;
+use crate::raw;
+use bytes::Bytes;
 use linkerd2_proxy_api::destination::Update;
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, VecDeque};
@@ -26,8 +29,9 @@ use std::sync::{Arc, Mutex, PoisonError, Weak};
 use strand_controller_core::{ServiceKey, ServicePortView};
 use tokio::sync::OnceCell;
 
-/// A batch of updates, shared between the streams that send it.
-pub(crate) type Batch = Arc<[Update]>;
+/// A batch of updates, each framed for gRPC ([`raw::frame`]), shared
+/// between the streams that send it.
+pub(crate) type Batch = Arc<[Bytes]>;
 
 /// Diffs remembered per topic. Streams normally all ask for the latest
 /// change; a few more entries cover streams that are one change behind while
@@ -65,10 +69,14 @@ pub(crate) enum Sent {
 
 type Cell = Arc<OnceCell<Batch>>;
 
+/// Views are keyed weakly: a memo must not keep a view (~5 MB at 10,000
+/// endpoints) alive after every stream has moved on. A `Weak` keeps its
+/// allocation, so no later view can reuse the address: pointer equality
+/// with a live `Arc` still means the same view.
 #[derive(Debug, Default)]
 struct Memo {
-    full: Option<(Arc<ServicePortView>, Cell)>,
-    diffs: VecDeque<(Arc<ServicePortView>, Arc<ServicePortView>, Cell)>,
+    full: Option<(Weak<ServicePortView>, Cell)>,
+    diffs: VecDeque<(Weak<ServicePortView>, Weak<ServicePortView>, Cell)>,
 }
 
 // === impl Topics ===
@@ -121,7 +129,7 @@ impl Topic {
     ) -> Batch {
         match (sent, current) {
             (Sent::Gone, None) => Batch::from([]),
-            (Sent::Nothing | Sent::View(_), None) => Batch::from([endpoints::no_endpoints(false)]),
+            (Sent::Nothing | Sent::View(_), None) => encode(vec![endpoints::no_endpoints(false)]),
             (Sent::Nothing | Sent::Gone, Some(new)) => self.full(new).await,
             (Sent::View(old), Some(new)) if Arc::ptr_eq(old, new) => Batch::from([]),
             // After `NoEndpoints` the client holds nothing: send everything,
@@ -139,15 +147,15 @@ impl Topic {
         let cell = {
             let mut memo = lock(&self.memo);
             match &memo.full {
-                Some((v, cell)) if Arc::ptr_eq(v, view) => cell.clone(),
+                Some((v, cell)) if same(v, view) => cell.clone(),
                 _ => {
                     let cell = Cell::default();
-                    memo.full = Some((view.clone(), cell.clone()));
+                    memo.full = Some((Arc::downgrade(view), cell.clone()));
                     cell
                 }
             }
         };
-        cell.get_or_init(|| async { endpoints::full(&self.labels, &view.endpoints).into() })
+        cell.get_or_init(|| async { encode(endpoints::full(&self.labels, &view.endpoints)) })
             .await
             .clone()
     }
@@ -158,7 +166,7 @@ impl Topic {
             let hit = memo
                 .diffs
                 .iter()
-                .find(|(o, n, _)| Arc::ptr_eq(o, old) && Arc::ptr_eq(n, new))
+                .find(|(o, n, _)| same(o, old) && same(n, new))
                 .map(|(_, _, cell)| cell.clone());
             match hit {
                 Some(cell) => cell,
@@ -168,13 +176,17 @@ impl Topic {
                         memo.diffs.pop_front();
                     }
                     memo.diffs
-                        .push_back((old.clone(), new.clone(), cell.clone()));
+                        .push_back((Arc::downgrade(old), Arc::downgrade(new), cell.clone()));
                     cell
                 }
             }
         };
         cell.get_or_init(|| async {
-            endpoints::diff(&self.labels, &old.endpoints, &new.endpoints).into()
+            encode(endpoints::diff(
+                &self.labels,
+                &old.endpoints,
+                &new.endpoints,
+            ))
         })
         .await
         .clone()
@@ -202,6 +214,14 @@ impl From<Option<Arc<ServicePortView>>> for Sent {
             None => Sent::Gone,
         }
     }
+}
+
+fn same(key: &Weak<ServicePortView>, view: &Arc<ServicePortView>) -> bool {
+    std::ptr::eq(key.as_ptr(), Arc::as_ptr(view))
+}
+
+fn encode(updates: Vec<Update>) -> Batch {
+    updates.iter().map(raw::frame).collect()
 }
 
 /// The maps hold no invariant a panicking holder could break halfway, so a

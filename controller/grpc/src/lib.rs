@@ -6,11 +6,12 @@
 //! Everything here is a thin translation over [`DiscoverServices`]: each
 //! request is resolved to a service port once, then its watch is turned into
 //! a stream of protobuf updates. Endpoint streams on the same service port
-//! share one cache (module `fanout`), so a change is converted and diffed
-//! once however many proxies watch it; each stream only clones the result.
+//! share one cache (module `fanout`), so a change is converted, diffed and
+//! encoded once however many proxies watch it; each stream sends
+//! reference-counted copies of the same bytes (module `raw`).
 //!
 //! ```text
-//!                          ┌─ Destination/Get ────► fanout (diff once) ──► Add / Remove / NoEndpoints
+//!                          ┌─ Destination/Get ────► fanout (diff, encode once) ──► Add / Remove / NoEndpoints
 //!   proxy ──HTTP/2 gRPC──► ├─ Destination/GetProfile ─────────────────────► DestinationProfile
 //!                          ├─ OutboundPolicies/Watch ─────────────────────► OutboundPolicy (balancer -> Get)
 //!                          └─ InboundServerPolicies/WatchPort ────────────► default Server
@@ -35,16 +36,16 @@ mod destination;
 mod fanout;
 mod inbound;
 mod outbound;
+mod raw;
 mod stats;
 mod stream;
 mod target;
 
-pub use self::destination::DestinationService;
+pub use self::destination::{DestinationRoutes, DestinationService};
 pub use self::inbound::InboundPolicyService;
 pub use self::outbound::OutboundPolicyService;
 pub use self::stats::{ApiStats, Stats, StreamApi};
 
-use linkerd2_proxy_api::destination::destination_server::DestinationServer;
 use linkerd2_proxy_api::inbound::inbound_server_policies_server::InboundServerPoliciesServer;
 use linkerd2_proxy_api::outbound::outbound_policies_server::OutboundPoliciesServer;
 
@@ -142,8 +143,10 @@ impl<D: DiscoverServices + ?Sized> Discovery<D> {
             .add_service(self.inbound_server())
     }
 
-    pub fn destination_server(&self) -> DestinationServer<DestinationService<D>> {
-        DestinationServer::new(DestinationService::new(
+    /// `Destination`: `Get` from pre-encoded updates, `GetProfile` by the
+    /// generated server.
+    pub fn destination_server(&self) -> DestinationRoutes<D> {
+        DestinationRoutes::new(DestinationService::new(
             self.discover.clone(),
             self.topics.clone(),
             self.shared.clone(),

@@ -1,5 +1,6 @@
 use super::*;
 use linkerd2_proxy_api::destination::update::Update as U;
+use prost::Message;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use strand_controller_core::Endpoint;
@@ -36,7 +37,13 @@ fn view(ids: &[u8]) -> Arc<ServicePortView> {
 fn describe(batch: &Batch) -> Vec<String> {
     batch
         .iter()
-        .map(|u| match u.update.as_ref().expect("set") {
+        .map(|frame| {
+            assert_eq!(frame[0], 0, "uncompressed");
+            let len = u32::from_be_bytes([frame[1], frame[2], frame[3], frame[4]]);
+            assert_eq!(len as usize, frame.len() - 5, "one message per frame");
+            Update::decode(&frame[5..]).expect("an Update")
+        })
+        .map(|u| match u.update.expect("set") {
             U::Add(s) => format!("+{}", s.addrs.len()),
             U::Remove(s) => format!("-{}", s.addrs.len()),
             U::NoEndpoints(n) if n.exists => "none".to_string(),
@@ -145,4 +152,21 @@ fn registry_forgets_a_topic_with_no_streams() {
     assert_eq!(topics.len(), 2);
     drop((other, again));
     assert_eq!(topics.len(), 0);
+}
+
+#[tokio::test]
+async fn memo_does_not_keep_views_alive() {
+    let topic = Topics::default().get(&ServiceKey::new("default", "web"), 80);
+    let (a, b) = (view(&[1, 2]), view(&[1, 2, 3]));
+    let full = topic.transition(&Sent::Nothing, &Some(a.clone())).await;
+    let diff = topic
+        .transition(&Sent::View(a.clone()), &Some(b.clone()))
+        .await;
+    assert_eq!(Arc::strong_count(&a), 1, "only the test holds the views");
+    assert_eq!(Arc::strong_count(&b), 1);
+    let again = topic
+        .transition(&Sent::View(a.clone()), &Some(b.clone()))
+        .await;
+    assert!(Arc::ptr_eq(&diff, &again), "still memoized while alive");
+    assert_eq!(describe(&full), ["+2"]);
 }

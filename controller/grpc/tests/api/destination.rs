@@ -133,6 +133,67 @@ fn assert_no_endpoints(u: Update, exists: bool) {
     }
 }
 
+/// `Get` sends updates encoded once for all its streams: a set larger than
+/// one message, then a change, a removal of many and `NoEndpoints`, must
+/// decode the same on every stream of a real tonic client.
+#[tokio::test]
+async fn get_streams_share_updates_of_many_messages() {
+    const N: u32 = 2_500;
+    let fake = Arc::new(FakeDiscover::default());
+    fake.publish(view((0..N).map(|i| endpoint(i, i % 2 == 0))));
+    let server = TestServer::start(fake.clone()).await;
+    let mut streams = Vec::new();
+    for _ in 0..3 {
+        let mut dst = client(&server).await;
+        let rsp = dst.get(get(&format!("{FQDN}:80"))).await.expect("Get");
+        streams.push(rsp.into_inner());
+    }
+    for rsp in &mut streams {
+        let mut seen = Vec::new();
+        while seen.len() < N as usize {
+            let (addrs, labels) = added(next(rsp).await);
+            assert!(addrs.len() < N as usize, "a big set takes several messages");
+            assert_eq!(labels["service"], "web");
+            seen.extend(addrs.iter().map(addr));
+        }
+        let want: Vec<_> = (0..N).map(|i| endpoint(i, false).addr).collect();
+        assert_eq!(seen, want, "every endpoint once, in order");
+    }
+
+    // Endpoint 8 loses its identity and all the others go: one Add, then
+    // Removes of 2,499 addresses in several messages.
+    let changed = endpoint(8, false);
+    fake.update(|v| {
+        v.endpoints.retain(|a, _| *a == changed.addr);
+        v.endpoints.insert(changed.addr, changed.clone());
+    });
+    for rsp in &mut streams {
+        let (addrs, _) = added(next(rsp).await);
+        assert_eq!(addrs.len(), 1);
+        assert_eq!(addr(&addrs[0]), changed.addr);
+        assert_eq!(addrs[0].tls_identity, None, "the change itself");
+        let mut gone = 0;
+        while gone < N as usize - 1 {
+            match next(rsp).await.update {
+                Some(U::Remove(set)) => gone += set.addrs.len(),
+                other => panic!("expected Remove, got {other:?}"),
+            }
+        }
+    }
+
+    fake.update(|v| v.endpoints.clear());
+    for rsp in &mut streams {
+        assert_no_endpoints(next(rsp).await, true);
+    }
+    fake.delete(&web(), 80);
+    for rsp in &mut streams {
+        assert_no_endpoints(next(rsp).await, false);
+    }
+    let stats = server.discovery.stats();
+    let get = stats.api(strand_controller_grpc::StreamApi::DestinationGet);
+    assert_eq!(get.active_streams(), 3);
+}
+
 #[tokio::test]
 async fn get_by_cluster_ip_and_of_an_empty_service() {
     let fake = Arc::new(FakeDiscover::default());
