@@ -209,10 +209,8 @@ pub async fn run(args: LocalArgs) -> anyhow::Result<()> {
         "control plane up"
     );
 
-    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let failed = tokio::select! {
-        _ = tokio::signal::ctrl_c() => None,
-        _ = sigterm.recv() => None,
+        _ = crate::shutdown_signal() => None,
         Some(res) = tasks.join_next() => Some(res),
     };
     tracing::info!("shutting down");
@@ -317,14 +315,7 @@ async fn reap_orphans(
                 if let Some(std::net::IpAddr::V4(ip)) = p.status.pod_ip {
                     let net = network(&m.namespace, &m.name, ip);
                     let _ = tokio::task::spawn_blocking(move || {
-                        for pid in strand_sys::net::netns_pids(&net.netns) {
-                            if let Ok(pid) = i32::try_from(pid) {
-                                let _ = nix::sys::signal::kill(
-                                    nix::unistd::Pid::from_raw(pid),
-                                    nix::sys::signal::Signal::SIGKILL,
-                                );
-                            }
-                        }
+                        strand_sys::net::kill_all_in(&net.netns);
                         strand_sys::net::delete_pod_network(&net)
                     })
                     .await;

@@ -206,9 +206,7 @@ impl Drop for LocalMesh {
         let _ = self.strand(&["down"]);
         // Whatever a killed `strand run` left behind.
         for ns in self.pod_namespaces() {
-            for pid in strand_sys::net::netns_pids(&ns) {
-                signal(pid, nix::sys::signal::Signal::SIGKILL);
-            }
+            strand_sys::net::kill_all_in(&ns);
             let _ = strand_sys::net::ip(&["netns", "del", &ns]);
             let _ = std::fs::remove_dir_all(Path::new("/etc/netns").join(&ns));
         }
@@ -254,24 +252,8 @@ pub fn run_bounded(mut cmd: Command, timeout: Duration) -> anyhow::Result<Run> {
         .stderr(Stdio::piped())
         .spawn()
         .with_context(|| format!("spawning {cmd:?}"))?;
-    let (stdout, stderr) = (child.stdout.take(), child.stderr.take());
-    let read = |r: Option<std::process::ChildStdout>| {
-        std::thread::spawn(move || {
-            let mut s = String::new();
-            if let Some(mut r) = r {
-                let _ = std::io::Read::read_to_string(&mut r, &mut s);
-            }
-            s
-        })
-    };
-    let out_t = read(stdout);
-    let err_t = std::thread::spawn(move || {
-        let mut s = String::new();
-        if let Some(mut r) = stderr {
-            let _ = std::io::Read::read_to_string(&mut r, &mut s);
-        }
-        s
-    });
+    let out_t = read_all(child.stdout.take());
+    let err_t = read_all(child.stderr.take());
     let code = match wait_timeout(&mut child, timeout) {
         Ok(code) => code,
         Err(e) => {
@@ -284,5 +266,17 @@ pub fn run_bounded(mut cmd: Command, timeout: Duration) -> anyhow::Result<Run> {
         code,
         stdout: out_t.join().unwrap_or_default(),
         stderr: err_t.join().unwrap_or_default(),
+    })
+}
+
+/// Reads a pipe to its end on a thread of its own (so a full pipe never
+/// blocks the child while we wait for it).
+fn read_all(pipe: Option<impl std::io::Read + Send + 'static>) -> std::thread::JoinHandle<String> {
+    std::thread::spawn(move || {
+        let mut s = String::new();
+        if let Some(mut r) = pipe {
+            let _ = r.read_to_string(&mut s);
+        }
+        s
     })
 }

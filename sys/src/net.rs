@@ -170,3 +170,14 @@ pub fn list_netns(prefix: &str) -> Vec<String> {
         })
         .unwrap_or_default()
 }
+
+/// SIGKILLs every process in network namespace `netns` (best effort: a
+/// process may exit meanwhile).
+pub fn kill_all_in(netns: &str) {
+    use nix::sys::signal::{Signal, kill};
+    for pid in netns_pids(netns) {
+        if let Ok(pid) = i32::try_from(pid) {
+            let _ = kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL);
+        }
+    }
+}

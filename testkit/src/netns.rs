@@ -4,12 +4,11 @@
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
@@ -234,20 +233,7 @@ pub(crate) fn log_root() -> PathBuf {
 /// Runs `ip ARGS`, returning stdout; the error names the command and
 /// carries its stderr.
 pub(crate) fn ip(args: &[&str]) -> anyhow::Result<String> {
-    let out = Command::new("ip")
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .with_context(|| format!("running `ip {}` (is iproute2 installed?)", args.join(" ")))?;
-    if !out.status.success() {
-        bail!(
-            "`ip {}` failed ({}): {}",
-            args.join(" "),
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    Ok(strand_sys::net::ip(args)?)
 }
 
 /// Runs `ip -n NS ARGS`: inside namespace `ns`, never in the root namespace.

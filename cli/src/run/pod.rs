@@ -305,14 +305,7 @@ async fn stop_child(child: &mut Child, grace: Duration) -> anyhow::Result<ExitSt
 /// SIGKILLs whatever the application left running in the namespace.
 async fn kill_netns_processes(netns: &str) {
     let netns = netns.to_string();
-    let _ = tokio::task::spawn_blocking(move || {
-        for pid in strand_sys::net::netns_pids(&netns) {
-            if let Ok(pid) = i32::try_from(pid) {
-                let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
-            }
-        }
-    })
-    .await;
+    let _ = tokio::task::spawn_blocking(move || strand_sys::net::kill_all_in(&netns)).await;
 }
 
 async fn wait_proxy_ready(admin: SocketAddr, timeout: Duration) -> anyhow::Result<()> {
