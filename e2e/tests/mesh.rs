@@ -86,6 +86,33 @@ fn grpc_client(mesh: &LocalMesh, args: &[&str]) -> serde_json::Value {
     serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {}", out.stdout))
 }
 
+/// Starts a client pod sending `count` unary calls at `rate` per second
+/// over one connection; its summary is in `run_output("client")`.
+fn paced_client(mesh: &mut LocalMesh, count: u32, rate: u32) -> usize {
+    let app = testapp();
+    let (count, rate) = (count.to_string(), rate.to_string());
+    mesh.spawn_run(
+        "client",
+        &[
+            "--name",
+            "client",
+            "--",
+            &app,
+            "grpc-client",
+            "--target",
+            "http://echo:9090",
+            "--timeout-ms",
+            "120000",
+            "unary",
+            "--count",
+            &count,
+            "--rate",
+            &rate,
+        ],
+    )
+    .unwrap()
+}
+
 fn counts(summary: &serde_json::Value) -> BTreeMap<String, u64> {
     summary["served_by_counts"]
         .as_object()
@@ -152,28 +179,7 @@ fn scaling_under_traffic_fails_no_request() {
     mesh.wait_ready_pods("echo", 3, Duration::from_secs(60))
         .unwrap();
     // 200 rps for 12 s while the workload goes 3 -> 1 -> 3.
-    let app = testapp();
-    let client = mesh
-        .spawn_run(
-            "client",
-            &[
-                "--name",
-                "client",
-                "--",
-                &app,
-                "grpc-client",
-                "--target",
-                "http://echo:9090",
-                "--timeout-ms",
-                "120000",
-                "unary",
-                "--count",
-                "2400",
-                "--rate",
-                "200",
-            ],
-        )
-        .unwrap();
+    let client = paced_client(&mut mesh, 2400, 200);
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(
         mesh.strand(&["scale", "echo", "--replicas", "1"])
@@ -211,28 +217,7 @@ fn traffic_survives_a_control_plane_outage() {
     echo_servers(&mut mesh, "echo", 2, &[]);
     mesh.wait_ready_pods("echo", 2, Duration::from_secs(60))
         .unwrap();
-    let app = testapp();
-    let client = mesh
-        .spawn_run(
-            "client",
-            &[
-                "--name",
-                "client",
-                "--",
-                &app,
-                "grpc-client",
-                "--target",
-                "http://echo:9090",
-                "--timeout-ms",
-                "120000",
-                "unary",
-                "--count",
-                "1000",
-                "--rate",
-                "100",
-            ],
-        )
-        .unwrap();
+    let client = paced_client(&mut mesh, 1000, 100);
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(mesh.strand(&["down"]).unwrap().code, Some(0));
     std::thread::sleep(Duration::from_secs(3));
