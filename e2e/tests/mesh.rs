@@ -113,6 +113,25 @@ fn paced_client(mesh: &mut LocalMesh, count: u32, rate: u32) -> usize {
     .unwrap()
 }
 
+/// Waits for a [`paced_client`] to finish successfully; its summary.
+fn finished_client(mesh: &mut LocalMesh, client: usize) -> serde_json::Value {
+    let code = mesh.wait_run(client, Duration::from_secs(60)).unwrap();
+    let out = mesh.run_output("client");
+    assert_eq!(code, Some(0), "{out}");
+    let line = out.lines().rfind(|l| l.starts_with('{')).unwrap();
+    serde_json::from_str(line).unwrap()
+}
+
+/// A mesh with Service `echo` and `replicas` ready echo servers behind it.
+fn echo_mesh(label: &str, replicas: u32) -> LocalMesh {
+    let mut mesh = LocalMesh::up(label).unwrap();
+    assert_eq!(mesh.apply(ECHO_SVC).unwrap().code, Some(0));
+    echo_servers(&mut mesh, "echo", replicas, &[]);
+    mesh.wait_ready_pods("echo", replicas as usize, Duration::from_secs(60))
+        .unwrap();
+    mesh
+}
+
 fn counts(summary: &serde_json::Value) -> BTreeMap<String, u64> {
     summary["served_by_counts"]
         .as_object()
@@ -128,11 +147,7 @@ fn requests_on_one_connection_are_balanced_across_replicas() {
         return;
     }
     let _serial = serial();
-    let mut mesh = LocalMesh::up("balance").unwrap();
-    assert_eq!(mesh.apply(ECHO_SVC).unwrap().code, Some(0));
-    echo_servers(&mut mesh, "echo", 3, &[]);
-    mesh.wait_ready_pods("echo", 3, Duration::from_secs(60))
-        .unwrap();
+    let mesh = echo_mesh("balance", 3);
     let summary = grpc_client(&mesh, &["--count", "3000"]);
     let counts = counts(&summary);
     eprintln!("3,000 requests over one connection: {counts:?}");
@@ -149,12 +164,8 @@ fn a_slow_replica_gets_few_requests() {
         return;
     }
     let _serial = serial();
-    let mut mesh = LocalMesh::up("slow").unwrap();
-    assert_eq!(mesh.apply(ECHO_SVC).unwrap().code, Some(0));
-    echo_servers(&mut mesh, "echo", 2, &[]);
+    let mut mesh = echo_mesh("slow", 2);
     echo_servers(&mut mesh, "echo-slow", 1, &["--delay-ms", "50"]);
-    mesh.wait_ready_pods("echo", 2, Duration::from_secs(60))
-        .unwrap();
     mesh.wait_ready_pods("echo-slow", 1, Duration::from_secs(60))
         .unwrap();
     let summary = grpc_client(&mesh, &["--count", "1000"]);
@@ -173,11 +184,7 @@ fn scaling_under_traffic_fails_no_request() {
         return;
     }
     let _serial = serial();
-    let mut mesh = LocalMesh::up("scaletraffic").unwrap();
-    assert_eq!(mesh.apply(ECHO_SVC).unwrap().code, Some(0));
-    echo_servers(&mut mesh, "echo", 3, &[]);
-    mesh.wait_ready_pods("echo", 3, Duration::from_secs(60))
-        .unwrap();
+    let mut mesh = echo_mesh("scaletraffic", 3);
     // 200 rps for 12 s while the workload goes 3 -> 1 -> 3.
     let client = paced_client(&mut mesh, 2400, 200);
     std::thread::sleep(Duration::from_secs(2));
@@ -197,13 +204,9 @@ fn scaling_under_traffic_fails_no_request() {
     );
     mesh.wait_ready_pods("echo", 3, Duration::from_secs(30))
         .unwrap();
-    let code = mesh.wait_run(client, Duration::from_secs(60)).unwrap();
-    let out = mesh.run_output("client");
-    assert_eq!(code, Some(0), "{out}");
-    let line = out.lines().rfind(|l| l.starts_with('{')).unwrap();
-    let summary: serde_json::Value = serde_json::from_str(line).unwrap();
-    assert_eq!(summary["ok"], 2400, "{out}");
-    assert!(counts(&summary).len() >= 3, "{out}");
+    let summary = finished_client(&mut mesh, client);
+    assert_eq!(summary["ok"], 2400, "{summary}");
+    assert!(counts(&summary).len() >= 3, "{summary}");
 }
 
 #[test]
@@ -212,11 +215,7 @@ fn traffic_survives_a_control_plane_outage() {
         return;
     }
     let _serial = serial();
-    let mut mesh = LocalMesh::up("outage").unwrap();
-    assert_eq!(mesh.apply(ECHO_SVC).unwrap().code, Some(0));
-    echo_servers(&mut mesh, "echo", 2, &[]);
-    mesh.wait_ready_pods("echo", 2, Duration::from_secs(60))
-        .unwrap();
+    let mut mesh = echo_mesh("outage", 2);
     let client = paced_client(&mut mesh, 1000, 100);
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(mesh.strand(&["down"]).unwrap().code, Some(0));
@@ -225,9 +224,8 @@ fn traffic_survives_a_control_plane_outage() {
         .strand(&["up", "--detach", "--cluster-name", mesh.name()])
         .unwrap();
     assert_eq!(up.code, Some(0), "{}", up.stderr);
-    let code = mesh.wait_run(client, Duration::from_secs(60)).unwrap();
-    let out = mesh.run_output("client");
-    assert_eq!(code, Some(0), "{out}");
+    let summary = finished_client(&mut mesh, client);
+    assert_eq!(summary["ok"], 1000, "{summary}");
     // The services and workloads are still there after the restart.
     let svc = mesh.strand(&["get", "svc", "echo"]).unwrap();
     assert_eq!(svc.code, Some(0), "{}", svc.stderr);

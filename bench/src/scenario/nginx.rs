@@ -84,48 +84,18 @@ pub fn redirect_command(
 /// The configuration of [`redirect_command`]: the same settings as
 /// [`config`]'s HTTP/1.1 listener.
 pub fn redirect_config(dir: &Path, listen: u16, upstream: SocketAddr) -> String {
-    let dir = dir.display();
     format!(
-        "\
-worker_processes auto;
-pid {dir}/nginx.pid;
-error_log {dir}/error.log warn;
-
-events {{
-    worker_connections {WORKER_CONNECTIONS};
-}}
-
-http {{
-    access_log off;
-    keepalive_requests 1000000;
-    client_body_temp_path {dir}/client_body;
-    proxy_temp_path {dir}/proxy;
-    fastcgi_temp_path {dir}/fastcgi;
-    uwsgi_temp_path {dir}/uwsgi;
-    scgi_temp_path {dir}/scgi;
-
-    upstream http_backend {{
-        server {upstream};
-        keepalive {UPSTREAM_KEEPALIVE};
-        keepalive_requests 1000000;
-    }}
-
-    server {{
+        "{head}    server {{
         listen {listen} reuseport;
-        location / {{
-            proxy_pass http://http_backend;
-            proxy_http_version 1.1;
-            proxy_set_header Connection \"\";
-        }}
-    }}
+{HTTP_LOCATION}    }}
 }}
-"
+",
+        head = head(dir, &upstream.to_string()),
     )
 }
 
 /// The configuration file.
 pub fn config(dir: &Path, ports: &Ports) -> String {
-    let dir = dir.display();
     let Ports {
         http1,
         http2,
@@ -133,6 +103,41 @@ pub fn config(dir: &Path, ports: &Ports) -> String {
         grpc_upstream,
     } = ports;
     format!(
+        "{head}    upstream grpc_backend {{
+        server 127.0.0.1:{grpc_upstream};
+        keepalive {UPSTREAM_KEEPALIVE};
+        keepalive_requests 1000000;
+    }}
+
+    server {{
+        listen {http1} reuseport;
+{HTTP_LOCATION}    }}
+
+    server {{
+        listen {http2} http2 reuseport;
+{HTTP_LOCATION}        location /strand.test.Echo/ {{
+            grpc_pass grpc://grpc_backend;
+        }}
+    }}
+}}
+",
+        head = head(dir, &format!("127.0.0.1:{http_upstream}")),
+    )
+}
+
+/// Proxies everything to `http_backend` over kept-alive HTTP/1.1.
+const HTTP_LOCATION: &str = "        location / {
+            proxy_pass http://http_backend;
+            proxy_http_version 1.1;
+            proxy_set_header Connection \"\";
+        }
+";
+
+/// Everything both configurations share, up to the `http` block's
+/// upstreams: process settings, files under `dir`, and the HTTP upstream.
+fn head(dir: &Path, http_upstream: &str) -> String {
+    let dir = dir.display();
+    format!(
         "\
 worker_processes auto;
 pid {dir}/nginx.pid;
@@ -152,38 +157,11 @@ http {{
     scgi_temp_path {dir}/scgi;
 
     upstream http_backend {{
-        server 127.0.0.1:{http_upstream};
+        server {http_upstream};
         keepalive {UPSTREAM_KEEPALIVE};
         keepalive_requests 1000000;
     }}
 
-    upstream grpc_backend {{
-        server 127.0.0.1:{grpc_upstream};
-        keepalive {UPSTREAM_KEEPALIVE};
-        keepalive_requests 1000000;
-    }}
-
-    server {{
-        listen {http1} reuseport;
-        location / {{
-            proxy_pass http://http_backend;
-            proxy_http_version 1.1;
-            proxy_set_header Connection \"\";
-        }}
-    }}
-
-    server {{
-        listen {http2} http2 reuseport;
-        location / {{
-            proxy_pass http://http_backend;
-            proxy_http_version 1.1;
-            proxy_set_header Connection \"\";
-        }}
-        location /strand.test.Echo/ {{
-            grpc_pass grpc://grpc_backend;
-        }}
-    }}
-}}
 "
     )
 }
