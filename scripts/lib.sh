@@ -29,4 +29,4 @@ ensure_cargo() {
 }
 
 # The packages the network-namespace tests and the demo need.
-TEST_PACKAGES=(iptables iproute2 curl util-linux procps)
+TEST_PACKAGES=(iptables iproute2 curl util-linux procps tcpdump)

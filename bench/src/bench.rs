@@ -1,13 +1,16 @@
 //! The run: start every scenario, record the proxies' idle memory, warm each
 //! path up, then take `--runs` rounds of measurements, each round visiting
 //! every scenario and protocol (starting at a different scenario each
-//! round), so that slow drift on the machine spreads over all of them.
+//! round), so that slow drift on the machine spreads over all of them. A
+//! scenario with a handshake load (strand-pair-mtls) also gets its
+//! handshake-rate measurements in each round, after its protocols.
 
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
 use crate::cli::Plan;
+use crate::handshake::{self, Mode};
 use crate::load::{self, FixedRate, Protocol, Saturation, SaturationTool, Target, parse};
 use crate::measure::{self, Observed};
 use crate::scenario::{ProxyProcess, Scenario, Setup};
@@ -18,6 +21,8 @@ use crate::tools::Tools;
 #[derive(Serialize)]
 pub struct Results {
     pub series: Vec<Series>,
+    /// Handshake-rate measurements, per scenario that has them.
+    pub handshakes: Vec<HandshakeSeries>,
     /// Scenarios that could not be started, with the reason.
     pub skipped: Vec<Skipped>,
     /// Wall-clock length of the whole run, in seconds.
@@ -46,6 +51,31 @@ pub struct Series {
     /// Failures seen while warming up (the warm-up is not measured).
     pub warmup_problem: Option<String>,
     pub runs: Vec<Measurement>,
+}
+
+/// New connections into one scenario's server proxy, per round.
+#[derive(Serialize)]
+pub struct HandshakeSeries {
+    pub scenario: String,
+    /// Where the connections go (redirected to the inbound proxy).
+    pub target: String,
+    /// The proxy whose CPU is counted.
+    pub proxy: ProxyProcess,
+    /// Connections in flight at a time.
+    pub concurrency: u32,
+    pub duration_seconds: f64,
+    #[serde(skip)]
+    pub scenario_index: usize,
+    pub runs: Vec<HandshakeMeasurement>,
+}
+
+/// One round's handshake-rate measurements, one per [`Mode`].
+#[derive(Serialize)]
+pub struct HandshakeMeasurement {
+    /// 1-based round number.
+    pub run: u32,
+    pub mode: Mode,
+    pub rate: Phase<handshake::Rate>,
 }
 
 /// One round's fixed-rate and saturation measurements.
@@ -134,6 +164,23 @@ pub fn run(plan: &Plan, tools: &Tools, stop: &StopFlag) -> anyhow::Result<Result
         }
     }
 
+    let mut handshakes: Vec<HandshakeSeries> = scenarios
+        .iter()
+        .enumerate()
+        .filter_map(|(scenario_index, scenario)| {
+            let (client, proxy) = scenario.handshake()?;
+            Some(HandshakeSeries {
+                scenario: scenario.kind.name().to_string(),
+                target: client.target().to_string(),
+                proxy: proxy.clone(),
+                concurrency: plan.handshake_concurrency,
+                duration_seconds: plan.handshake_duration.as_secs_f64(),
+                scenario_index,
+                runs: Vec::new(),
+            })
+        })
+        .collect();
+
     for s in series.iter_mut() {
         if stop.is_set() {
             break;
@@ -155,7 +202,7 @@ pub fn run(plan: &Plan, tools: &Tools, stop: &StopFlag) -> anyhow::Result<Result
                 }
                 let m = measure_once(&scenarios[si], s.protocol, run, plan, tools, stop);
                 eprintln!(
-                    "[{run}/{}] {:<14} {:<5} {}",
+                    "[{run}/{}] {:<16} {:<5} {}",
                     plan.runs,
                     s.scenario,
                     s.protocol.name(),
@@ -163,12 +210,29 @@ pub fn run(plan: &Plan, tools: &Tools, stop: &StopFlag) -> anyhow::Result<Result
                 );
                 s.runs.push(m);
             }
+            for h in handshakes.iter_mut().filter(|h| h.scenario_index == si) {
+                for mode in Mode::ALL {
+                    if stop.is_set() {
+                        break 'rounds;
+                    }
+                    let rate = measure_handshakes(&scenarios[si], mode, plan, stop);
+                    eprintln!(
+                        "[{run}/{}] {:<16} {:<5} {}",
+                        plan.runs,
+                        h.scenario,
+                        mode.name(),
+                        handshake_summary(&rate)
+                    );
+                    h.runs.push(HandshakeMeasurement { run, mode, rate });
+                }
+            }
         }
     }
     // Stop every process and delete the namespaces before reporting.
     drop(scenarios);
     Ok(Results {
         series,
+        handshakes,
         skipped,
         elapsed_seconds: start.elapsed().as_secs_f64(),
     })
@@ -281,6 +345,68 @@ fn saturate(
     match tool {
         SaturationTool::Wrk => phase(observed, "wrk", parse::wrk),
         SaturationTool::H2load => phase(observed, "h2load", parse::h2load),
+    }
+}
+
+/// New connections into the scenario's server proxy for the handshake
+/// duration, with the proxy's CPU meanwhile.
+fn measure_handshakes(
+    scenario: &Scenario,
+    mode: Mode,
+    plan: &Plan,
+    stop: &StopFlag,
+) -> Phase<handshake::Rate> {
+    let Some((client, proxy)) = scenario.handshake() else {
+        return Phase::Failed {
+            error: "the scenario has no handshake load".to_string(),
+        };
+    };
+    let counted_before = scenario.proxy_counted(mode);
+    let observed = measure::observe_in_process(&[proxy.pid], || {
+        client.run(
+            mode,
+            plan.handshake_concurrency,
+            plan.handshake_duration,
+            stop,
+        )
+    });
+    let counted_after = scenario.proxy_counted(mode);
+    std::thread::sleep(PAUSE);
+    match observed.result {
+        Ok(mut result) => {
+            result.proxy_counted = match (counted_before, counted_after) {
+                (Ok(before), Ok(after)) => Some(after.saturating_sub(before)),
+                (Err(e), _) | (_, Err(e)) => {
+                    eprintln!("    warning: cannot read the server proxy's metrics: {e:#}");
+                    None
+                }
+            };
+            Phase::Ok {
+                result,
+                proxy_cpu_seconds: observed.cpu_seconds,
+                proxy_peak_rss_bytes: observed.peak_rss_bytes,
+            }
+        }
+        Err(e) => Phase::Failed {
+            error: format!("{e:#}"),
+        },
+    }
+}
+
+fn handshake_summary(rate: &Phase<handshake::Rate>) -> String {
+    match rate {
+        Phase::Ok {
+            result: r,
+            proxy_cpu_seconds,
+            ..
+        } => format!(
+            "{:.0} conn/s, p99 {} ms, proxy {:.3} cpu-s/1k, {} err",
+            r.per_second,
+            fmt_ms(r.p99_ms),
+            proxy_cpu_seconds / r.connections as f64 * 1000.0,
+            r.errors
+        ),
+        Phase::Failed { error } => format!("FAILED: {error}"),
     }
 }
 

@@ -22,8 +22,11 @@ use crate::scenario::{Kind, OtherProxy};
                   protocol: fixed-rate latency (oha), saturation throughput (wrk for HTTP/1.1, \
                   h2load for HTTP/2 and gRPC), proxy CPU seconds per 10k requests and proxy \
                   memory, as the median of --runs runs. Prints one table and writes JSON.\n\n\
-                  Scenarios: direct, strand-1hop, strand-pair, nginx-1hop, nginx-redirect-1hop \
-                  (HTTP/1.1 only), and one per --other-proxy.",
+                  Scenarios: direct, strand-1hop, strand-pair, strand-pair-disc and \
+                  strand-pair-mtls (discovery from a control plane inside strand-bench, without \
+                  and with mTLS), nginx-1hop, nginx-redirect-1hop (HTTP/1.1 only), and one per \
+                  --other-proxy. With strand-pair-mtls it also measures new mTLS connections per \
+                  second into the server pod's proxy against plain TCP connections.",
     after_help = "Example: strand-bench --quick --protocols http1,grpc \
                   --other-proxy 'socat=socat TCP-LISTEN:{listen_port},fork,reuseaddr TCP:{upstream}'"
 )]
@@ -62,6 +65,15 @@ pub struct Args {
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub saturation_duration: Option<Duration>,
 
+    /// Length of each handshake-rate measurement (strand-pair-mtls) [default: 10s, 5s with --quick].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub handshake_duration: Option<Duration>,
+
+    /// Connections the handshake load keeps opening at once.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_HANDSHAKE_CONCURRENCY,
+          value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub handshake_concurrency: u32,
+
     /// Another proxy to measure like nginx, as NAME=COMMAND. COMMAND may use
     /// {listen} (0.0.0.0:PORT), {listen_port}, {upstream} (127.0.0.1:PORT) and
     /// {upstream_port}; it runs once for HTTP (upstream :8080) and once for
@@ -93,6 +105,8 @@ pub struct Plan {
     pub connections: u32,
     pub duration: Duration,
     pub saturation_duration: Duration,
+    pub handshake_duration: Duration,
+    pub handshake_concurrency: u32,
     pub proxy_env: Vec<(String, String)>,
     pub json_path: PathBuf,
     pub oha: Option<PathBuf>,
@@ -106,10 +120,18 @@ pub struct Plan {
 const DEFAULT_RUNS: u32 = 3;
 const DEFAULT_DURATION: Duration = Duration::from_secs(20);
 const DEFAULT_SATURATION: Duration = Duration::from_secs(10);
+const DEFAULT_HANDSHAKE: Duration = Duration::from_secs(10);
+
+/// Handshakes in flight: a few per core keeps the server proxy busy while
+/// one waits on the network, without the queueing of far larger values.
+/// At most a few thousand a second complete on 2 cores, so 10 s are tens
+/// of thousands of handshakes, plenty for a stable rate.
+const DEFAULT_HANDSHAKE_CONCURRENCY: u32 = 16;
 
 /// `--quick`: long enough to see every path work and get rough numbers.
 const QUICK_DURATION: Duration = Duration::from_secs(5);
 const QUICK_SATURATION: Duration = Duration::from_secs(3);
+const QUICK_HANDSHAKE: Duration = Duration::from_secs(5);
 
 // === impl Args ===
 
@@ -123,15 +145,22 @@ impl Args {
             .into_iter()
             .filter(|p| self.protocols.is_empty() || self.protocols.contains(p))
             .collect();
-        let (runs, duration, saturation) = if self.quick {
-            (1, QUICK_DURATION, QUICK_SATURATION)
+        let (runs, duration, saturation, handshake) = if self.quick {
+            (1, QUICK_DURATION, QUICK_SATURATION, QUICK_HANDSHAKE)
         } else {
-            (DEFAULT_RUNS, DEFAULT_DURATION, DEFAULT_SATURATION)
+            (
+                DEFAULT_RUNS,
+                DEFAULT_DURATION,
+                DEFAULT_SATURATION,
+                DEFAULT_HANDSHAKE,
+            )
         };
         let duration = self.duration.unwrap_or(duration);
         let saturation_duration = self.saturation_duration.unwrap_or(saturation);
-        if duration < Duration::from_secs(1) || saturation_duration < Duration::from_secs(1) {
-            bail!("--duration and --saturation-duration must be at least 1s");
+        let handshake_duration = self.handshake_duration.unwrap_or(handshake);
+        let second = Duration::from_secs(1);
+        if duration < second || saturation_duration < second || handshake_duration < second {
+            bail!("--duration, --saturation-duration and --handshake-duration must be at least 1s");
         }
         let json_path = self.json.clone().unwrap_or_else(default_json_path);
         Ok(Plan {
@@ -142,6 +171,8 @@ impl Args {
             connections: self.connections,
             duration,
             saturation_duration,
+            handshake_duration,
+            handshake_concurrency: self.handshake_concurrency,
             proxy_env: self.proxy_env.clone(),
             json_path,
             oha: self.oha.clone(),
@@ -234,8 +265,26 @@ mod tests {
         assert_eq!(plan.runs, 1);
         assert_eq!(plan.duration, Duration::from_secs(7));
         assert_eq!(plan.saturation_duration, QUICK_SATURATION);
+        assert_eq!(plan.handshake_duration, QUICK_HANDSHAKE);
         assert_eq!(plan.protocols, Protocol::ALL.to_vec());
-        assert_eq!(plan.scenarios.len(), 5);
+        assert_eq!(plan.scenarios.len(), 7);
+    }
+
+    #[test]
+    fn mtls_scenarios_can_be_selected() {
+        let args = Args::parse_from([
+            "strand-bench",
+            "--scenarios",
+            "strand-pair-mtls,strand-pair-disc",
+            "--handshake-concurrency",
+            "4",
+        ]);
+        let plan = args.plan().unwrap();
+        let names: Vec<&str> = plan.scenarios.iter().map(|k| k.name()).collect();
+        // The table's order, whatever the command line's.
+        assert_eq!(names, ["strand-pair-disc", "strand-pair-mtls"]);
+        assert_eq!(plan.handshake_concurrency, 4);
+        assert_eq!(plan.handshake_duration, DEFAULT_HANDSHAKE);
     }
 
     #[test]

@@ -8,6 +8,10 @@
 //!   direct       load ───────────────────────────────────────► app :8080/:9090
 //!   strand-1hop  load ─────────────────────► iptables ► proxy ► app
 //!   strand-pair  load ► iptables ► proxy ──► iptables ► proxy ► app
+//!   strand-pair-disc  strand-pair to a Service VIP the load pod's proxy resolves
+//!                     through discovery; plaintext between the proxies
+//!   strand-pair-mtls  strand-pair-disc with identities: mTLS between the proxies
+//!                     (HTTP/1 as HTTP/2); both from a control plane in strand-bench
 //!   nginx-1hop   load ─────────────────────► nginx :8081/:8082 ► app
 //!   nginx-redirect-1hop load ──────────────► iptables ► nginx ► app (HTTP/1.1)
 //!   NAME         load ─────────────────────► other proxy :8083/:8084 ► app
@@ -16,13 +20,17 @@
 //! Per scenario and protocol (HTTP/1.1, HTTP/2, gRPC) it records fixed-rate
 //! latency with `oha`, saturation throughput with `wrk` or `h2load`, the CPU
 //! the proxies on the path spent per 10k requests and their resident memory
-//! idle and under load; it prints one table with medians of `--runs` and
-//! writes everything to JSON.
+//! idle and under load. With strand-pair-mtls it also measures how many new
+//! mTLS connections (full handshakes) the server pod's proxy accepts per
+//! second against plain TCP connections, and its CPU per 1,000 of them. It
+//! prints the tables with medians of `--runs`, the ratios the project
+//! tracks (among them mTLS against plaintext) and writes everything to JSON.
 
 #![forbid(unsafe_code)]
 
 mod bench;
 mod cli;
+mod handshake;
 mod load;
 mod measure;
 mod report;

@@ -1,6 +1,7 @@
 //! What the proxies cost, read from `/proc`: CPU time (user + system, all
 //! threads) and resident memory, summed over each proxy process and its
-//! children (nginx's workers), while a load generator runs in a pod.
+//! children (nginx's workers), while a load generator runs in a pod (a
+//! process, or strand-bench's own threads for the handshake load).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -24,6 +25,21 @@ pub struct Observed {
     pub peak_rss_bytes: u64,
 }
 
+/// What the proxies spent while a load ran inside strand-bench.
+pub struct ObservedInProcess<T> {
+    pub result: T,
+    /// CPU seconds the proxies used meanwhile.
+    pub cpu_seconds: f64,
+    /// The largest summed resident memory seen, in bytes.
+    pub peak_rss_bytes: u64,
+}
+
+/// CPU time of a set of processes from the moment it was made.
+struct CpuMeter {
+    pids: Vec<u32>,
+    before: BTreeMap<u32, f64>,
+}
+
 /// How often memory is sampled under load: often enough to catch a peak
 /// that lasts a fraction of a second, rarely enough that reading `/proc`
 /// costs nothing measurable.
@@ -39,7 +55,7 @@ pub fn observe(
     stop: &StopFlag,
 ) -> anyhow::Result<Observed> {
     let pids = with_descendants(proxies);
-    let cpu_before = cpu_by_pid(&pids);
+    let cpu = CpuMeter::start(&pids);
     let mut peak_rss_bytes = rss_bytes(&pids);
     let start = Instant::now();
     let mut child = scenario::spawn(pod, cmd)?;
@@ -57,19 +73,46 @@ pub fn observe(
             bail!("{} did not finish within {limit:?}", child.label());
         }
     };
-    let cpu_after = cpu_by_pid(&pids);
-    // Only processes seen both times count; none should come or go mid-run.
-    let cpu_seconds = cpu_before
-        .iter()
-        .filter_map(|(pid, before)| Some(cpu_after.get(pid)? - before))
-        .sum();
     Ok(Observed {
         stdout: child.stdout_text(),
         stderr: child.stderr_text(),
         status,
-        cpu_seconds,
+        cpu_seconds: cpu.seconds(),
         peak_rss_bytes,
     })
+}
+
+/// Runs `load` on a thread of its own to completion, sampling the proxies
+/// rooted at `proxies` meanwhile, as [`observe`] does for a process. The
+/// load bounds its own run time.
+pub fn observe_in_process<T: Send>(
+    proxies: &[u32],
+    load: impl FnOnce() -> T + Send,
+) -> ObservedInProcess<T> {
+    let pids = with_descendants(proxies);
+    let cpu = CpuMeter::start(&pids);
+    let mut peak_rss_bytes = rss_bytes(&pids);
+    let result = std::thread::scope(|scope| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let worker = scope.spawn(move || {
+            let result = load();
+            // The receiver only goes away once this thread was joined.
+            let _ = tx.send(());
+            result
+        });
+        while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(SAMPLE_INTERVAL)
+        {
+            peak_rss_bytes = peak_rss_bytes.max(rss_bytes(&pids));
+        }
+        worker
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    });
+    ObservedInProcess {
+        result,
+        cpu_seconds: cpu.seconds(),
+        peak_rss_bytes,
+    }
 }
 
 /// The summed resident memory of the processes rooted at `proxies`, in bytes.
@@ -140,6 +183,27 @@ fn vm_rss_bytes(status: &str) -> Option<u64> {
         .parse()
         .ok()?;
     Some(kib * 1024)
+}
+
+// === impl CpuMeter ===
+
+impl CpuMeter {
+    fn start(pids: &[u32]) -> CpuMeter {
+        CpuMeter {
+            pids: pids.to_vec(),
+            before: cpu_by_pid(pids),
+        }
+    }
+
+    /// CPU seconds used since [`CpuMeter::start`].
+    fn seconds(&self) -> f64 {
+        let after = cpu_by_pid(&self.pids);
+        // Only processes seen both times count; none should come or go mid-run.
+        self.before
+            .iter()
+            .filter_map(|(pid, before)| Some(after.get(pid)? - before))
+            .sum()
+    }
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! The report: medians per scenario and protocol, compared with `direct`,
-//! printed as one table followed by the ratios the project tracks, and
-//! serialized whole (every run, not only medians) to JSON.
+//! printed as one table (and the handshake table, when measured) followed
+//! by the ratios the project tracks, and serialized whole (every run, not
+//! only medians) to JSON.
 
 use std::fmt::Write;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -12,10 +13,12 @@ use crate::cli::Plan;
 use crate::load::Protocol;
 use crate::tools::Tools;
 
+mod handshakes;
 mod ratios;
 #[cfg(test)]
 mod tests;
 
+pub use handshakes::HandshakeRow;
 pub use ratios::Ratios;
 
 /// What gets printed and written to JSON.
@@ -23,6 +26,8 @@ pub use ratios::Ratios;
 pub struct Report {
     pub meta: Meta,
     pub rows: Vec<Row>,
+    /// Medians of the handshake measurements.
+    pub handshake_rows: Vec<HandshakeRow>,
     pub ratios: Ratios,
     pub results: Results,
 }
@@ -40,6 +45,8 @@ pub struct Meta {
     pub connections: u32,
     pub duration_seconds: f64,
     pub saturation_duration_seconds: f64,
+    pub handshake_duration_seconds: f64,
+    pub handshake_concurrency: u32,
     pub proxy_env: Vec<(String, String)>,
     pub tool_versions: std::collections::BTreeMap<String, String>,
 }
@@ -89,7 +96,12 @@ impl Report {
     pub fn new(plan: &Plan, tools: &Tools, results: Results) -> Report {
         let mut rows: Vec<Row> = results.series.iter().map(Row::from_series).collect();
         compare_with_direct(&mut rows);
-        let ratios = Ratios::new(&rows, plan.rate);
+        let handshake_rows: Vec<HandshakeRow> = results
+            .handshakes
+            .iter()
+            .flat_map(HandshakeRow::from_series)
+            .collect();
+        let ratios = Ratios::new(&rows, &handshake_rows, plan.rate);
         let meta = Meta {
             unix_time: SystemTime::now()
                 .duration_since(UNIX_EPOCH)
@@ -104,12 +116,15 @@ impl Report {
             connections: plan.connections,
             duration_seconds: plan.duration.as_secs_f64(),
             saturation_duration_seconds: plan.saturation_duration.as_secs_f64(),
+            handshake_duration_seconds: plan.handshake_duration.as_secs_f64(),
+            handshake_concurrency: plan.handshake_concurrency,
             proxy_env: plan.proxy_env.clone(),
             tool_versions: tools.versions.clone(),
         };
         Report {
             meta,
             rows,
+            handshake_rows,
             ratios,
             results,
         }
@@ -153,6 +168,11 @@ impl Report {
         for note in self.notes() {
             let _ = writeln!(out, "  note: {note}");
         }
+        let handshakes = handshakes::table(&self.handshake_rows, &self.results.handshakes);
+        if !handshakes.is_empty() {
+            out.push('\n');
+            out.push_str(&handshakes);
+        }
         out
     }
 
@@ -188,6 +208,33 @@ impl Report {
                         "{name} run {} errors: {:?}",
                         m.run, result.error_kinds
                     ));
+                }
+            }
+        }
+        for series in &self.results.handshakes {
+            for m in &series.runs {
+                let name = format!("{} {} connections", series.scenario, m.mode.name());
+                match &m.rate {
+                    Phase::Failed { error } => {
+                        notes.push(format!("{name} run {} failed: {error}", m.run));
+                    }
+                    Phase::Ok { result, .. } => {
+                        if !result.error_kinds.is_empty() {
+                            notes.push(format!(
+                                "{name} run {} errors: {:?}",
+                                m.run, result.error_kinds
+                            ));
+                        }
+                        if let Some(counted) = result.proxy_counted
+                            && counted < result.connections
+                        {
+                            notes.push(format!(
+                                "{name} run {}: the proxy counted {counted} such connections of \
+                                 {} completed (not the kind of connection meant?)",
+                                m.run, result.connections
+                            ));
+                        }
+                    }
                 }
             }
         }

@@ -2,8 +2,14 @@
 //! pod running the backends, and whatever proxies the scenario puts on the
 //! path. A [`Scenario`] owns every process and namespace it made; dropping it
 //! stops them and deletes the namespaces.
+//!
+//! `strand-pair-disc` and `strand-pair-mtls` add a third pod, `control`,
+//! where strand-bench hosts a control plane ([`control`]) and from where it
+//! opens the handshake load's connections; their load generators target a
+//! Service's virtual IP, which the load pod's proxy resolves through
+//! discovery to the server pod.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::Command;
@@ -12,11 +18,13 @@ use anyhow::Context;
 use serde::Serialize;
 use strand_testkit::{Child, Network, Pod};
 
+use crate::handshake;
 use crate::load::{Protocol, Target};
 use crate::tools::Tools;
 
+pub mod control;
 mod nginx;
-mod probe;
+pub mod probe;
 mod template;
 
 pub use template::OtherProxy;
@@ -42,6 +50,27 @@ const NGINX_HTTP2_PORT: u16 = 8082;
 const OTHER_HTTP_PORT: u16 = 8083;
 const OTHER_GRPC_PORT: u16 = 8084;
 
+/// The Service of the discovery scenarios: its virtual IP (Kubernetes'
+/// default service range; nothing routes it, the load pod's proxy captures
+/// connections to it and discovery names the server pod behind it), its
+/// name and the service accounts of the two meshed pods.
+const SERVICE_VIP: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 96, 0, 10));
+const SERVICE_NAME: &str = "server";
+const SERVER_SA: &str = "server";
+const LOAD_SA: &str = "load";
+/// The service account the handshake load's client certificate names.
+const HANDSHAKE_SA: &str = "handshake";
+
+/// Per-namespace sysctls of the discovery scenarios' pods. The handshake
+/// load opens and closes tens of thousands of connections a second, from
+/// the control pod to the server pod and from the server pod's proxy to
+/// its app; the side that closes first keeps each in TIME_WAIT for 60 s,
+/// which would exhaust the ~28k ephemeral ports within seconds. Reusing
+/// TIME_WAIT ports for new outgoing connections (safe with TCP timestamps,
+/// on by default) removes that limit. Set in both scenarios alike, so that
+/// they still differ only in mTLS; kept-alive traffic never notices it.
+const SYSCTLS: [&str; 1] = ["net.ipv4.tcp_tw_reuse=1"];
+
 /// What sits between the load generator and the backend.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Kind {
@@ -51,6 +80,13 @@ pub enum Kind {
     Strand1Hop,
     /// Both pods are meshed: outbound proxy, then inbound proxy.
     StrandPair,
+    /// As strand-pair, with discovery from an in-process control plane and
+    /// the load sent to a Service's virtual IP; no identities, so the
+    /// proxies speak plaintext to each other.
+    StrandPairDisc,
+    /// As strand-pair-disc with identities for both proxies: mTLS between
+    /// them, HTTP/1 carried as HTTP/2 on one connection.
+    StrandPairMtls,
     /// nginx as a reverse proxy in the server pod.
     Nginx,
     /// nginx in strand-proxy's place in the server pod: behind strand-init's
@@ -84,11 +120,21 @@ pub struct ProxyProcess {
 /// A running scenario.
 pub struct Scenario {
     pub kind: Kind,
-    // Field order is drop order: processes, then pods, then the network.
+    /// The address the load generators send to: the server pod's, or the
+    /// Service's virtual IP.
+    target_ip: IpAddr,
+    /// The server pod's proxy, for the handshake measurement.
+    server_proxy: Option<ProxyProcess>,
+    /// The handshake load (strand-pair-mtls only).
+    handshake: Option<handshake::Client>,
+    // Field order is drop order: processes, then the control plane, then
+    // pods, then the network.
     children: Vec<Child>,
     proxies: Vec<ProxyProcess>,
+    control: Option<control::ControlPlane>,
     load: Pod,
     server: Pod,
+    control_pod: Option<Pod>,
     _net: Network,
 }
 
@@ -101,6 +147,8 @@ impl Kind {
             Kind::Direct,
             Kind::Strand1Hop,
             Kind::StrandPair,
+            Kind::StrandPairDisc,
+            Kind::StrandPairMtls,
             Kind::Nginx,
             Kind::NginxRedirect,
         ];
@@ -118,6 +166,8 @@ impl Kind {
             Kind::Direct => "direct",
             Kind::Strand1Hop => "strand-1hop",
             Kind::StrandPair => "strand-pair",
+            Kind::StrandPairDisc => "strand-pair-disc",
+            Kind::StrandPairMtls => "strand-pair-mtls",
             Kind::Nginx => "nginx-1hop",
             Kind::NginxRedirect => "nginx-redirect-1hop",
             Kind::Other(other) => &other.name,
@@ -134,17 +184,28 @@ impl Kind {
         matches!(self, Kind::Nginx | Kind::NginxRedirect)
     }
 
-    /// Which port of the server pod the load generator targets.
+    /// Whether the scenario has a control plane (discovery, and identity
+    /// for strand-pair-mtls).
+    pub fn has_control_plane(&self) -> bool {
+        matches!(self, Kind::StrandPairDisc | Kind::StrandPairMtls)
+    }
+
+    /// Which port (of the server pod or the Service) the load generator targets.
     fn port(&self, protocol: Protocol) -> u16 {
+        use Kind::*;
         match (self, protocol) {
-            (Kind::Direct | Kind::Strand1Hop | Kind::StrandPair, Protocol::Grpc) => GRPC_PORT,
-            (Kind::Direct | Kind::Strand1Hop | Kind::StrandPair | Kind::NginxRedirect, _) => {
-                HTTP_PORT
-            }
-            (Kind::Nginx, Protocol::Http1) => NGINX_HTTP1_PORT,
-            (Kind::Nginx, _) => NGINX_HTTP2_PORT,
-            (Kind::Other(_), Protocol::Grpc) => OTHER_GRPC_PORT,
-            (Kind::Other(_), _) => OTHER_HTTP_PORT,
+            (
+                Direct | Strand1Hop | StrandPair | StrandPairDisc | StrandPairMtls,
+                Protocol::Grpc,
+            ) => GRPC_PORT,
+            (
+                Direct | Strand1Hop | StrandPair | StrandPairDisc | StrandPairMtls | NginxRedirect,
+                _,
+            ) => HTTP_PORT,
+            (Nginx, Protocol::Http1) => NGINX_HTTP1_PORT,
+            (Nginx, _) => NGINX_HTTP2_PORT,
+            (Other(_), Protocol::Grpc) => OTHER_GRPC_PORT,
+            (Other(_), _) => OTHER_HTTP_PORT,
         }
     }
 }
@@ -158,22 +219,39 @@ impl Scenario {
         let net = Network::new(&format!("bench-{}", kind.name()))?;
         let load = net.add_pod("load")?;
         let server = net.add_pod("server")?;
+        let control_pod = if kind.has_control_plane() {
+            Some(net.add_pod("control")?)
+        } else {
+            None
+        };
+        let target_ip = if kind.has_control_plane() {
+            SERVICE_VIP
+        } else {
+            server.ip()
+        };
         let mut scenario = Scenario {
             kind,
+            target_ip,
+            server_proxy: None,
+            handshake: None,
             children: Vec::new(),
             proxies: Vec::new(),
+            control: None,
             load,
             server,
+            control_pod,
             _net: net,
         };
         scenario.start_backends(setup.tools)?;
         match scenario.kind.clone() {
             Kind::Direct => {}
-            Kind::Strand1Hop => scenario.mesh(Side::Server, setup)?,
+            Kind::Strand1Hop => scenario.mesh(Side::Server, setup, &[])?,
             Kind::StrandPair => {
-                scenario.mesh(Side::Server, setup)?;
-                scenario.mesh(Side::Load, setup)?;
+                scenario.mesh(Side::Server, setup, &[])?;
+                scenario.mesh(Side::Load, setup, &[])?;
             }
+            Kind::StrandPairDisc => scenario.start_with_control_plane(setup, false)?,
+            Kind::StrandPairMtls => scenario.start_with_control_plane(setup, true)?,
             Kind::Nginx => scenario.start_nginx(setup.tools)?,
             Kind::NginxRedirect => scenario.start_nginx_redirect(setup.tools)?,
             Kind::Other(other) => scenario.start_other(&other)?,
@@ -184,9 +262,23 @@ impl Scenario {
     /// Where the load generator sends `protocol` requests.
     pub fn target(&self, protocol: Protocol) -> Target {
         Target {
-            addr: SocketAddr::new(self.server.ip(), self.kind.port(protocol)),
+            addr: SocketAddr::new(self.target_ip, self.kind.port(protocol)),
             protocol,
         }
+    }
+
+    /// The handshake load against the server pod's proxy, in scenarios
+    /// that measure it, with that proxy.
+    pub fn handshake(&self) -> Option<(&handshake::Client, &ProxyProcess)> {
+        self.handshake.as_ref().zip(self.server_proxy.as_ref())
+    }
+
+    /// How many connections of `mode` from the handshake load the server
+    /// pod's proxy has counted so far (its `tcp_open_total`).
+    pub fn proxy_counted(&self, mode: handshake::Mode) -> anyhow::Result<u64> {
+        let metrics = probe::http_get(&self.server, ADMIN_PORT, "/metrics")?;
+        let labels = handshake::proxy_counter_labels(mode, &control::identity(HANDSHAKE_SA));
+        Ok(handshake::sum_counter(&metrics, "tcp_open_total", &labels))
     }
 
     /// The proxies on the path of `protocol` requests.
@@ -231,25 +323,95 @@ impl Scenario {
     }
 
     /// Installs `strand-init`'s iptables rules in one pod and starts
-    /// `strand-proxy` there as [`PROXY_UID`].
-    fn mesh(&mut self, side: Side, setup: &Setup<'_>) -> anyhow::Result<()> {
-        let pod = match side {
-            Side::Load => &self.load,
-            Side::Server => &self.server,
-        };
+    /// `strand-proxy` there as [`PROXY_UID`], with `env` and then
+    /// `--proxy-env` (which wins) in its environment.
+    fn mesh(
+        &mut self,
+        side: Side,
+        setup: &Setup<'_>,
+        env: &[(String, String)],
+    ) -> anyhow::Result<()> {
+        let pod = self.pod(side);
         pod.run(pod.command(&setup.tools.strand_init))
             .with_context(|| format!("strand-init in the {} pod", pod.name()))?;
         let mut cmd = pod.command_as(PROXY_UID, PROXY_UID, &setup.tools.strand_proxy);
-        cmd.envs(setup.proxy_env.iter().map(|(k, v)| (k, v)));
+        cmd.envs(env.iter().chain(setup.proxy_env).map(|(k, v)| (k, v)));
         let mut child = spawn(pod, cmd)?;
+        // With an identity, /ready also waits for the certificate.
         probe::wait_http_ok(pod, &mut child, ADMIN_PORT, "/ready")
             .with_context(|| format!("strand-proxy in the {} pod", pod.name()))?;
-        self.proxies.push(ProxyProcess {
+        let proxy = ProxyProcess {
             label: format!("strand-proxy ({})", pod.name()),
             pid: child.pid(),
             protocols: Protocol::ALL.to_vec(),
-        });
+        };
+        if let Side::Server = side {
+            self.server_proxy = Some(proxy.clone());
+        }
+        self.proxies.push(proxy);
         self.children.push(child);
+        Ok(())
+    }
+
+    fn pod(&self, side: Side) -> &Pod {
+        match side {
+            Side::Load => &self.load,
+            Side::Server => &self.server,
+        }
+    }
+
+    /// strand-pair-disc and strand-pair-mtls: the control plane in the
+    /// control pod, the Service pointing at the server pod, both pods
+    /// meshed with discovery, and with `mtls` identities for both proxies
+    /// and the handshake load's client.
+    fn start_with_control_plane(&mut self, setup: &Setup<'_>, mtls: bool) -> anyhow::Result<()> {
+        let control_pod = self
+            .control_pod
+            .as_ref()
+            .context("a discovery scenario has a control pod")?;
+        for pod in [&self.load, &self.server, control_pod] {
+            let mut cmd = pod.command("sysctl");
+            cmd.arg("-q").args(SYSCTLS);
+            pod.run(cmd)
+                .with_context(|| format!("sysctl in the {} pod", pod.name()))?;
+        }
+        let dir = setup.tools.workdir().join(self.kind.name());
+        let cp = control::ControlPlane::start(control_pod, &dir)
+            .context("starting the in-process control plane")?;
+        cp.add_service(
+            SERVICE_NAME,
+            SERVICE_VIP,
+            &[HTTP_PORT, GRPC_PORT],
+            self.server.ip(),
+            SERVER_SA,
+        )?;
+        let handshake = mtls
+            .then(|| {
+                handshake::Client::new(
+                    control_pod.netns_path(),
+                    SocketAddr::new(self.server.ip(), HTTP_PORT),
+                    &control::identity(SERVER_SA),
+                    cp.trust_anchors(),
+                    cp.credentials(HANDSHAKE_SA)?,
+                )
+                .context("the handshake load's TLS client")
+            })
+            .transpose()?;
+        let sides = [(Side::Server, SERVER_SA), (Side::Load, LOAD_SA)];
+        let mut envs = Vec::new();
+        for (side, sa) in sides {
+            let pod = self.pod(side);
+            let mut env = cp.discovery_env(pod.name());
+            if mtls {
+                env.extend(cp.identity_env(pod.name(), sa, pod.ip())?);
+            }
+            envs.push((side, env));
+        }
+        self.control = Some(cp);
+        for (side, env) in envs {
+            self.mesh(side, setup, &env)?;
+        }
+        self.handshake = handshake;
         Ok(())
     }
 

@@ -1,8 +1,9 @@
 //! `strand`: the command users drive the mesh with.
 //!
 //! In local mode it starts the control plane (`strand up`), feeds it resources
-//! (`strand apply/get/delete`), and runs workloads as meshed processes in
-//! network namespaces (`strand run`, `strand scale`).
+//! (`strand apply/get/delete`), runs workloads as meshed processes in
+//! network namespaces (`strand run`, `strand scale`), and manages and shows
+//! workload identity (`strand identity`).
 
 #![forbid(unsafe_code)]
 
@@ -12,6 +13,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 mod ctx;
+mod identity;
 mod resources;
 mod run;
 mod up;
@@ -57,6 +59,10 @@ enum Command {
     Run(run::RunArgs),
     /// Change the number of replicas of a running workload.
     Scale(run::ScaleArgs),
+    /// Show a pod's certificate as its proxy presents it, verified against
+    /// the trust anchor (`strand identity POD`), or write the CA files
+    /// (`strand identity init`).
+    Identity(identity::IdentityArgs),
 }
 
 fn main() -> ExitCode {
@@ -83,6 +89,7 @@ fn main() -> ExitCode {
             Command::Delete(args) => resources::delete(&ctx, args).await,
             Command::Run(args) => run::run(&ctx, args).await,
             Command::Scale(args) => run::scale(&ctx, args).await,
+            Command::Identity(args) => identity::identity(&ctx, args).await,
         }
     });
     match result {

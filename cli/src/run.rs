@@ -7,8 +7,8 @@
 //!
 //! ```text
 //!  strand run ──apply Workload──▶ API ◀──patch replicas── strand scale
-//!      │ per replica: Pod (IP from the store) → netns + strand-init
-//!      │   → strand-proxy (uid 2102) → ready → CMD (uid of the caller) → ready
+//!      │ per replica: Pod (IP from the store) → identity token (file only uid 2102 reads)
+//!      │   → netns + strand-init → strand-proxy (uid 2102) → ready → CMD (uid of the caller) → ready
 //!      └ on exit / scale down: not ready → proxy drains → CMD stopped → pod deleted
 //! ```
 
@@ -26,6 +26,7 @@ use strand_controller_core::{Kind, LocalCluster, Resource};
 use strand_controller_local::{ApiClient, ClientError};
 use tokio::signal::unix::{SignalKind, signal};
 
+mod identity;
 mod pod;
 
 #[derive(Args, Debug)]
@@ -114,6 +115,8 @@ pub async fn run(ctx: &Ctx, args: RunArgs) -> anyhow::Result<u8> {
     if let Some(dir) = &args.log_dir {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
+    let proxy_env = identity::shared_env(&cluster)?;
+    let identity = !proxy_env.is_empty();
     let tpl = PodTemplate {
         namespace: args.namespace.clone(),
         command: args.command.clone(),
@@ -122,7 +125,7 @@ pub async fn run(ctx: &Ctx, args: RunArgs) -> anyhow::Result<u8> {
         ports: args.ports.clone(),
         log_dir: args.log_dir.clone(),
         prefix_output: args.replicas > 1,
-        proxy_env: Vec::new(),
+        proxy_env,
         bin_dir,
     };
     let mut sup = Supervisor {
@@ -130,6 +133,9 @@ pub async fn run(ctx: &Ctx, args: RunArgs) -> anyhow::Result<u8> {
         cluster,
         tpl,
         labels,
+        state_dir: ctx.state_dir().to_path_buf(),
+        identity,
+        service_account: args.service_account.clone(),
         name: args.name.clone(),
         grace: args.grace_period,
         logs,
@@ -174,6 +180,10 @@ struct Supervisor {
     cluster: LocalCluster,
     tpl: PodTemplate,
     labels: BTreeMap<String, String>,
+    state_dir: PathBuf,
+    /// The control plane serves identity: each pod gets a token.
+    identity: bool,
+    service_account: String,
     name: String,
     grace: Duration,
     logs: PathBuf,
@@ -276,7 +286,12 @@ impl Supervisor {
 
     async fn start_pod(&self, name: &str) -> anyhow::Result<Pod> {
         let ip = self.register_pod(name).await?;
-        let pod = Pod::start(&self.cluster, &self.tpl, name, ip, &self.logs).await?;
+        let env = if self.identity {
+            self.pod_identity(name).await?
+        } else {
+            Vec::new()
+        };
+        let pod = Pod::start(&self.cluster, &self.tpl, name, ip, &self.logs, &env).await?;
         if !self.tpl.ports.is_empty() && !pod.wait_listening(&self.tpl.ports, LISTEN_TIMEOUT).await
         {
             eprintln!(
@@ -300,7 +315,11 @@ impl Supervisor {
             "apiVersion": Kind::Pod.api_version(),
             "kind": "Pod",
             "metadata": { "name": name, "namespace": self.tpl.namespace, "labels": self.labels },
-            "spec": { "workload": self.name, "ports": ports },
+            "spec": {
+                "workload": self.name,
+                "serviceAccountName": self.service_account,
+                "ports": ports,
+            },
         });
         self.client.apply(&doc.to_string()).await?;
         let Some(Resource::Pod(pod)) =
@@ -312,6 +331,12 @@ impl Supervisor {
             Some(IpAddr::V4(ip)) => Ok(ip),
             other => bail!("the control plane gave pod {name} no IPv4 address ({other:?})"),
         }
+    }
+
+    /// Gets the pod's identity token and writes it for the proxy; the
+    /// proxy's per-pod identity variables.
+    async fn pod_identity(&self, name: &str) -> anyhow::Result<Vec<(String, String)>> {
+        identity::pod_env(&self.client, &self.state_dir, &self.tpl.namespace, name).await
     }
 
     async fn set_ready(&self, pod: &Pod, ready: bool) {
@@ -333,6 +358,12 @@ impl Supervisor {
     }
 
     async fn delete_pod(&self, name: &str) {
+        let dir = LocalCluster::pod_state_dir(&self.state_dir, &self.tpl.namespace, name);
+        if let Err(e) = std::fs::remove_dir_all(&dir)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            eprintln!("strand: cannot remove {}: {e}", dir.display());
+        }
         match self
             .client
             .delete(Kind::Pod, &self.tpl.namespace, name)
@@ -506,17 +537,20 @@ fn parse_label(s: &str) -> Result<(String, String), String> {
     Ok((k.to_string(), v.to_string()))
 }
 
-/// `10s`, `500ms`, `2m`, or plain seconds.
+/// `10s`, `500ms`, `2m`, `24h`, `365d`, or plain seconds.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let bad = || format!("{s:?} is not a duration like 500ms, 10s or 2m");
+    let bad = || format!("{s:?} is not a duration like 500ms, 10s, 2m, 24h or 365d");
     let (num, unit) = s
         .find(|c: char| !c.is_ascii_digit())
         .map_or((s, "s"), |i| s.split_at(i));
     let n: u64 = num.parse().map_err(|_| bad())?;
+    let secs = |mul: u64| n.checked_mul(mul).map(Duration::from_secs).ok_or_else(bad);
     match unit {
         "ms" => Ok(Duration::from_millis(n)),
-        "s" => Ok(Duration::from_secs(n)),
-        "m" => Ok(Duration::from_secs(n * 60)),
+        "s" => secs(1),
+        "m" => secs(60),
+        "h" => secs(3600),
+        "d" => secs(86_400),
         _ => Err(bad()),
     }
 }

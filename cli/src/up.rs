@@ -29,6 +29,10 @@ pub struct UpArgs {
     /// The bridge pods plug into.
     #[arg(long, default_value = "strand0")]
     bridge: String,
+    /// How long workload certificates are valid: `60s`, `90m`, `24h`, `7d`
+    /// (proxies renew at 70% of it; never past the issuer's expiry).
+    #[arg(long, default_value = "24h", value_parser = crate::run::parse_duration)]
+    cert_lifetime: Duration,
     /// How long `--detach` waits for the control plane to be healthy.
     #[arg(long, default_value = "30s", value_parser = crate::run::parse_duration)]
     timeout: Duration,
@@ -81,7 +85,9 @@ pub async fn up(ctx: &Ctx, args: UpArgs) -> anyhow::Result<u8> {
         .args(["--pod-cidr", &args.pod_cidr])
         .args(["--service-cidr", &args.service_cidr])
         .args(["--bridge", &args.bridge])
-        .args(["--api-addr", &ctx.api_addr().to_string()]);
+        .args(["--api-addr", &ctx.api_addr().to_string()])
+        .arg("--cert-lifetime")
+        .arg(format!("{}ms", args.cert_lifetime.as_millis()));
     // glibc gives each thread an arena of its own and keeps freed memory in
     // them; two arenas cut the controller's RSS under 1,000 watchers of a
     // 10,000-endpoint service from ~100 to ~80 MiB (bench/discovery).
@@ -130,10 +136,11 @@ pub async fn up(ctx: &Ctx, args: UpArgs) -> anyhow::Result<u8> {
     }
     let cluster = ctx.cluster()?;
     println!(
-        "control plane up (pid {}): API {}, destination {}, DNS {}, pods on {} ({}); logs in {}",
+        "control plane up (pid {}): API {}, destination {}, identity {}, DNS {}, pods on {} ({}); logs in {}",
         child.id(),
         cluster.api_addr,
         cluster.destination_addr,
+        cluster.identity_addr,
         cluster.dns_addr,
         cluster.bridge,
         cluster.pod_cidr,
@@ -177,6 +184,8 @@ pub async fn down(ctx: &Ctx, args: DownArgs) -> anyhow::Result<u8> {
 struct CheckResult {
     name: String,
     ok: bool,
+    /// Passes, but needs attention soon (a certificate near its expiry).
+    warning: bool,
     detail: String,
     hint: Option<String>,
 }
@@ -188,12 +197,14 @@ pub async fn check(ctx: &Ctx, args: CheckArgs) -> anyhow::Result<u8> {
             Ok(detail) => CheckResult {
                 name: name.into(),
                 ok: true,
+                warning: false,
                 detail,
                 hint: None,
             },
             Err((detail, hint)) => CheckResult {
                 name: name.into(),
                 ok: false,
+                warning: false,
                 detail,
                 hint: Some(hint),
             },
@@ -252,6 +263,22 @@ pub async fn check(ctx: &Ctx, args: CheckArgs) -> anyhow::Result<u8> {
                 }),
         );
     }
+    if let Ok(c) = &cluster
+        && c.identity_enabled()
+    {
+        push(
+            "identity API",
+            tcp_reachable(c.identity_addr)
+                .await
+                .map(|_| format!("listening on {}", c.identity_addr))
+                .map_err(|e| {
+                    (
+                        e,
+                        "proxies cannot get certificates; see the control plane's log".into(),
+                    )
+                }),
+        );
+    }
     if let Ok(c) = &client
         && let Ok(pods) = c.list(Kind::Pod, None).await
     {
@@ -277,16 +304,54 @@ pub async fn check(ctx: &Ctx, args: CheckArgs) -> anyhow::Result<u8> {
             },
         );
     }
+    let identity_dir = crate::identity::identity_dir(ctx);
+    let now = std::time::SystemTime::now();
+    for (name, file) in [
+        ("trust anchor", strand_identity::TRUST_ANCHOR_FILE),
+        ("issuer certificate", strand_identity::ISSUER_CERT_FILE),
+    ] {
+        use crate::identity::CertCheck;
+        let rotate = "replace the CA with `sudo strand identity init --force` (or import one with --trust-anchor, --issuer and --issuer-key), then restart workloads";
+        results.push(
+            match crate::identity::check_cert(&identity_dir.join(file), now) {
+                CertCheck::Valid(detail) => CheckResult {
+                    name: name.into(),
+                    ok: true,
+                    warning: false,
+                    detail,
+                    hint: None,
+                },
+                CertCheck::ExpiresSoon(detail) => CheckResult {
+                    name: name.into(),
+                    ok: true,
+                    warning: true,
+                    detail,
+                    hint: Some(format!("rotate it before then: {rotate}")),
+                },
+                CertCheck::Invalid(detail) => CheckResult {
+                    name: name.into(),
+                    ok: false,
+                    warning: false,
+                    detail,
+                    hint: Some(rotate.into()),
+                },
+            },
+        );
+    }
     let all_ok = results.iter().all(|r| r.ok);
     if args.output == "json" {
         let checks: Vec<_> = results
             .iter()
-            .map(|r| serde_json::json!({"check": r.name, "ok": r.ok, "detail": r.detail, "hint": r.hint}))
+            .map(|r| serde_json::json!({"check": r.name, "ok": r.ok, "warning": r.warning, "detail": r.detail, "hint": r.hint}))
             .collect();
         println!("{}", serde_json::json!({ "ok": all_ok, "checks": checks }));
     } else {
         for r in &results {
-            let mark = if r.ok { "\u{221a}" } else { "\u{d7}" };
+            let mark = match (r.ok, r.warning) {
+                (true, false) => "\u{221a}",
+                (true, true) => "\u{203c}",
+                (false, _) => "\u{d7}",
+            };
             println!("{mark} {}: {}", r.name, r.detail);
             if let Some(h) = &r.hint {
                 println!("    hint: {h}");

@@ -2,16 +2,19 @@
 //!
 //! ```text
 //!  Store (state dir) ──watch──▶ Index ──▶ gRPC destination/policy  (gateway:8086, :8090)
-//!     ▲                           └────▶ DNS  (gateway:53)
-//!  management API (127.0.0.1:8089) ◀── strand apply / run / get
+//!     ▲   │                       └────▶ DNS  (gateway:53)
+//!     │   └─ pods ──▶ identity, TLS (gateway:8080) ◀── <state-dir>/identity/ CA files
+//!  management API (127.0.0.1:8089) ◀── strand apply / run / get; pod tokens
+//!  admin (127.0.0.1:9990): /metrics /ready /live
 //! ```
 
 use anyhow::{Context as _, bail};
 use clap::Args;
 use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use strand_controller_core::{DiscoverServices, LocalCluster, TrustDomain};
+use std::time::Duration;
+use strand_controller_core::{DiscoverServices, Kind, LocalCluster, Resource, TrustDomain};
 use strand_controller_dns as dns;
 use strand_controller_index::Index;
 use strand_controller_local::{Cidr, Store, StoreConfig};
@@ -44,6 +47,17 @@ pub struct LocalArgs {
     /// The inbound-policy gRPC port on the bridge address.
     #[arg(long, default_value_t = 8090)]
     policy_port: u16,
+    /// The identity service's port on the bridge address (TLS). Its CA files
+    /// are in <state-dir>/identity, made at first start if missing.
+    #[arg(long, default_value_t = 8080)]
+    identity_port: u16,
+    /// How long workload certificates are valid: `60s`, `90m`, `24h`, `7d`
+    /// (never past the issuer's own expiry).
+    #[arg(long, default_value = "24h", value_parser = crate::identity::parse_duration)]
+    cert_lifetime: Duration,
+    /// `/metrics` (the identity service's), `/ready` and `/live`.
+    #[arg(long, default_value = "127.0.0.1:9990")]
+    admin_addr: SocketAddr,
     #[arg(long, default_value = "cluster.local")]
     cluster_domain: String,
     /// Resolver configuration whose nameservers answer names outside the
@@ -142,9 +156,14 @@ pub async fn run(args: LocalArgs) -> anyhow::Result<()> {
         });
     }
 
+    // Identity, and the admin endpoint with its metrics.
+    let (identity, identity_addr, admin_addr) =
+        start_identity(&args, store.clone(), gateway, &mut tasks, &shutdown).await?;
+
     // Pods whose process is gone (their `strand run` was killed).
     {
         let (store, stop) = (store.clone(), shutdown.clone());
+        let state_dir = args.state_dir.clone();
         let (name, bridge, gateway, prefix) = (
             args.cluster_name.clone(),
             args.bridge.clone(),
@@ -162,7 +181,7 @@ pub async fn run(args: LocalArgs) -> anyhow::Result<()> {
                     gateway,
                 };
             tokio::select! {
-                _ = reap_orphans(store, network) => {}
+                _ = reap_orphans(store, &state_dir, network) => {}
                 _ = stop.cancelled() => {}
             }
             Ok(())
@@ -174,7 +193,8 @@ pub async fn run(args: LocalArgs) -> anyhow::Result<()> {
         .context("preparing the admin token")?;
     let api = strand_controller_local::ApiServer::bind(args.api_addr, store.clone(), token)
         .await
-        .with_context(|| format!("binding the management API to {}", args.api_addr))?;
+        .with_context(|| format!("binding the management API to {}", args.api_addr))?
+        .with_token_minter(identity.minter());
     let api_addr = api.local_addr();
     {
         let stop = shutdown.clone();
@@ -197,6 +217,9 @@ pub async fn run(args: LocalArgs) -> anyhow::Result<()> {
         destination_addr,
         policy_addr,
         dns_addr,
+        identity_addr,
+        identity_server_name: identity.server_name(),
+        identity_dir: identity.dir().to_path_buf(),
     };
     cluster
         .save(&args.state_dir)
@@ -204,7 +227,9 @@ pub async fn run(args: LocalArgs) -> anyhow::Result<()> {
     tracing::info!(
         api = %api_addr,
         destination = %destination_addr,
+        identity = %identity_addr,
         dns = %dns_addr,
+        admin = %admin_addr,
         bridge = %args.bridge,
         "control plane up"
     );
@@ -227,6 +252,71 @@ pub async fn run(args: LocalArgs) -> anyhow::Result<()> {
         Some(Ok(Err(e))) => Err(e),
         Some(Err(e)) => Err(e.into()),
         _ => Ok(()),
+    }
+}
+
+/// Loads (at first start, makes) the CA files, serves Identity/Certify on
+/// the bridge address and the admin endpoint; returns the service and both
+/// addresses.
+async fn start_identity(
+    args: &LocalArgs,
+    store: Store,
+    gateway: std::net::Ipv4Addr,
+    tasks: &mut tokio::task::JoinSet<anyhow::Result<()>>,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<(crate::identity::Identity, SocketAddr, SocketAddr)> {
+    let dir = args.state_dir.join(strand_controller_core::IDENTITY_DIR);
+    ensure_ca(&dir)?;
+    let mut registry = prometheus_client::registry::Registry::default();
+    let pods = Arc::new(StorePods {
+        store,
+        trust: TrustDomain::default(),
+    });
+    let identity =
+        crate::identity::Identity::load(&dir, args.cert_lifetime, Some(pods), &mut registry)?;
+    let addr = SocketAddr::new(IpAddr::V4(gateway), args.identity_port);
+    let identity_addr = identity.spawn(addr, tasks, shutdown).await?;
+    let admin = crate::admin::Admin::bind(args.admin_addr).await?;
+    let admin_addr = admin.local_addr();
+    let (ready, stop) = (identity.readiness(), shutdown.clone());
+    tasks.spawn(async move {
+        admin.run(registry, ready, stop).await;
+        Ok(())
+    });
+    Ok((identity, identity_addr, admin_addr))
+}
+
+/// Makes the CA files on first start: a trust anchor and issuer, as
+/// `strand identity init` would.
+fn ensure_ca(dir: &Path) -> anyhow::Result<()> {
+    if dir.join(strand_identity::TRUST_ANCHOR_FILE).exists() {
+        return Ok(());
+    }
+    strand_identity::generate(dir, &strand_identity::GenerateOptions::default())
+        .with_context(|| format!("generating the identity CA in {}", dir.display()))?;
+    tracing::info!(
+        dir = %dir.display(),
+        "generated a trust anchor and an issuer (replace them with `strand identity init --force`)"
+    );
+    Ok(())
+}
+
+/// What the identity service knows of pods: the store, which is the truth
+/// (the index may lag a pod created a moment ago).
+struct StorePods {
+    store: Store,
+    trust: TrustDomain,
+}
+
+impl strand_identity::PodLookup for StorePods {
+    fn pod(&self, namespace: &str, name: &str) -> Option<strand_identity::PodInfo> {
+        match self.store.get(Kind::Pod, namespace, name)? {
+            Resource::Pod(p) => Some(strand_identity::PodInfo {
+                ip: p.status.pod_ip,
+                identity: p.workload_identity(&self.trust),
+            }),
+            _ => None,
+        }
     }
 }
 
@@ -272,9 +362,9 @@ const REAP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
 /// blackhole traffic. Pods live on this host, so `/proc` tells.
 async fn reap_orphans(
     store: Store,
+    state_dir: &Path,
     network: impl Fn(&str, &str, std::net::Ipv4Addr) -> strand_sys::net::PodNetwork,
 ) {
-    use strand_controller_core::{Kind, Resource};
     // A zombie is gone too: a killed runner's children are reparented to
     // an init that may not reap them promptly.
     let alive = |pid: u32| {
@@ -310,8 +400,13 @@ async fn reap_orphans(
                 if let Err(e) = store.delete(Kind::Pod, &m.namespace, &m.name).await {
                     tracing::warn!(pod = %r.key(), "cannot deregister: {e}");
                 }
-                // What the runner would have removed: the proxy and the
-                // pod's network.
+                // What the runner would have removed: the pod's files
+                // (its identity token), the proxy and the pod's network.
+                let _ = std::fs::remove_dir_all(LocalCluster::pod_state_dir(
+                    state_dir,
+                    &m.namespace,
+                    &m.name,
+                ));
                 if let Some(std::net::IpAddr::V4(ip)) = p.status.pod_ip {
                     let net = network(&m.namespace, &m.name, ip);
                     let _ = tokio::task::spawn_blocking(move || {

@@ -1,16 +1,19 @@
 //! `strand-controller`: the control plane's components.
 //!
 //! `local` runs everything local mode needs in one process (the embedded
-//! store and its API, the index, discovery gRPC, DNS, the pod bridge);
-//! `destination` runs the discovery gRPC APIs alone, fed from a store's API.
+//! store and its API, the index, discovery gRPC, identity, DNS, the pod
+//! bridge); `destination` runs the discovery gRPC APIs alone, fed from a
+//! store's API; `identity` runs the identity service alone.
 
 #![forbid(unsafe_code)]
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
+mod admin;
 mod destination;
 mod feed;
+mod identity;
 mod local;
 
 /// The strand control plane.
@@ -32,11 +35,19 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// All of local mode in one process: store, management API, index,
-    /// destination and policy gRPC, DNS, and the pod bridge (needs root).
+    /// destination and policy gRPC, identity, DNS, and the pod bridge (needs
+    /// root).
     Local(local::LocalArgs),
     /// The discovery gRPC APIs alone (destination, outbound and inbound
     /// policy), fed from a running store's management API.
     Destination(destination::DestinationArgs),
+    /// The identity service alone: Identity/Certify over TLS, signing
+    /// workload certificates with the issuer in --identity-dir.
+    ///
+    /// Standalone, it cannot see pods: a token is checked for its signature
+    /// and for coming from the address it was minted for, but not for its
+    /// pod still existing (local mode checks that too).
+    Identity(identity::IdentityArgs),
 }
 
 fn main() -> ExitCode {
@@ -67,6 +78,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Local(args) => local::run(args).await,
             Command::Destination(args) => destination::run(args).await,
+            Command::Identity(args) => identity::run(args).await,
         }
     });
     match result {

@@ -11,6 +11,7 @@
 #![forbid(unsafe_code)]
 
 pub mod local;
+pub mod pcap;
 
 use std::process::Command;
 use std::time::{Duration, Instant};

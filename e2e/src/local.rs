@@ -32,6 +32,11 @@ pub struct Run {
 impl LocalMesh {
     /// `strand up --detach` in a fresh namespace.
     pub fn up(label: &str) -> anyhow::Result<LocalMesh> {
+        Self::up_with(label, &[])
+    }
+
+    /// [`LocalMesh::up`] with more `strand up` flags.
+    pub fn up_with(label: &str, flags: &[&str]) -> anyhow::Result<LocalMesh> {
         let net = Network::new(label)?;
         let state_dir = std::env::temp_dir().join(format!("strand-e2e-{}", net.ns_name()));
         let _ = std::fs::remove_dir_all(&state_dir);
@@ -51,7 +56,9 @@ impl LocalMesh {
                 String::from_utf8_lossy(&out.stderr)
             );
         }
-        let up = mesh.strand(&["up", "--detach", "--cluster-name", mesh.net.ns_name()])?;
+        let mut args = vec!["up", "--detach", "--cluster-name", mesh.net.ns_name()];
+        args.extend_from_slice(flags);
+        let up = mesh.strand(&args)?;
         if up.code != Some(0) {
             bail!("strand up failed: {}{}", up.stdout, up.stderr);
         }
@@ -122,6 +129,43 @@ impl LocalMesh {
         Ok(self.runs.len() - 1)
     }
 
+    /// Runs `strand-testapp http` on :8080 as workload `name` (`flags` go
+    /// to `strand run`, e.g. labels) and waits for its one pod to be ready;
+    /// the pod's address.
+    pub fn http_server(
+        &mut self,
+        name: &str,
+        flags: &[&str],
+    ) -> anyhow::Result<std::net::Ipv4Addr> {
+        let app = bin_path("strand-testapp");
+        let app = app.to_str().context("binary path")?;
+        let mut args = vec!["--name", name, "--port", "8080"];
+        args.extend_from_slice(flags);
+        args.extend_from_slice(&["--", app, "http", "--listen", "0.0.0.0:8080"]);
+        self.spawn_run(name, &args)?;
+        self.wait_ready_pods(name, 1, Duration::from_secs(60))?;
+        let ips = self.pod_ips(name)?;
+        Ok(ips.first().context("a ready pod")?.1)
+    }
+
+    /// `strand run --name NAME [FLAGS] -- sh -c SCRIPT` to completion,
+    /// which must succeed; its output.
+    pub fn run_script(&self, name: &str, flags: &[&str], script: &str) -> anyhow::Result<Run> {
+        let mut args = vec!["run", "--name", name];
+        args.extend_from_slice(flags);
+        args.extend_from_slice(&["--", "sh", "-c", script]);
+        let out = self.strand(&args)?;
+        if out.code != Some(0) {
+            bail!(
+                "{name} failed ({:?}):\n{}\n{}",
+                out.code,
+                out.stdout,
+                out.stderr
+            );
+        }
+        Ok(out)
+    }
+
     /// What a background `strand run` printed so far.
     pub fn run_output(&self, label: &str) -> String {
         std::fs::read_to_string(self.state_dir.join(format!("{label}.out"))).unwrap_or_default()
@@ -171,6 +215,49 @@ impl LocalMesh {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+
+    /// The addresses of `workload`'s ready pods, by pod name.
+    pub fn pod_ips(&self, workload: &str) -> anyhow::Result<Vec<(String, std::net::Ipv4Addr)>> {
+        let out = self.strand(&["get", "pods", "-o", "json"])?;
+        if out.code != Some(0) {
+            bail!("strand get pods: {}", out.stderr);
+        }
+        let v: serde_json::Value = serde_json::from_str(&out.stdout)?;
+        let mut ips = Vec::new();
+        for p in v["items"].as_array().into_iter().flatten() {
+            if p["spec"]["workload"] != workload || p["status"]["ready"] != true {
+                continue;
+            }
+            let name = p["metadata"]["name"].as_str().unwrap_or_default();
+            let ip = p["status"]["podIP"].as_str().unwrap_or_default();
+            ips.push((name.to_string(), ip.parse()?));
+        }
+        Ok(ips)
+    }
+
+    /// `cluster.json` as written by the control plane.
+    pub fn cluster(&self) -> anyhow::Result<serde_json::Value> {
+        let text = std::fs::read_to_string(self.state_dir.join("cluster.json"))?;
+        Ok(serde_json::from_str(&text)?)
+    }
+
+    /// GETs `url` from the mesh's host namespace (not through any proxy).
+    pub fn curl(&self, url: &str) -> anyhow::Result<String> {
+        let mut cmd = self.ns_cmd("curl");
+        cmd.args(["-sS", "--fail", "--max-time", "10", url]);
+        let out = run_bounded(cmd, Duration::from_secs(20))?;
+        if out.code != Some(0) {
+            bail!("curl {url}: {}", out.stderr);
+        }
+        Ok(out.stdout)
+    }
+
+    /// The `/metrics` of the proxy of the pod at `ip`.
+    pub fn proxy_metrics(&self, ip: std::net::Ipv4Addr) -> anyhow::Result<crate::Metrics> {
+        Ok(crate::Metrics(
+            self.curl(&format!("http://{ip}:4191/metrics"))?,
+        ))
     }
 
     pub fn ready_pods(&self, workload: &str) -> anyhow::Result<Vec<String>> {

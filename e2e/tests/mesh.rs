@@ -90,6 +90,8 @@ fn grpc_client(mesh: &LocalMesh, args: &[&str]) -> serde_json::Value {
 /// over one connection; its summary is in `run_output("client")`.
 fn paced_client(mesh: &mut LocalMesh, count: u32, rate: u32) -> usize {
     let app = testapp();
+    // The client's deadline for the whole run: its paced length plus a minute.
+    let timeout = (u64::from(count) * 1000 / u64::from(rate.max(1)) + 60_000).to_string();
     let (count, rate) = (count.to_string(), rate.to_string());
     mesh.spawn_run(
         "client",
@@ -102,7 +104,7 @@ fn paced_client(mesh: &mut LocalMesh, count: u32, rate: u32) -> usize {
             "--target",
             "http://echo:9090",
             "--timeout-ms",
-            "120000",
+            &timeout,
             "unary",
             "--count",
             &count,
@@ -114,8 +116,8 @@ fn paced_client(mesh: &mut LocalMesh, count: u32, rate: u32) -> usize {
 }
 
 /// Waits for a [`paced_client`] to finish successfully; its summary.
-fn finished_client(mesh: &mut LocalMesh, client: usize) -> serde_json::Value {
-    let code = mesh.wait_run(client, Duration::from_secs(60)).unwrap();
+fn finished_client(mesh: &mut LocalMesh, client: usize, within: Duration) -> serde_json::Value {
+    let code = mesh.wait_run(client, within).unwrap();
     let out = mesh.run_output("client");
     assert_eq!(code, Some(0), "{out}");
     let line = out.lines().rfind(|l| l.starts_with('{')).unwrap();
@@ -124,7 +126,12 @@ fn finished_client(mesh: &mut LocalMesh, client: usize) -> serde_json::Value {
 
 /// A mesh with Service `echo` and `replicas` ready echo servers behind it.
 fn echo_mesh(label: &str, replicas: u32) -> LocalMesh {
-    let mut mesh = LocalMesh::up(label).unwrap();
+    echo_mesh_with(label, replicas, &[])
+}
+
+/// [`echo_mesh`] with more `strand up` flags.
+fn echo_mesh_with(label: &str, replicas: u32, up_flags: &[&str]) -> LocalMesh {
+    let mut mesh = LocalMesh::up_with(label, up_flags).unwrap();
     assert_eq!(mesh.apply(ECHO_SVC).unwrap().code, Some(0));
     echo_servers(&mut mesh, "echo", replicas, &[]);
     mesh.wait_ready_pods("echo", replicas as usize, Duration::from_secs(60))
@@ -204,7 +211,7 @@ fn scaling_under_traffic_fails_no_request() {
     );
     mesh.wait_ready_pods("echo", 3, Duration::from_secs(30))
         .unwrap();
-    let summary = finished_client(&mut mesh, client);
+    let summary = finished_client(&mut mesh, client, Duration::from_secs(60));
     assert_eq!(summary["ok"], 2400, "{summary}");
     assert!(counts(&summary).len() >= 3, "{summary}");
 }
@@ -224,7 +231,7 @@ fn traffic_survives_a_control_plane_outage() {
         .strand(&["up", "--detach", "--cluster-name", mesh.name()])
         .unwrap();
     assert_eq!(up.code, Some(0), "{}", up.stderr);
-    let summary = finished_client(&mut mesh, client);
+    let summary = finished_client(&mut mesh, client, Duration::from_secs(60));
     assert_eq!(summary["ok"], 1000, "{summary}");
     // The services and workloads are still there after the restart.
     let svc = mesh.strand(&["get", "svc", "echo"]).unwrap();
@@ -239,29 +246,8 @@ fn a_destination_that_is_not_a_service_is_forwarded() {
     }
     let _serial = serial();
     let mut mesh = LocalMesh::up("forward").unwrap();
+    let ip = mesh.http_server("plain", &[]).unwrap();
     let app = testapp();
-    mesh.spawn_run(
-        "plain",
-        &[
-            "--name",
-            "plain",
-            "--port",
-            "8080",
-            "--",
-            &app,
-            "http",
-            "--listen",
-            "0.0.0.0:8080",
-        ],
-    )
-    .unwrap();
-    mesh.wait_ready_pods("plain", 1, Duration::from_secs(60))
-        .unwrap();
-    let pods = mesh
-        .strand(&["get", "pods", "plain-1", "-o", "json"])
-        .unwrap();
-    let v: serde_json::Value = serde_json::from_str(&pods.stdout).unwrap();
-    let ip = v["status"]["podIP"].as_str().unwrap().to_string();
     let url = format!("http://{ip}:8080/");
     let out = mesh
         .strand(&[
@@ -335,4 +321,31 @@ fn requests_naming_a_service_are_routed_by_name() {
     // Balanced per request across both replicas.
     let served = v["served_by"].as_object().unwrap();
     assert_eq!(served.len(), 2, "{line}");
+}
+
+#[test]
+fn certificates_rotate_under_traffic_without_a_failed_request() {
+    if !require_root() {
+        return;
+    }
+    let _serial = serial();
+    // 60 s certificates, renewed at 70% of their life: every proxy renews
+    // at least three times during 3 minutes at 200 rps.
+    let mut mesh = echo_mesh_with("rotate", 2, &["--cert-lifetime", "60s"]);
+    let ips: Vec<_> = mesh.pod_ips("echo").unwrap();
+    let client = paced_client(&mut mesh, 36_000, 200);
+    let summary = finished_client(&mut mesh, client, Duration::from_secs(240));
+    assert_eq!(summary["calls"], 36_000, "{summary}");
+    assert_eq!(summary["ok"], 36_000, "{summary}");
+    for (pod, ip) in ips {
+        let m = mesh.proxy_metrics(ip).unwrap();
+        let refreshes = m.sum("identity_cert_refresh_total", &[]);
+        eprintln!("{pod}: {refreshes} certificates in 3 minutes");
+        assert!(refreshes >= 4.0, "{pod}: {m}");
+        assert_eq!(
+            m.sum("identity_cert_refresh_failure_total", &[]),
+            0.0,
+            "{pod}"
+        );
+    }
 }

@@ -20,6 +20,8 @@ pub struct Admin {
     pub metrics: Arc<Metrics>,
     /// Cancelled to begin a graceful shutdown.
     pub shutdown: CancellationToken,
+    /// Not ready until it holds a certificate.
+    pub identity: Option<Arc<crate::identity::LocalIdentity>>,
 }
 
 /// Serves admin requests until `stop` fires.
@@ -70,6 +72,11 @@ impl Admin {
             (&Method::GET, "/ready") => {
                 if self.shutdown.is_cancelled() {
                     text(StatusCode::SERVICE_UNAVAILABLE, "shutting down\n")
+                } else if self.identity.as_ref().is_some_and(|i| !i.is_ready()) {
+                    text(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "no identity certificate yet\n",
+                    )
                 } else {
                     text(StatusCode::OK, "ready\n")
                 }

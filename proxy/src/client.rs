@@ -30,11 +30,13 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 
 use crate::errors::ProxyError;
-use crate::io::CountingIo;
+use crate::identity::LocalIdentity;
+use crate::io::{ClientIo, CountingIo, MaybeTls};
 use crate::metrics::{Direction, Metrics, Peer, TcpConn, TcpLabels, Tls};
 
-/// A connection the proxy opened, with its metrics.
-pub type UpstreamIo = CountingIo<TcpStream>;
+/// A connection the proxy opened, with its metrics (bytes are counted
+/// above TLS).
+pub type UpstreamIo = CountingIo<ClientIo>;
 
 /// Opens connections to targets for one direction of the proxy.
 #[derive(Debug)]
@@ -42,6 +44,9 @@ pub struct Connector {
     pub direction: Direction,
     pub connect_timeout: Duration,
     pub metrics: Arc<Metrics>,
+    /// With an identity, targets whose `tls` names a server identity are
+    /// reached over mTLS.
+    pub identity: Option<Arc<LocalIdentity>>,
 }
 
 /// Upstream HTTP connections shared by all client connections of one
@@ -95,7 +100,6 @@ struct H1Driver {
 #[derive(Debug)]
 pub struct StickyH1 {
     client: Arc<HttpClient>,
-    tls: Tls,
     conn: Mutex<Option<H1Conn>>,
     /// Set when a request put a new connection in `conn`, which the task
     /// must then poll (nothing else would wake it).
@@ -108,12 +112,70 @@ pub struct StickyH1 {
 // === impl Connector ===
 
 impl Connector {
-    /// Connects to `addr`, recording the connection as `peer="dst"`.
+    /// Connects to `addr`, recording the connection as `peer="dst"`. When
+    /// `tls` names a server identity (and the proxy has one), the
+    /// connection is mTLS and the server must prove that identity.
     pub async fn connect(
         &self,
         addr: SocketAddr,
         tls: Tls,
     ) -> Result<(UpstreamIo, TcpConn), ProxyError> {
+        self.connect_with(addr, tls, false).await
+    }
+
+    /// [`Connector::connect`] for a stream the proxy forwards as opaque TCP
+    /// (`opaque`): a server proxy is told so and skips detection.
+    pub async fn connect_with(
+        &self,
+        addr: SocketAddr,
+        tls: Tls,
+        opaque: bool,
+    ) -> Result<(UpstreamIo, TcpConn), ProxyError> {
+        let tcp = self.connect_tcp(addr).await?;
+        let io = match (tls.server_id(), &self.identity) {
+            (Some(id), Some(identity)) => {
+                let fail = |source| ProxyError::Tls {
+                    addr,
+                    identity: id.clone(),
+                    source,
+                };
+                let name = crate::identity::server_name(id).ok_or_else(|| {
+                    fail(std::io::Error::new(
+                        std::io::ErrorKind::InvalidInput,
+                        "not a DNS-like identity",
+                    ))
+                })?;
+                let connector =
+                    tokio_rustls::TlsConnector::from(identity.client_config(opaque).clone());
+                let handshake = connector.connect(name, tcp);
+                let tls = match tokio::time::timeout(self.connect_timeout, handshake).await {
+                    Ok(Ok(tls)) => tls,
+                    Ok(Err(e)) => {
+                        tracing::warn!(%addr, identity = %id, error = %e, "mTLS handshake failed; refusing the connection");
+                        return Err(fail(e));
+                    }
+                    Err(_) => {
+                        return Err(fail(std::io::Error::new(
+                            std::io::ErrorKind::TimedOut,
+                            format!("no handshake within {:?}", self.connect_timeout),
+                        )));
+                    }
+                };
+                MaybeTls::Tls(Box::new(tls))
+            }
+            _ => MaybeTls::Plain(tcp),
+        };
+        let conn = self.metrics.tcp_open(TcpLabels {
+            direction: self.direction,
+            peer: Peer::Dst,
+            target_addr: addr.to_string().into(),
+            tls,
+        });
+        let io = CountingIo::new(io, conn.read.clone(), conn.written.clone());
+        Ok((io, conn))
+    }
+
+    async fn connect_tcp(&self, addr: SocketAddr) -> Result<TcpStream, ProxyError> {
         let tcp = match tokio::time::timeout(self.connect_timeout, TcpStream::connect(addr)).await {
             Ok(Ok(tcp)) => tcp,
             Ok(Err(source)) => return Err(ProxyError::Connect { addr, source }),
@@ -127,14 +189,7 @@ impl Connector {
         // Proxied requests are small and latency-sensitive; the client's own
         // Nagle behaviour (if any) already happened on its side.
         let _ = tcp.set_nodelay(true);
-        let conn = self.metrics.tcp_open(TcpLabels {
-            direction: self.direction,
-            peer: Peer::Dst,
-            target_addr: addr.to_string().into(),
-            tls,
-        });
-        let io = CountingIo::new(tcp, conn.read.clone(), conn.written.clone());
-        Ok((io, conn))
+        Ok(tcp)
     }
 }
 
@@ -231,6 +286,71 @@ impl HttpClient {
         let list = idle.entry(conn.addr).or_default();
         if list.len() < self.max_idle {
             list.push(conn);
+        }
+    }
+
+    /// Sends an HTTP/1 request on a pooled connection that a task of its own
+    /// drives until the response has ended, then returns to the pool. For
+    /// requests with no HTTP/1 client connection to drive their upstream:
+    /// HTTP/1 that another proxy carried over HTTP/2 (`l5d-orig-proto`).
+    pub async fn send_h1_detached(
+        self: &Arc<Self>,
+        addr: SocketAddr,
+        tls: &Tls,
+        req: http::Request<Incoming>,
+    ) -> Result<http::Response<Incoming>, ProxyError> {
+        let mut req = req;
+        let mut fresh = false;
+        loop {
+            let (mut c, new) = if fresh {
+                (self.h1_connect(addr, tls).await?, true)
+            } else {
+                self.h1(addr, tls).await?
+            };
+            let ready = std::future::poll_fn(|cx| {
+                c.poll_open(cx);
+                c.tx.poll_ready(cx)
+            })
+            .await;
+            if let Err(source) = ready {
+                if new {
+                    return Err(ProxyError::Upstream { addr, source });
+                }
+                continue;
+            }
+            c.used = Instant::now();
+            let sent = c.tx.try_send_request(req);
+            let client = Arc::clone(self);
+            tokio::spawn(async move {
+                // Done once hyper wants another request (the response ended)
+                // or the connection closed.
+                std::future::poll_fn(|cx| {
+                    if !c.poll_open(cx) || c.tx.is_ready() {
+                        Poll::Ready(())
+                    } else {
+                        Poll::Pending
+                    }
+                })
+                .await;
+                client.release_if_idle(c);
+            });
+            match sent.await {
+                Ok(rsp) => return Ok(rsp),
+                Err(mut e) => match e.take_message() {
+                    // Closed before the request went out: once more, on a
+                    // new connection.
+                    Some(r) if !fresh => {
+                        req = r;
+                        fresh = true;
+                    }
+                    _ => {
+                        return Err(ProxyError::Upstream {
+                            addr,
+                            source: e.into_error(),
+                        });
+                    }
+                },
+            }
         }
     }
 
@@ -377,10 +497,9 @@ impl Future for H1Driver {
 // === impl StickyH1 ===
 
 impl StickyH1 {
-    pub fn new(client: Arc<HttpClient>, tls: Tls) -> Self {
+    pub fn new(client: Arc<HttpClient>) -> Self {
         StickyH1 {
             client,
-            tls,
             conn: Mutex::new(None),
             replaced: AtomicBool::new(false),
             return_to_pool: AtomicBool::new(false),
@@ -395,15 +514,16 @@ impl StickyH1 {
     pub async fn send(
         &self,
         addr: SocketAddr,
+        tls: &Tls,
         req: http::Request<Incoming>,
     ) -> Result<http::Response<Incoming>, ProxyError> {
         let upstream = |source| ProxyError::Upstream { addr, source };
-        self.ready(addr, false).await?;
+        self.ready(addr, tls, false).await?;
         match self.try_send(req).await {
             Ok(rsp) => Ok(rsp),
             Err(mut e) => match e.take_message() {
                 Some(req) => {
-                    self.ready(addr, true).await?;
+                    self.ready(addr, tls, true).await?;
                     self.try_send(req)
                         .await
                         .map_err(|e| upstream(e.into_error()))
@@ -415,7 +535,7 @@ impl StickyH1 {
 
     /// Waits until the upstream connection can take a request, replacing
     /// one that closed or sat idle too long (or any, with `fresh`).
-    async fn ready(&self, addr: SocketAddr, fresh: bool) -> Result<(), ProxyError> {
+    async fn ready(&self, addr: SocketAddr, tls: &Tls, fresh: bool) -> Result<(), ProxyError> {
         let mut fresh = fresh;
         loop {
             // Still here: reuse it rather than send it to the pool.
@@ -441,9 +561,9 @@ impl StickyH1 {
             let mut new = false;
             if !usable {
                 let (conn, is_new) = if fresh {
-                    (self.client.h1_connect(addr, &self.tls).await?, true)
+                    (self.client.h1_connect(addr, tls).await?, true)
                 } else {
-                    self.client.h1(addr, &self.tls).await?
+                    self.client.h1(addr, tls).await?
                 };
                 new = is_new;
                 fresh = false;

@@ -8,6 +8,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// Where configuration values come from.
@@ -44,7 +45,32 @@ pub struct Config {
     /// Where to discover services; `None` forwards every connection to its
     /// original destination.
     pub discovery: Option<DiscoveryConfig>,
+    /// The proxy's mTLS identity; `None` leaves every connection plaintext.
+    pub identity: Option<IdentityConfig>,
 }
+
+/// Where the proxy gets its certificate and what it trusts.
+#[derive(Clone, Debug, PartialEq)]
+pub struct IdentityConfig {
+    /// The identity service (`Identity/Certify`, over TLS).
+    pub svc_addr: SocketAddr,
+    /// The identity service's own TLS identity.
+    pub svc_name: String,
+    /// This proxy's identity, e.g.
+    /// `web.default.serviceaccount.identity.linkerd.cluster.local`.
+    pub local_name: String,
+    /// PEM certificates every mesh certificate must chain to.
+    pub trust_anchors_pem: String,
+    /// The token proving the workload's identity, re-read at each renewal.
+    pub token_file: PathBuf,
+    /// Inbound, on opaque ports: how long to wait for a mesh ClientHello
+    /// before passing the connection through as plaintext.
+    pub opaque_tls_wait: Duration,
+}
+
+/// The identity service's name in Linkerd's default installation.
+pub const DEFAULT_IDENTITY_SVC_NAME: &str =
+    "linkerd-identity.linkerd.serviceaccount.identity.linkerd.cluster.local";
 
 /// The control plane's discovery APIs.
 #[derive(Clone, Debug, PartialEq)]
@@ -235,6 +261,36 @@ pub const VARS: &[VarDoc] = &[
         default: "3s",
         help: "How long a connection or request to a new target waits for discovery before it fails (HTTP 503 with l5d-proxy-error, or a reset for TCP). Known targets keep their last endpoints while the control plane is away.",
     },
+    VarDoc {
+        name: "STRAND_PROXY_IDENTITY_SVC_ADDR",
+        default: "(none)",
+        help: "The identity service (Identity/Certify over TLS). Set: the proxy gets a certificate at start (/ready is 503 until then), renews it at 70% of its lifetime, and uses mTLS to every endpoint discovery names an identity for. Unset: no identity, plaintext.",
+    },
+    VarDoc {
+        name: "STRAND_PROXY_IDENTITY_SVC_NAME",
+        default: DEFAULT_IDENTITY_SVC_NAME,
+        help: "The TLS identity the identity service must present.",
+    },
+    VarDoc {
+        name: "STRAND_PROXY_IDENTITY_LOCAL_NAME",
+        default: "(required with the identity service)",
+        help: "This proxy's identity: `<serviceaccount>.<namespace>.serviceaccount.identity.<control-plane-namespace>.<trust-domain>`.",
+    },
+    VarDoc {
+        name: "STRAND_PROXY_IDENTITY_TRUST_ANCHORS",
+        default: "(required with the identity service)",
+        help: "The trust anchors, PEM: every mesh certificate must chain to one of them.",
+    },
+    VarDoc {
+        name: "STRAND_PROXY_IDENTITY_TOKEN_FILE",
+        default: "(required with the identity service)",
+        help: "The file holding the token that proves this workload's identity to the identity service; re-read at every renewal.",
+    },
+    VarDoc {
+        name: "STRAND_PROXY_INBOUND_OPAQUE_TLS_WAIT",
+        default: "500ms",
+        help: "Inbound, on ports that skip protocol detection: how long to wait for a meshed client's TLS ClientHello before passing the connection through as plaintext (a server-speaks-first protocol with an unmeshed client waits this long).",
+    },
 ];
 
 // === impl EnvSource ===
@@ -335,9 +391,11 @@ impl Config {
                 ),
             },
             discovery: None,
+            identity: None,
         };
         let mut config = config;
         config.discovery = p.discovery();
+        config.identity = p.identity();
         if p.errors.is_empty() {
             Ok(config)
         } else {
@@ -447,6 +505,61 @@ impl Parser<'_> {
         })
     }
 
+    fn identity(&mut self) -> Option<IdentityConfig> {
+        let svc_addr = self.parse("STRAND_PROXY_IDENTITY_SVC_ADDR", None, |v| {
+            parse_addr(v).map(Some)
+        });
+        let svc_name = self.parse(
+            "STRAND_PROXY_IDENTITY_SVC_NAME",
+            DEFAULT_IDENTITY_SVC_NAME.to_string(),
+            parse_dns_like,
+        );
+        let local_name = self.parse("STRAND_PROXY_IDENTITY_LOCAL_NAME", None, |v| {
+            parse_dns_like(v).map(Some)
+        });
+        let trust_anchors_pem = self.parse("STRAND_PROXY_IDENTITY_TRUST_ANCHORS", None, |v| {
+            if v.contains("-----BEGIN CERTIFICATE-----") {
+                Ok(Some(v.to_string()))
+            } else {
+                Err("expected PEM certificates (-----BEGIN CERTIFICATE-----)".into())
+            }
+        });
+        let token_file = self.parse("STRAND_PROXY_IDENTITY_TOKEN_FILE", None, |v| {
+            if v.is_empty() {
+                Err("must not be empty".into())
+            } else {
+                Ok(Some(v.to_string()))
+            }
+        });
+        let opaque_tls_wait = self.parse(
+            "STRAND_PROXY_INBOUND_OPAQUE_TLS_WAIT",
+            Duration::from_millis(500),
+            parse_duration,
+        );
+        let svc_addr = svc_addr?;
+        let mut require = |name: &'static str, v: Option<_>| {
+            if v.is_none() && !self.errors.iter().any(|e| e.name == name) {
+                self.errors.push(ConfigError {
+                    name,
+                    value: String::new(),
+                    reason: "required when STRAND_PROXY_IDENTITY_SVC_ADDR is set".into(),
+                });
+            }
+            v
+        };
+        let local_name = require("STRAND_PROXY_IDENTITY_LOCAL_NAME", local_name);
+        let trust_anchors_pem = require("STRAND_PROXY_IDENTITY_TRUST_ANCHORS", trust_anchors_pem);
+        let token_file = require("STRAND_PROXY_IDENTITY_TOKEN_FILE", token_file);
+        Some(IdentityConfig {
+            svc_addr,
+            svc_name,
+            local_name: local_name?,
+            trust_anchors_pem: trust_anchors_pem?,
+            token_file: PathBuf::from(token_file?),
+            opaque_tls_wait,
+        })
+    }
+
     fn parse<T>(
         &mut self,
         name: &'static str,
@@ -468,6 +581,25 @@ impl Parser<'_> {
                 }
             },
         }
+    }
+}
+
+/// A DNS-like identity name: dot-separated labels of letters, digits and
+/// hyphens.
+fn parse_dns_like(v: &str) -> Result<String, String> {
+    let ok = !v.is_empty()
+        && v.len() <= 253
+        && v.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+        });
+    if ok {
+        Ok(v.to_ascii_lowercase())
+    } else {
+        Err("expected a DNS-like name such as web.default.serviceaccount.identity.linkerd.cluster.local".into())
     }
 }
 

@@ -13,12 +13,13 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex, RwLock, Weak};
 
 use strand_proxy_balance::{Balancer, ConnectionHandle, RequestHandle};
 use strand_proxy_discover::{self as discover, Discovery, DiscoveryError, Protocol};
 
 use crate::config::DiscoveryConfig;
+use crate::metrics::{NoTlsReason, PeerId, Tls};
 
 /// Resolves outbound targets; cheap to clone.
 #[derive(Clone)]
@@ -35,6 +36,8 @@ pub struct Resolver {
 pub enum Dst {
     /// Not a mesh service: its original destination.
     Forward,
+    /// A meshed workload's address: its original destination, over mTLS.
+    Endpoint(Arc<discover::EndpointMeta>),
     Service(Arc<Balanced>),
 }
 
@@ -43,7 +46,67 @@ pub struct Balanced {
     name: String,
     service: Arc<discover::Service>,
     balancer: Arc<Balancer<SocketAddr>>,
+    /// How to reach each meshed endpoint, kept in step with the balancer.
+    meshed: Arc<RwLock<Arc<Meshed>>>,
     updater: tokio::task::JoinHandle<()>,
+}
+
+/// Meshed endpoints: the identity each proves, and whether it takes
+/// HTTP/2 from proxies (so HTTP/1 may travel upgraded).
+type Meshed = HashMap<SocketAddr, (Arc<str>, bool)>;
+
+fn meshed(endpoints: &discover::Endpoints) -> Arc<Meshed> {
+    Arc::new(
+        endpoints
+            .addrs
+            .iter()
+            .filter_map(|(a, m)| Some((*a, (Arc::from(m.identity.as_deref()?), m.http2))))
+            .collect(),
+    )
+}
+
+/// How a connection to one endpoint is made.
+#[derive(Clone, Debug)]
+pub struct EndpointTls {
+    /// The `tls` label, naming the server identity when mTLS is used.
+    pub tls: Tls,
+    /// mTLS to a proxy that accepts HTTP/2: HTTP/1 requests are carried
+    /// over HTTP/2 (`l5d-orig-proto`).
+    pub upgrade_h1: bool,
+}
+
+impl EndpointTls {
+    /// How to reach an endpoint discovery described: mTLS when it names an
+    /// identity and this proxy has one (`mesh`).
+    pub fn of(meta: &discover::EndpointMeta, mesh: bool) -> Self {
+        match &meta.identity {
+            Some(id) => Self::meshed(id.as_str().into(), meta.http2, mesh),
+            None => EndpointTls::plain(),
+        }
+    }
+
+    /// A meshed endpoint (a proxy with identity `id`): mTLS when this proxy
+    /// has an identity too. HTTP/1 is carried over HTTP/2 whenever the
+    /// endpoint's proxy takes it (the H2 hint), with or without TLS, as
+    /// Linkerd does: the protocol between proxies does not depend on TLS.
+    fn meshed(id: Arc<str>, h2: bool, mesh: bool) -> Self {
+        EndpointTls {
+            tls: if mesh {
+                Tls::Established(PeerId::Server(id))
+            } else {
+                Tls::NoIdentity(NoTlsReason::Disabled)
+            },
+            upgrade_h1: h2,
+        }
+    }
+
+    /// Plaintext, because discovery named no identity.
+    pub fn plain() -> Self {
+        EndpointTls {
+            tls: Tls::NoIdentity(NoTlsReason::NotProvidedByServiceDiscovery),
+            upgrade_h1: false,
+        }
+    }
 }
 
 // === impl Resolver ===
@@ -74,6 +137,7 @@ impl Resolver {
     pub async fn resolve(&self, orig_dst: SocketAddr) -> Result<Dst, DiscoveryError> {
         match self.discovery.resolve_addr(orig_dst).await? {
             discover::Resolution::Forward => Ok(Dst::Forward),
+            discover::Resolution::Endpoint(meta) => Ok(Dst::Endpoint(meta)),
             discover::Resolution::Service(svc) => Ok(Dst::Service(self.balanced(svc))),
         }
     }
@@ -93,6 +157,7 @@ impl Resolver {
         };
         Some(match self.discovery.resolve_name(&authority).await {
             Ok(discover::Resolution::Forward) => Route::Direct,
+            Ok(discover::Resolution::Endpoint(meta)) => Route::Meshed(meta),
             Ok(discover::Resolution::Service(svc)) => Route::Balanced(self.balanced(svc)),
             Err(e) => Route::Failed(e),
         })
@@ -106,13 +171,23 @@ impl Resolver {
         services.retain(|_, w| w.strong_count() > 0);
         let balancer = Arc::new(Balancer::new(strand_proxy_balance::Config::default()));
         let mut rx = service.endpoints.clone();
-        balancer.update(rx.borrow_and_update().addrs.keys().copied());
+        let meshed_now = {
+            let eps = rx.borrow_and_update();
+            balancer.update(eps.addrs.keys().copied());
+            meshed(&eps)
+        };
+        let meshed_map = Arc::new(RwLock::new(meshed_now));
         let updater = {
             let balancer = Arc::clone(&balancer);
+            let meshed_map = Arc::clone(&meshed_map);
             tokio::spawn(async move {
                 while rx.changed().await.is_ok() {
-                    let keys: Vec<SocketAddr> =
-                        rx.borrow_and_update().addrs.keys().copied().collect();
+                    let (keys, m) = {
+                        let eps = rx.borrow_and_update();
+                        let keys: Vec<SocketAddr> = eps.addrs.keys().copied().collect();
+                        (keys, meshed(&eps))
+                    };
+                    *meshed_map.write().unwrap_or_else(|p| p.into_inner()) = m;
                     balancer.update(keys);
                 }
             })
@@ -121,6 +196,7 @@ impl Resolver {
             name: service.name.clone(),
             service,
             balancer,
+            meshed: meshed_map,
             updater,
         });
         services.insert(b.name.clone(), Arc::downgrade(&b));
@@ -160,6 +236,16 @@ impl Balanced {
         self.balancer.pick_connection()
     }
 
+    /// How to connect to `addr`: mTLS when discovery names its identity and
+    /// this proxy has one (`mesh`).
+    pub fn endpoint_tls(&self, addr: &SocketAddr, mesh: bool) -> EndpointTls {
+        let meshed = self.meshed.read().unwrap_or_else(|p| p.into_inner());
+        match meshed.get(addr) {
+            Some((id, h2)) => EndpointTls::meshed(id.clone(), *h2, mesh),
+            None => EndpointTls::plain(),
+        }
+    }
+
     /// The endpoint's labels from discovery (pod, namespace, ...).
     pub fn labels(&self, addr: &SocketAddr) -> Option<BTreeMap<String, String>> {
         self.service
@@ -182,6 +268,9 @@ impl Drop for Balanced {
 pub enum Route {
     /// To the original destination.
     Direct,
+    /// To the original destination, a meshed workload (mTLS when this
+    /// proxy has an identity).
+    Meshed(Arc<discover::EndpointMeta>),
     /// Per request (or per connection) across a service's endpoints.
     Balanced(Arc<Balanced>),
     /// Discovery failed: every request gets this error.
@@ -192,6 +281,7 @@ impl std::fmt::Debug for Route {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Route::Direct => f.write_str("Direct"),
+            Route::Meshed(m) => write!(f, "Meshed({:?})", m.identity),
             Route::Balanced(b) => write!(f, "Balanced({})", b.name()),
             Route::Failed(e) => write!(f, "Failed({e})"),
         }
@@ -206,6 +296,7 @@ impl Route {
         };
         match resolver.resolve(orig_dst).await {
             Ok(Dst::Forward) => Route::Direct,
+            Ok(Dst::Endpoint(meta)) => Route::Meshed(meta),
             Ok(Dst::Service(b)) => Route::Balanced(b),
             Err(e) => Route::Failed(e),
         }

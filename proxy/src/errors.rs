@@ -30,6 +30,12 @@ pub enum ProxyError {
         addr: SocketAddr,
         source: hyper::Error,
     },
+    #[error("mTLS handshake with {addr} (expecting identity {identity}) failed: {source}")]
+    Tls {
+        addr: SocketAddr,
+        identity: std::sync::Arc<str>,
+        source: io::Error,
+    },
     #[error("the proxy is shutting down")]
     ShuttingDown,
     #[error("service {0} has no endpoints")]
@@ -71,6 +77,7 @@ impl ProxyError {
             ProxyError::Loopback(_) => "loopback",
             ProxyError::Loop(_) => "loop",
             ProxyError::Handshake { .. } => "handshake",
+            ProxyError::Tls { .. } => "tls",
             ProxyError::Upstream { .. } => "upstream",
             ProxyError::ShuttingDown => "shutdown",
             ProxyError::NoEndpoints(_) => "no_endpoints",
@@ -114,6 +121,7 @@ impl ProxyError {
             ProxyError::Connect { .. }
                 | ProxyError::ConnectTimeout { .. }
                 | ProxyError::Handshake { .. }
+                | ProxyError::Tls { .. }
         )
     }
 

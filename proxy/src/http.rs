@@ -32,6 +32,7 @@ use crate::metrics::{Classification, Metrics, ResponseLabels, TargetLabels, Tls}
 
 mod body;
 mod headers;
+mod orig_proto;
 mod task;
 mod upgrade;
 
@@ -88,25 +89,37 @@ impl Forward {
         mut h1: Option<Arc<StickyH1>>,
     ) -> Result<Response<ProxyBody>, Infallible> {
         let start = Instant::now();
-        let labels = TargetLabels {
-            direction: self.direction,
-            authority: headers::authority(&req).map(Arc::from),
-            target_addr: self.target_addr.clone(),
-            tls: self.tls.clone(),
-        };
-        self.metrics.request(&labels);
+        let authority = headers::authority(&req).map(Arc::from);
         let grpc = headers::is_grpc(req.headers());
+        // The connection's `tls` label, or the chosen endpoint's.
+        let mut tls = self.tls.clone();
 
         let result = if let Some(guard) = self.blocked {
             Err(guard.error())
         } else if upgrade::is_upgrade(&req) {
             // A dedicated connection, never pooled.
             h1 = None;
-            upgrade::forward(&self, req).await
+            upgrade::forward(&self, req, &mut tls).await
         } else {
             headers::strip_hop_by_hop(req.headers_mut(), false);
-            self.send(req, h1.as_deref()).await
+            let orig_proto = self.direction == crate::metrics::Direction::Inbound
+                && orig_proto::downgrade(&mut req);
+            if orig_proto {
+                // HTTP/1 carried over HTTP/2 from another proxy: back to
+                // HTTP/1 for the application, on a pooled connection.
+                let addr = self.target;
+                self.client.send_h1_detached(addr, &tls, req).await
+            } else {
+                self.send(req, h1.as_deref(), &mut tls).await
+            }
         };
+        let labels = TargetLabels {
+            direction: self.direction,
+            authority,
+            target_addr: self.target_addr.clone(),
+            tls,
+        };
+        self.metrics.request(&labels);
 
         match result {
             Ok(mut rsp) => {
@@ -149,6 +162,7 @@ impl Forward {
         &self,
         req: Request<Incoming>,
         h1: Option<&StickyH1>,
+        tls: &mut Tls,
     ) -> Result<Response<Incoming>, ProxyError> {
         use crate::discovery::Route;
         if let (Route::Direct, Some(resolver)) = (&self.route, &self.resolver) {
@@ -164,35 +178,84 @@ impl Forward {
                 && let Some(route) = resolver.resolve_authority(&authority, overridden).await
             {
                 return match route {
-                    Route::Direct => self.send_to(self.target, req, h1).await,
+                    Route::Direct => self.send_to(self.target, req, h1, tls).await,
+                    Route::Meshed(meta) => self.send_meshed(&meta, req, h1, tls).await,
                     Route::Failed(e) => Err(e.into()),
-                    Route::Balanced(b) => self.send_balanced(&b, req, h1).await,
+                    Route::Balanced(b) => self.send_balanced(&b, req, h1, tls).await,
                 };
             }
         }
         match &self.route {
-            Route::Direct => self.send_to(self.target, req, h1).await,
+            Route::Direct => self.send_to(self.target, req, h1, tls).await,
+            Route::Meshed(meta) => self.send_meshed(meta, req, h1, tls).await,
             Route::Failed(e) => Err(e.clone().into()),
-            Route::Balanced(b) => self.send_balanced(b, req, h1).await,
+            Route::Balanced(b) => self.send_balanced(b, req, h1, tls).await,
         }
     }
 
+    /// Sends to the original destination, a meshed workload: over mTLS,
+    /// and HTTP/1 upgraded to HTTP/2 when it accepts that.
+    async fn send_meshed(
+        &self,
+        meta: &strand_proxy_discover::EndpointMeta,
+        mut req: Request<Incoming>,
+        h1: Option<&StickyH1>,
+        tls: &mut Tls,
+    ) -> Result<Response<Incoming>, ProxyError> {
+        let ep = crate::discovery::EndpointTls::of(meta, self.mesh());
+        let version = req.version();
+        let upgraded = version != Version::HTTP_2 && ep.upgrade_h1 && orig_proto::upgrade(&mut req);
+        *tls = ep.tls;
+        let mut rsp = self.send_to(self.target, req, h1, tls).await?;
+        if upgraded {
+            orig_proto::response_downgrade(&mut rsp, version);
+        }
+        Ok(rsp)
+    }
+
+    /// Whether this proxy speaks mTLS to meshed endpoints.
+    fn mesh(&self) -> bool {
+        self.client.connector().identity.is_some()
+    }
+
     /// Sends to one of a service's endpoints, chosen per request. HTTP/2
-    /// connects before the request is handed over, so an endpoint that
-    /// refuses is reported and another one tried.
+    /// (and HTTP/1 upgraded to HTTP/2 between proxies) connects before the
+    /// request is handed over, so an endpoint that refuses, or fails the
+    /// mTLS handshake, is reported and another one tried.
     async fn send_balanced(
         &self,
         service: &crate::discovery::Balanced,
-        req: Request<Incoming>,
+        mut req: Request<Incoming>,
         h1: Option<&StickyH1>,
+        tls: &mut Tls,
     ) -> Result<Response<Incoming>, ProxyError> {
         let no_endpoints = || ProxyError::NoEndpoints(service.name().to_string());
+        let mesh = self.mesh();
+        let handle = service.pick().ok_or_else(no_endpoints)?;
+        let ep = service.endpoint_tls(handle.key(), mesh);
+        let h1_version = req.version();
+        let upgraded =
+            h1_version != Version::HTTP_2 && ep.upgrade_h1 && orig_proto::upgrade(&mut req);
         if req.version() == Version::HTTP_2 {
             let mut last = None;
+            let mut first = Some((handle, ep));
             for _ in 0..CONNECT_ATTEMPTS {
-                let mut handle = service.pick().ok_or_else(no_endpoints)?;
+                let (mut handle, ep) = match first.take() {
+                    Some(picked) => picked,
+                    None => {
+                        let handle = service.pick().ok_or_else(no_endpoints)?;
+                        let ep = service.endpoint_tls(handle.key(), mesh);
+                        if upgraded && !ep.upgrade_h1 {
+                            // Rare: the next endpoint takes only HTTP/1.
+                            orig_proto::revert(&mut req, h1_version);
+                            return self.send_endpoint(handle, ep, req, h1, tls).await;
+                        }
+                        (handle, ep)
+                    }
+                };
                 let addr = *handle.key();
-                match self.client.h2(addr, &self.tls).await {
+                *tls = ep.tls.clone();
+                match self.client.h2(addr, &ep.tls).await {
                     Ok(mut tx) => {
                         handle.sending();
                         let rsp = tx
@@ -202,7 +265,12 @@ impl Forward {
                         if rsp.is_ok() {
                             handle.complete();
                         }
-                        return rsp;
+                        return rsp.map(|mut r| {
+                            if upgraded {
+                                orig_proto::response_downgrade(&mut r, h1_version);
+                            }
+                            r
+                        });
                     }
                     Err(e) if e.is_retryable() => {
                         handle.connect_failed();
@@ -213,9 +281,21 @@ impl Forward {
             }
             return Err(last.unwrap_or_else(no_endpoints));
         }
-        let handle = service.pick().ok_or_else(no_endpoints)?;
+        self.send_endpoint(handle, ep, req, h1, tls).await
+    }
+
+    /// Sends an HTTP/1 request to a picked endpoint.
+    async fn send_endpoint(
+        &self,
+        handle: strand_proxy_balance::RequestHandle<SocketAddr>,
+        ep: crate::discovery::EndpointTls,
+        req: Request<Incoming>,
+        h1: Option<&StickyH1>,
+        tls: &mut Tls,
+    ) -> Result<Response<Incoming>, ProxyError> {
         let addr = *handle.key();
-        match self.send_to(addr, req, h1).await {
+        *tls = ep.tls;
+        match self.send_to(addr, req, h1, tls).await {
             Ok(rsp) => {
                 handle.complete();
                 Ok(rsp)
@@ -231,14 +311,18 @@ impl Forward {
 
     /// Where an `Upgrade`/`CONNECT` tunnel goes: a long-lived connection,
     /// so a service's endpoint is chosen by open connections.
-    fn tunnel_target(&self) -> Result<SocketAddr, ProxyError> {
+    fn tunnel_target(&self) -> Result<(SocketAddr, Tls), ProxyError> {
         use crate::discovery::Route;
         match &self.route {
-            Route::Direct => Ok(self.target),
+            Route::Direct => Ok((self.target, self.tls.clone())),
+            Route::Meshed(meta) => Ok((
+                self.target,
+                crate::discovery::EndpointTls::of(meta, self.mesh()).tls,
+            )),
             Route::Failed(e) => Err(e.clone().into()),
             Route::Balanced(b) => b
                 .pick_connection()
-                .map(|h| *h.key())
+                .map(|h| (*h.key(), b.endpoint_tls(h.key(), self.mesh()).tls))
                 .ok_or_else(|| ProxyError::NoEndpoints(b.name().to_string())),
         }
     }
@@ -248,21 +332,18 @@ impl Forward {
         addr: SocketAddr,
         req: Request<Incoming>,
         h1: Option<&StickyH1>,
+        tls: &Tls,
     ) -> Result<Response<Incoming>, ProxyError> {
         let upstream = |source| ProxyError::Upstream { addr, source };
         if req.version() == Version::HTTP_2 {
-            let mut tx = self.client.h2(addr, &self.tls).await?;
+            let mut tx = self.client.h2(addr, tls).await?;
             return tx.send_request(req).await.map_err(upstream);
         }
         match h1 {
-            Some(h1) => h1.send(addr, req).await,
-            // Not reached: HTTP/1 requests come from `serve_h1`, which
-            // always has a connection of its own; a one-off connection
-            // would still work.
-            None => {
-                let mut tx = self.client.h1_upgradable(addr, &self.tls).await?;
-                tx.send_request(req).await.map_err(upstream)
-            }
+            Some(h1) => h1.send(addr, tls, req).await,
+            // HTTP/1 requests that come from `serve_h1` have a connection of
+            // their own; others get a pooled one driven by its own task.
+            None => self.client.send_h1_detached(addr, tls, req).await,
         }
     }
 }
@@ -277,7 +358,7 @@ pub async fn serve_h1<I>(
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let h1 = Arc::new(StickyH1::new(forward.client.clone(), forward.tls.clone()));
+    let h1 = Arc::new(StickyH1::new(forward.client.clone()));
     let sticky = h1.clone();
     let svc =
         hyper::service::service_fn(move |req| forward.clone().call_with(req, Some(sticky.clone())));

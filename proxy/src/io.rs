@@ -172,7 +172,90 @@ impl<I: AsyncWrite> AsyncWrite for CountingIo<I> {
     }
 }
 
+/// A connection that is either plain TCP or mesh TLS over TCP.
+#[derive(Debug)]
+pub enum MaybeTls<T> {
+    Plain(tokio::net::TcpStream),
+    Tls(Box<T>),
+}
+
+/// The proxy's TLS streams on the server and client side.
+pub type ServerIo = MaybeTls<tokio_rustls::server::TlsStream<PrefixedIo<tokio::net::TcpStream>>>;
+pub type ClientIo = MaybeTls<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>;
+
+macro_rules! delegate {
+    ($self:ident, $io:ident => $e:expr) => {
+        match $self.get_mut() {
+            MaybeTls::Plain($io) => {
+                let $io = Pin::new($io);
+                $e
+            }
+            MaybeTls::Tls($io) => {
+                let $io = Pin::new($io.as_mut());
+                $e
+            }
+        }
+    };
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for MaybeTls<T> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        delegate!(self, io => io.poll_read(cx, buf))
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for MaybeTls<T> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        delegate!(self, io => io.poll_write(cx, buf))
+    }
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        delegate!(self, io => io.poll_write_vectored(cx, bufs))
+    }
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            MaybeTls::Plain(io) => io.is_write_vectored(),
+            MaybeTls::Tls(io) => io.is_write_vectored(),
+        }
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        delegate!(self, io => io.poll_flush(cx))
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        delegate!(self, io => io.poll_shutdown(cx))
+    }
+}
+
 // === impl AsTcp ===
+
+impl AsTcp for ServerIo {
+    fn tcp(&self) -> &tokio::net::TcpStream {
+        match self {
+            MaybeTls::Plain(tcp) => tcp,
+            MaybeTls::Tls(tls) => tls.get_ref().0.tcp(),
+        }
+    }
+}
+
+impl AsTcp for ClientIo {
+    fn tcp(&self) -> &tokio::net::TcpStream {
+        match self {
+            MaybeTls::Plain(tcp) => tcp,
+            MaybeTls::Tls(tls) => tls.get_ref().0,
+        }
+    }
+}
 
 impl AsTcp for tokio::net::TcpStream {
     fn tcp(&self) -> &tokio::net::TcpStream {

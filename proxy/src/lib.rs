@@ -22,6 +22,7 @@ pub mod detect;
 pub mod discovery;
 pub mod errors;
 pub mod http;
+pub mod identity;
 pub mod io;
 pub mod metrics;
 pub mod orig_dst;

@@ -22,8 +22,8 @@ mod labels;
 mod process;
 
 pub use labels::{
-    Classification, Direction, NoTlsReason, Peer, ResponseLabels, TargetLabels, TcpCloseLabels,
-    TcpLabels, Tls,
+    Classification, Direction, NoTlsReason, Peer, PeerId, ResponseLabels, TargetLabels,
+    TcpCloseLabels, TcpLabels, Tls,
 };
 
 /// Linkerd's `response_latency_ms` buckets, in milliseconds.
@@ -89,6 +89,11 @@ fn duration_histogram() -> Histogram {
 
 impl Metrics {
     pub fn new() -> Arc<Self> {
+        Self::with_identity(None)
+    }
+
+    /// The proxy's metrics, with its identity's when it has one.
+    pub fn with_identity(identity: Option<&crate::identity::IdentityMetrics>) -> Arc<Self> {
         let mut m = Metrics {
             registry: Registry::default(),
             request_total: Family::default(),
@@ -154,6 +159,9 @@ impl Metrics {
             m.protocol_errors.clone(),
         );
         r.register_collector(Box::new(process::ProcessCollector));
+        if let Some(identity) = identity {
+            identity.register(r);
+        }
         Arc::new(m)
     }
 

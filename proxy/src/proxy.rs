@@ -27,8 +27,9 @@ use crate::detect::{self, Protocol};
 use crate::discovery::{Resolver, Route};
 use crate::errors::Guard;
 use crate::http::{self, Forward};
-use crate::io::{CountingIo, PrefixedIo, ResetOnDrop};
-use crate::metrics::{Direction, Metrics, NoTlsReason, Peer, TcpLabels, Tls};
+use crate::identity::LocalIdentity;
+use crate::io::{AsTcp, CountingIo, MaybeTls, PrefixedIo, ResetOnDrop, ServerIo};
+use crate::metrics::{Direction, Metrics, NoTlsReason, Peer, PeerId, TcpLabels, Tls};
 use crate::orig_dst::{self, OrigDst, SoOriginalDst};
 use crate::tcp::{self, TcpError};
 
@@ -47,6 +48,8 @@ pub struct Bound {
     admin: TcpListener,
     metrics: Arc<Metrics>,
     shutdown: CancellationToken,
+    /// The identity and the task renewing its certificate.
+    identity: Option<(Arc<LocalIdentity>, tokio::task::JoinHandle<()>)>,
 }
 
 /// One direction of the proxy.
@@ -60,6 +63,11 @@ struct Side {
     refuse_loopback: bool,
     /// Outbound only, when a control plane is configured.
     resolver: Option<Resolver>,
+    /// The proxy's identity, when it has one: inbound terminates mesh TLS,
+    /// outbound uses it to meshed endpoints.
+    identity: Option<Arc<LocalIdentity>>,
+    /// Inbound, opaque ports: how long to wait for a mesh ClientHello.
+    opaque_tls_wait: Duration,
 }
 
 // === impl Proxy ===
@@ -86,9 +94,28 @@ impl Proxy {
         self
     }
 
-    /// Binds the three listeners. The error names the listener and address.
+    /// Binds the three listeners and, with an identity configured, starts
+    /// asking for a certificate. The error names the listener and address,
+    /// or the identity setting at fault.
     pub async fn bind(self) -> io::Result<Bound> {
-        let metrics = Metrics::new();
+        let identity_metrics = crate::identity::IdentityMetrics::default();
+        let identity = match &self.config.identity {
+            Some(config) => {
+                let (identity, key) = LocalIdentity::new(config).map_err(io::Error::other)?;
+                let task = identity
+                    .spawn_certify(config.clone(), &key, identity_metrics.clone())
+                    .map_err(io::Error::other)?;
+                Some((identity, task))
+            }
+            None => None,
+        };
+        let metrics = Metrics::with_identity(identity.as_ref().map(|_| &identity_metrics));
+        let local_identity = identity.as_ref().map(|(i, _)| i.clone());
+        let opaque_tls_wait = self
+            .config
+            .identity
+            .as_ref()
+            .map_or(Duration::ZERO, |i| i.opaque_tls_wait);
         let outbound = bind_all("outbound", &self.config.outbound.listen_addrs)?;
         let inbound = bind_all("inbound", &self.config.inbound.listen_addrs)?;
         let admin = bind("admin", self.config.admin_addr)?;
@@ -98,6 +125,7 @@ impl Proxy {
                 direction,
                 connect_timeout: config.connect_timeout,
                 metrics: metrics.clone(),
+                identity: local_identity.clone(),
             });
             Arc::new(Side {
                 direction,
@@ -112,6 +140,8 @@ impl Proxy {
                 ),
                 refuse_loopback,
                 resolver,
+                identity: local_identity.clone(),
+                opaque_tls_wait,
             })
         };
         let out_side = side(
@@ -128,6 +158,7 @@ impl Proxy {
             metrics,
             shutdown: CancellationToken::new(),
             config: self.config,
+            identity,
         })
     }
 }
@@ -234,6 +265,7 @@ impl Bound {
             admin,
             metrics,
             shutdown,
+            identity,
         } = self;
         tracing::info!(
             outbound = ?addrs(&outbound.0),
@@ -247,6 +279,7 @@ impl Bound {
             Arc::new(Admin {
                 metrics,
                 shutdown: shutdown.clone(),
+                identity: identity.as_ref().map(|(i, _)| i.clone()),
             }),
             admin_stop.clone(),
         ));
@@ -275,6 +308,9 @@ impl Bound {
         }
         admin_stop.cancel();
         let _ = admin_task.await;
+        if let Some((_, task)) = identity {
+            task.abort();
+        }
         tracing::info!("shutdown complete");
     }
 }
@@ -320,7 +356,63 @@ impl Side {
             }
         };
         let blocked = self.guard(&tcp, target);
-        let tls = self.no_tls();
+        let opaque_port = self.config.opaque_ports.contains(&target.port());
+        let mut buf = BytesMut::new();
+        // Inbound with an identity: a ClientHello for this proxy's name is
+        // terminated here (mesh TLS); anything else goes on as it came.
+        // A connection made straight to the inbound port (blocked as a loop)
+        // still gets its handshake, so that a client can read this proxy's
+        // certificate (`strand identity`); its requests are then refused.
+        let (io, tls, sniffed, detected) = match (&self.identity, self.direction) {
+            (Some(identity), Direction::Inbound) => {
+                let wait = if opaque_port {
+                    self.opaque_tls_wait
+                } else {
+                    self.config.detect_timeout
+                };
+                let mut tcp = tcp;
+                let detected = match detect::detect(&mut tcp, &mut buf, wait).await {
+                    Ok(p) => Some(p),
+                    // A stall on an opaque port is just a quiet client; the
+                    // bytes read so far are replayed below.
+                    Err(_) if opaque_port => None,
+                    Err(e) => {
+                        self.metrics.protocol_error(self.direction, "detect");
+                        tracing::warn!(direction = dir, %client, %target, error = %e, "closing connection: protocol detection failed");
+                        return;
+                    }
+                };
+                let for_me = matches!(&detected, Some(Protocol::Tls { sni: Some(sni) }) if **sni == **identity.name());
+                if for_me {
+                    match self
+                        .accept_tls(identity, tcp, std::mem::take(&mut buf))
+                        .await
+                    {
+                        Ok((io, tls)) => {
+                            // The client proxy already chose not to inspect
+                            // this stream.
+                            let opaque = match &io {
+                                MaybeTls::Tls(s) => {
+                                    s.get_ref().1.alpn_protocol()
+                                        == Some(crate::identity::ALPN_OPAQUE)
+                                }
+                                MaybeTls::Plain(_) => false,
+                            };
+                            (io, tls, 0, opaque.then_some(Protocol::Opaque))
+                        }
+                        Err(e) => {
+                            self.metrics.protocol_error(self.direction, "tls");
+                            tracing::warn!(direction = dir, %client, %target, error = %e, "closing connection: mTLS handshake failed");
+                            return;
+                        }
+                    }
+                } else {
+                    let n = buf.len() as u64;
+                    (MaybeTls::Plain(tcp), self.no_tls(), n, detected)
+                }
+            }
+            _ => (MaybeTls::Plain(tcp), self.no_tls(), 0, None),
+        };
         let target_addr: Arc<str> = target.to_string().into();
         let mut conn = self.metrics.tcp_open(TcpLabels {
             direction: self.direction,
@@ -328,15 +420,17 @@ impl Side {
             target_addr: target_addr.clone(),
             tls: tls.clone(),
         });
-        let mut io = CountingIo::new(tcp, conn.read.clone(), conn.written.clone());
+        conn.read.inc_by(sniffed);
+        let mut io = CountingIo::new(io, conn.read.clone(), conn.written.clone());
 
         let route = match blocked {
             Some(_) => Route::Direct,
             None => Route::resolve(self.resolver.as_ref(), target).await,
         };
-        let mut buf = BytesMut::new();
-        let protocol = if self.config.opaque_ports.contains(&target.port()) || route.is_opaque() {
+        let protocol = if opaque_port || route.is_opaque() {
             Protocol::Opaque
+        } else if let Some(p) = detected {
+            p
         } else {
             match detect::detect(&mut io, &mut buf, self.config.detect_timeout).await {
                 Ok(p) => p,
@@ -348,7 +442,7 @@ impl Side {
                 }
             }
         };
-        tracing::debug!(direction = dir, %client, %target, ?protocol, "accepted");
+        tracing::debug!(direction = dir, %client, %target, ?protocol, ?tls, "accepted");
         let io = PrefixedIo::new(buf.freeze(), io);
 
         match protocol {
@@ -387,16 +481,28 @@ impl Side {
                     tracing::debug!(direction = dir, %client, %target, sni = sni.as_deref().unwrap_or(""), "passing TLS through");
                 }
                 let mut io = io;
+                let mesh = self.identity.is_some();
                 let result = match (blocked, &route) {
                     (Some(guard), _) => Err(TcpError::Connect(guard.error())),
-                    (None, Route::Direct) => {
-                        tcp::forward(&mut io, target, tls, self.client.connector())
-                            .await
-                            .map(|_| ())
-                    }
+                    (None, Route::Direct) => tcp::forward(
+                        &mut io,
+                        target,
+                        self.upstream_tls(&tls),
+                        self.client.connector(),
+                    )
+                    .await
+                    .map(|_| ()),
+                    (None, Route::Meshed(meta)) => tcp::forward(
+                        &mut io,
+                        target,
+                        crate::discovery::EndpointTls::of(meta, mesh).tls,
+                        self.client.connector(),
+                    )
+                    .await
+                    .map(|_| ()),
                     (None, Route::Failed(e)) => Err(TcpError::Connect(e.clone().into())),
                     (None, Route::Balanced(b)) => {
-                        tcp::forward_balanced(&mut io, b, tls, self.client.connector()).await
+                        tcp::forward_balanced(&mut io, b, mesh, self.client.connector()).await
                     }
                 };
                 if let Err(e) = result {
@@ -411,9 +517,46 @@ impl Side {
                     }
                     // A reset tells the client the connection failed, rather
                     // than an orderly close that looks like a complete reply.
-                    let _ = io.get_ref().get_ref().set_zero_linger();
+                    let _ = io.get_ref().get_ref().tcp().set_zero_linger();
                 }
             }
+        }
+    }
+
+    /// Terminates mesh TLS on an accepted connection whose first bytes
+    /// (a ClientHello naming this proxy) are in `hello`.
+    async fn accept_tls(
+        &self,
+        identity: &LocalIdentity,
+        tcp: TcpStream,
+        hello: BytesMut,
+    ) -> io::Result<(ServerIo, Tls)> {
+        if !identity.is_ready() {
+            return Err(io::Error::other(
+                "this proxy has no certificate yet (the identity service has not answered)",
+            ));
+        }
+        let acceptor = tokio_rustls::TlsAcceptor::from(identity.server_config().clone());
+        let handshake = acceptor.accept(PrefixedIo::new(hello.freeze(), tcp));
+        let stream = tokio::time::timeout(self.config.detect_timeout, handshake)
+            .await
+            .map_err(|_| {
+                io::Error::new(io::ErrorKind::TimedOut, "handshake not completed in time")
+            })??;
+        let client_id = crate::identity::peer_identity(stream.get_ref().1.peer_certificates());
+        Ok((
+            MaybeTls::Tls(Box::new(stream)),
+            Tls::Established(PeerId::Client(client_id)),
+        ))
+    }
+
+    /// The `tls` of a connection the proxy opens to a direct target: the
+    /// inbound side keeps its client's label; outbound targets that are not
+    /// services are plaintext.
+    fn upstream_tls(&self, tls: &Tls) -> Tls {
+        match self.direction {
+            Direction::Inbound => tls.clone(),
+            Direction::Outbound => self.no_tls(),
         }
     }
 

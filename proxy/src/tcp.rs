@@ -32,7 +32,7 @@ where
     I: AsyncRead + AsyncWrite + Unpin,
 {
     let (mut upstream, mut conn) = connector
-        .connect(target, tls)
+        .connect_with(target, tls, true)
         .await
         .map_err(TcpError::Connect)?;
     let res = tokio::io::copy_bidirectional(client, &mut upstream).await;
@@ -46,12 +46,13 @@ where
 /// refused connect sent nothing, so another endpoint is safe.
 const CONNECT_ATTEMPTS: usize = 3;
 
-/// Forwards to one of a service's endpoints, chosen by open connections;
-/// an endpoint that refuses is reported to the balancer and another tried.
+/// Forwards to one of a service's endpoints, chosen by open connections
+/// (over mTLS to meshed ones when `mesh`); an endpoint that refuses, or
+/// fails the handshake, is reported to the balancer and another tried.
 pub async fn forward_balanced<I>(
     client: &mut I,
     service: &crate::discovery::Balanced,
-    tls: Tls,
+    mesh: bool,
     connector: &Connector,
 ) -> Result<(), TcpError>
 where
@@ -63,7 +64,8 @@ where
             break;
         };
         let addr = *handle.key();
-        match connector.connect(addr, tls.clone()).await {
+        let tls = service.endpoint_tls(&addr, mesh).tls;
+        match connector.connect_with(addr, tls, true).await {
             Ok((mut upstream, mut conn)) => {
                 handle.connected();
                 let res = tokio::io::copy_bidirectional(client, &mut upstream).await;

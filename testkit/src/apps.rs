@@ -17,6 +17,7 @@ use futures_util::Stream;
 use serde::Serialize;
 use tokio::net::{TcpListener, TcpStream};
 
+pub mod certify;
 pub mod echo;
 pub mod grpc;
 pub mod http;

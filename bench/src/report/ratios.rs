@@ -1,12 +1,15 @@
 //! The numbers the project tracks release over release, derived from the
-//! table's medians: latency strand adds on a meshed pair, and strand's
-//! throughput, CPU and memory against a plain single-hop proxy.
+//! table's medians: latency strand adds on a meshed pair, strand's
+//! throughput, CPU and memory against a plain single-hop proxy, and what
+//! mTLS costs (strand-pair-mtls against strand-pair-disc, and handshakes
+//! against plain connections into the same proxy).
 
 use std::fmt::Write;
 
 use serde::Serialize;
 
-use super::Row;
+use super::{HandshakeRow, Row};
+use crate::handshake::Mode;
 use crate::load::Protocol;
 
 /// Derived ratios; `None`/empty where a scenario needed was not measured.
@@ -24,6 +27,39 @@ pub struct Ratios {
     pub cpu_per_request: Vec<Comparison>,
     /// Idle resident memory of each scenario's proxies, in MiB.
     pub idle_rss_mib: Vec<IdleRss>,
+    /// strand-pair-mtls over strand-pair-disc, per protocol.
+    pub mtls: Vec<MtlsCost>,
+    /// mTLS handshakes against plain connections into the same proxy.
+    pub handshakes: Option<HandshakeCost>,
+}
+
+/// What mTLS costs for one protocol: strand-pair-mtls's median over
+/// strand-pair-disc's (`None` where either was not measured).
+#[derive(Debug, Serialize)]
+pub struct MtlsCost {
+    pub protocol: Protocol,
+    /// Proxy CPU per request at the fixed rate.
+    pub cpu_per_request: Option<f64>,
+    /// p99 at the fixed rate.
+    pub p99: Option<f64>,
+    /// Throughput at saturation.
+    pub throughput: Option<f64>,
+}
+
+/// New mTLS connections against new plain TCP connections into the same
+/// proxy.
+#[derive(Debug, Serialize)]
+pub struct HandshakeCost {
+    pub scenario: String,
+    pub mtls_per_second: f64,
+    pub tcp_per_second: f64,
+    /// `mtls_per_second / tcp_per_second`.
+    pub rate_ratio: f64,
+    /// The proxy's CPU seconds per 1,000 connections.
+    pub mtls_cpu_s_per_1k: Option<f64>,
+    pub tcp_cpu_s_per_1k: Option<f64>,
+    /// The difference: what 1,000 handshakes cost on top of the connections.
+    pub handshake_cpu_s_per_1k: Option<f64>,
 }
 
 /// strand-1hop against another proxy for one protocol.
@@ -43,12 +79,23 @@ pub struct IdleRss {
     pub mib: f64,
 }
 
+/// One of [`MtlsCost`]'s ratios.
+type Metric = fn(&MtlsCost) -> Option<f64>;
+
 const STRAND_1HOP: &str = "strand-1hop";
+const PAIR_DISC: &str = "strand-pair-disc";
+const PAIR_MTLS: &str = "strand-pair-mtls";
+
+/// The project's targets for mTLS on kept-alive connections at the fixed
+/// rate: at most 10% more proxy CPU per request than plaintext through the
+/// same proxy pair, and a p99 within 1.2x of it.
+pub const MTLS_CPU_TARGET: f64 = 1.10;
+pub const MTLS_P99_TARGET: f64 = 1.20;
 
 // === impl Ratios ===
 
 impl Ratios {
-    pub fn new(rows: &[Row], rate: u32) -> Ratios {
+    pub fn new(rows: &[Row], handshakes: &[HandshakeRow], rate: u32) -> Ratios {
         let pair = rows
             .iter()
             .find(|r| r.scenario == "strand-pair" && r.protocol == Some(Protocol::Http1));
@@ -100,6 +147,8 @@ impl Ratios {
                 });
             }
         }
+        ratios.mtls = mtls_costs(rows);
+        ratios.handshakes = handshake_cost(handshakes);
         ratios
     }
 
@@ -155,6 +204,129 @@ impl Ratios {
                 .collect();
             let _ = writeln!(out, "  idle proxy RSS, MiB: {}", values.join(", "));
         }
+        self.render_mtls(&mut out);
         out
     }
+
+    fn render_mtls(&self, out: &mut String) {
+        if self.mtls.is_empty() {
+            let _ = writeln!(
+                out,
+                "  mTLS cost: not measured (needs {PAIR_DISC} and {PAIR_MTLS})"
+            );
+        } else {
+            let _ = writeln!(
+                out,
+                "  mTLS cost, {PAIR_MTLS} / {PAIR_DISC} (the same proxy pair and discovery; with \
+                 mTLS, HTTP/1.1 crosses as HTTP/2 on one connection):"
+            );
+            let at_rate = format!("at {} rps", self.rate);
+            let lines: [(String, Metric, Option<f64>); 3] = [
+                (
+                    format!("CPU per request {at_rate}"),
+                    |c| c.cpu_per_request,
+                    Some(MTLS_CPU_TARGET),
+                ),
+                (format!("p99 {at_rate}"), |c| c.p99, Some(MTLS_P99_TARGET)),
+                (
+                    "throughput at saturation".to_string(),
+                    |c| c.throughput,
+                    None,
+                ),
+            ];
+            for (what, value, target) in lines {
+                let values: Vec<String> = self
+                    .mtls
+                    .iter()
+                    .map(|c| {
+                        let v = value(c).map_or("-".to_string(), |v| format!("{v:.2}"));
+                        format!("{} {v}", c.protocol.name())
+                    })
+                    .collect();
+                let verdict = match target {
+                    Some(target) => {
+                        let missed: Vec<&str> = self
+                            .mtls
+                            .iter()
+                            .filter(|c| value(c).is_some_and(|v| v > target))
+                            .map(|c| c.protocol.name())
+                            .collect();
+                        if missed.is_empty() {
+                            format!("target <= {target:.2}: met")
+                        } else {
+                            format!("target <= {target:.2}: MISSED by {}", missed.join(", "))
+                        }
+                    }
+                    None => "higher is better".to_string(),
+                };
+                let _ = writeln!(out, "    {what}: {} ({verdict})", values.join(", "));
+            }
+        }
+        match &self.handshakes {
+            Some(h) => {
+                let cpu = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.3} s"));
+                let _ = writeln!(
+                    out,
+                    "  handshakes into {}'s server proxy: mtls {:.0}/s, tcp {:.0}/s ({:.2}x); \
+                     proxy CPU per 1,000 connections: mtls {}, tcp {}, so {} per 1,000 handshakes",
+                    h.scenario,
+                    h.mtls_per_second,
+                    h.tcp_per_second,
+                    h.rate_ratio,
+                    cpu(h.mtls_cpu_s_per_1k),
+                    cpu(h.tcp_cpu_s_per_1k),
+                    cpu(h.handshake_cpu_s_per_1k),
+                );
+            }
+            None => {
+                let _ = writeln!(out, "  handshakes: not measured (needs {PAIR_MTLS})");
+            }
+        }
+    }
+}
+
+/// strand-pair-mtls over strand-pair-disc for every protocol both have.
+fn mtls_costs(rows: &[Row]) -> Vec<MtlsCost> {
+    let find = |scenario: &str, protocol| {
+        rows.iter()
+            .find(|r| r.scenario == scenario && r.protocol == Some(protocol))
+    };
+    let ratio = |a: Option<f64>, b: Option<f64>| {
+        let (a, b) = (a?, b?);
+        (b > 0.0).then(|| a / b)
+    };
+    Protocol::ALL
+        .into_iter()
+        .filter_map(|protocol| {
+            let (mtls, disc) = (find(PAIR_MTLS, protocol)?, find(PAIR_DISC, protocol)?);
+            Some(MtlsCost {
+                protocol,
+                cpu_per_request: ratio(mtls.cpu_s_per_10k, disc.cpu_s_per_10k),
+                p99: ratio(mtls.p99_ms, disc.p99_ms),
+                throughput: ratio(mtls.throughput_rps, disc.throughput_rps),
+            })
+        })
+        .collect()
+}
+
+/// mTLS against TCP connections of the first scenario that has both.
+fn handshake_cost(rows: &[HandshakeRow]) -> Option<HandshakeCost> {
+    rows.iter().find_map(|mtls| {
+        let tcp = rows
+            .iter()
+            .find(|r| r.scenario == mtls.scenario && r.mode == Mode::Tcp)?;
+        if mtls.mode != Mode::Mtls {
+            return None;
+        }
+        let (m, t) = (mtls.per_second?, tcp.per_second?);
+        Some(HandshakeCost {
+            scenario: mtls.scenario.clone(),
+            mtls_per_second: m,
+            tcp_per_second: t,
+            rate_ratio: if t > 0.0 { m / t } else { f64::NAN },
+            mtls_cpu_s_per_1k: mtls.cpu_s_per_1k,
+            tcp_cpu_s_per_1k: tcp.cpu_s_per_1k,
+            handshake_cpu_s_per_1k: mtls.cpu_s_per_1k.zip(tcp.cpu_s_per_1k).map(|(m, t)| m - t),
+        })
+    })
 }

@@ -1,7 +1,8 @@
 use std::collections::BTreeMap;
 
 use super::*;
-use crate::bench::Measurement;
+use crate::bench::{HandshakeMeasurement, HandshakeSeries, Measurement};
+use crate::handshake::{Mode, Rate};
 use crate::load::{FixedRate, Saturation};
 use crate::scenario::ProxyProcess;
 
@@ -139,7 +140,7 @@ fn comparisons_and_ratios() {
     assert_eq!(rows[2].p99_added_ms, Some(1.0));
     assert_eq!(rows[2].p99_ratio, Some(2.0));
 
-    let ratios = Ratios::new(&rows, 1000);
+    let ratios = Ratios::new(&rows, &[], 1000);
     assert_eq!(ratios.pair_p99_added_http1_ms, Some(1.0));
     assert_eq!(ratios.throughput.len(), 1);
     assert_eq!(ratios.throughput[0].ratio, 0.75);
@@ -184,4 +185,93 @@ fn table_is_aligned() {
     assert_eq!(lines[0], "scenario     proto  p99 ms  errors");
     assert_eq!(lines[1], "-".repeat(34));
     assert_eq!(lines[2], "strand-pair  grpc     1.25  0");
+}
+
+#[test]
+fn mtls_costs_against_plaintext() {
+    let one = |scenario: &str, protocol, p99: f64, rps: f64, cpu: f64| {
+        Row::from_series(&series(
+            scenario,
+            protocol,
+            vec![run(1, fixed(p99, 20_000, 0, cpu), saturation(rps, 0))],
+        ))
+    };
+    let rows = vec![
+        one("strand-pair-disc", Protocol::Http1, 2.0, 10_000.0, 4.0),
+        one("strand-pair-mtls", Protocol::Http1, 2.2, 9_000.0, 4.2),
+        one("strand-pair-disc", Protocol::Grpc, 2.0, 8_000.0, 4.0),
+        one("strand-pair-mtls", Protocol::Grpc, 3.0, 6_000.0, 5.0),
+    ];
+    let hs = HandshakeSeries {
+        scenario: "strand-pair-mtls".into(),
+        target: "198.18.0.3:8080".into(),
+        proxy: ProxyProcess {
+            label: "p".into(),
+            pid: 1,
+            protocols: vec![],
+        },
+        concurrency: 16,
+        duration_seconds: 5.0,
+        scenario_index: 0,
+        runs: [(Mode::Mtls, 1_000.0, 0.5), (Mode::Tcp, 4_000.0, 0.4)]
+            .into_iter()
+            .map(|(mode, per_second, cpu)| HandshakeMeasurement {
+                run: 1,
+                mode,
+                rate: Phase::Ok {
+                    result: Rate {
+                        connections: (per_second * 5.0) as u64,
+                        errors: 0,
+                        error_kinds: BTreeMap::new(),
+                        seconds: 5.0,
+                        per_second,
+                        p50_ms: Some(1.0),
+                        p99_ms: Some(2.0),
+                        proxy_counted: Some((per_second * 5.0) as u64),
+                    },
+                    proxy_cpu_seconds: cpu * per_second * 5.0 / 1000.0,
+                    proxy_peak_rss_bytes: 1,
+                },
+            })
+            .collect(),
+    };
+    let hrows = HandshakeRow::from_series(&hs);
+    assert_eq!(hrows.len(), 2);
+    assert!(
+        (hrows[0].cpu_s_per_1k.unwrap() - 0.5).abs() < 1e-9,
+        "{hrows:?}"
+    );
+
+    let ratios = Ratios::new(&rows, &hrows, 1000);
+    assert_eq!(ratios.mtls.len(), 2);
+    let http1 = &ratios.mtls[0];
+    assert!((http1.cpu_per_request.unwrap() - 1.05).abs() < 1e-9);
+    assert!((http1.p99.unwrap() - 1.1).abs() < 1e-9);
+    assert!((http1.throughput.unwrap() - 0.9).abs() < 1e-9);
+    let h = ratios.handshakes.as_ref().unwrap();
+    assert_eq!(h.rate_ratio, 0.25);
+    assert!((h.handshake_cpu_s_per_1k.unwrap() - 0.1).abs() < 1e-9);
+
+    let text = ratios.render();
+    assert!(
+        text.contains(
+            "CPU per request at 1000 rps: http1 1.05, grpc 1.25 (target <= 1.10: MISSED by grpc)"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("p99 at 1000 rps: http1 1.10, grpc 1.50 (target <= 1.20: MISSED by grpc)"),
+        "{text}"
+    );
+    assert!(text.contains("mtls 1000/s, tcp 4000/s (0.25x)"), "{text}");
+    let table = handshakes::table(&hrows, &[hs]);
+    assert!(table.contains("strand-pair-mtls  mtls"), "{table}");
+}
+
+#[test]
+fn mtls_costs_need_both_scenarios() {
+    let ratios = Ratios::new(&[], &[], 1000);
+    let text = ratios.render();
+    assert!(text.contains("mTLS cost: not measured"), "{text}");
+    assert!(text.contains("handshakes: not measured"), "{text}");
 }

@@ -6,7 +6,7 @@ use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use anyhow::bail;
+use anyhow::{Context, bail};
 use strand_testkit::{Child, Pod};
 
 /// How long one probe attempt may take: loopback in an idle pod answers in
@@ -21,6 +21,27 @@ pub fn wait_tcp(pod: &Pod, child: &mut Child, port: u16) -> anyhow::Result<()> {
     wait(pod, child, &format!("port {port}"), || {
         connect(port).map(drop)
     })
+}
+
+/// `GET http://127.0.0.1:port{path}` in `pod`, once: the body of a 200.
+pub fn http_get(pod: &Pod, port: u16, path: &str) -> anyhow::Result<String> {
+    let response = pod.in_netns(|| {
+        let mut stream = connect(port)?;
+        let request = format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n");
+        stream.write_all(request.as_bytes())?;
+        // HTTP/1.0: the server closes after the response.
+        let mut response = String::new();
+        stream.read_to_string(&mut response)?;
+        Ok::<_, std::io::Error>(response)
+    })?;
+    let (head, body) = response
+        .split_once("\r\n\r\n")
+        .with_context(|| format!("GET :{port}{path}: no end of headers"))?;
+    let status = head.lines().next().unwrap_or_default();
+    if status.split_whitespace().nth(1) != Some("200") {
+        bail!("GET :{port}{path}: {status:?}");
+    }
+    Ok(body.to_string())
 }
 
 /// Waits until `GET http://127.0.0.1:port{path}` in `pod` answers 200.

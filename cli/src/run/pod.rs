@@ -18,7 +18,8 @@ pub const PROXY_UID: u32 = 2102;
 /// The proxy's admin port (metrics, readiness).
 pub const PROXY_ADMIN_PORT: u16 = 4191;
 
-/// How long a proxy may take to report ready.
+/// How long a proxy may take to report ready (with identity, that includes
+/// getting its first certificate).
 const PROXY_READY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// What a replica runs and how.
@@ -58,6 +59,7 @@ impl Pod {
         name: &str,
         ip: Ipv4Addr,
         logs: &Path,
+        proxy_env: &[(String, String)],
     ) -> anyhow::Result<Pod> {
         let net = PodNetwork {
             netns: cluster.pod_netns(&tpl.namespace, name),
@@ -75,7 +77,7 @@ impl Pod {
                 .context("pod network task")?
                 .with_context(|| format!("creating the network of pod {name}"))?;
         }
-        match Self::start_processes(cluster, tpl, name, ip, logs, &net).await {
+        match Self::start_processes(cluster, tpl, name, ip, logs, &net, proxy_env).await {
             Ok((proxy, app, output_tasks)) => Ok(Pod {
                 name: name.to_string(),
                 net,
@@ -99,6 +101,7 @@ impl Pod {
         ip: Ipv4Addr,
         logs: &Path,
         net: &PodNetwork,
+        proxy_env: &[(String, String)],
     ) -> anyhow::Result<(Child, Child, Vec<tokio::task::JoinHandle<()>>)> {
         let init = Command::new("ip")
             .args(["netns", "exec", &net.netns])
@@ -132,6 +135,7 @@ impl Pod {
             .env("STRAND_PROXY_POD_NAMESPACE", &tpl.namespace)
             .env("STRAND_PROXY_CLUSTER_DOMAIN", &cluster.cluster_domain)
             .envs(tpl.proxy_env.iter().map(|(k, v)| (k, v)))
+            .envs(proxy_env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(proxy_log.try_clone()?)
             .stderr(proxy_log)

@@ -63,6 +63,13 @@ pub trait DiscoverServices: Send + Sync + 'static {
 
     /// The cluster domain, e.g. `cluster.local`.
     fn cluster_domain(&self) -> &str;
+
+    /// The meshed, ready pod at `addr`'s IP (any port), as an endpoint on
+    /// that port: traffic to a pod's own address is mTLS too.
+    fn pod_endpoint(&self, addr: SocketAddr) -> Option<Endpoint> {
+        let _ = addr;
+        None
+    }
 }
 
 // === impl Target ===

@@ -21,7 +21,7 @@ mod meta;
 mod service;
 mod workload;
 
-pub use self::cluster::{CLUSTER_FILE, LocalCluster};
+pub use self::cluster::{CLUSTER_FILE, IDENTITY_DIR, LocalCluster};
 pub use self::discover::{
     DiscoverServices, Endpoint, ServiceKey, ServicePortView, ServiceWatch, Target,
 };

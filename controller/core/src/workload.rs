@@ -158,9 +158,13 @@ impl Pod {
 
     /// The identity the pod's proxy proves, when it is meshed.
     pub fn identity(&self, trust: &TrustDomain) -> Option<IdentityName> {
-        self.status.meshed.then(|| {
-            trust
-                .service_account_identity(&self.spec.service_account_name, &self.metadata.namespace)
-        })
+        self.status.meshed.then(|| self.workload_identity(trust))
+    }
+
+    /// The identity the pod's proxy is certified as, from its service
+    /// account, whether or not it is meshed yet (its proxy asks for a
+    /// certificate before the pod turns meshed and ready).
+    pub fn workload_identity(&self, trust: &TrustDomain) -> IdentityName {
+        trust.service_account_identity(&self.spec.service_account_name, &self.metadata.namespace)
     }
 }

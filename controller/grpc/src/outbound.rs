@@ -35,6 +35,13 @@ pub struct OutboundPolicyService<D: ?Sized> {
 }
 
 /// The policy updates of one watch.
+/// What an outbound target is.
+enum Lookup {
+    Service(ServiceKey, u16),
+    /// A meshed pod's own address.
+    Pod(Box<strand_controller_core::Endpoint>),
+}
+
 struct PolicyUpdates {
     rx: ServiceWatch,
     last: Option<policy::Inputs>,
@@ -48,7 +55,7 @@ impl<D: DiscoverServices + ?Sized> OutboundPolicyService<D> {
     }
 
     /// The service port a request is about, or the status to answer.
-    fn lookup(&self, spec: TrafficSpec) -> Result<(ServiceKey, u16), Status> {
+    fn lookup(&self, spec: TrafficSpec) -> Result<Lookup, Status> {
         let target = match spec.target.ok_or(InvalidTarget::Missing)? {
             traffic_spec::Target::Addr(addr) => {
                 let shown = format!("{addr:?}");
@@ -59,8 +66,14 @@ impl<D: DiscoverServices + ?Sized> OutboundPolicyService<D> {
             }
             traffic_spec::Target::Authority(authority) => parse_authority(&authority)?,
         };
-        match target::resolve(&*self.discover, target.clone()) {
-            Resolved::Service(key, port) => Ok((key, port)),
+        let resolved = target::resolve(&*self.discover, target.clone());
+        if let Resolved::Addr(addr) = resolved
+            && let Some(ep) = self.discover.pod_endpoint(addr)
+        {
+            return Ok(Lookup::Pod(Box::new(ep)));
+        }
+        match resolved {
+            Resolved::Service(key, port) => Ok(Lookup::Service(key, port)),
             other => {
                 tracing::debug!(%target, ?other, "no outbound policy");
                 Err(Status::not_found(format!(
@@ -76,7 +89,10 @@ impl<D: DiscoverServices + ?Sized> OutboundPolicies for OutboundPolicyService<D>
     type WatchStream = ResponseStream<OutboundPolicy>;
 
     async fn get(&self, req: Request<TrafficSpec>) -> Result<Response<OutboundPolicy>, Status> {
-        let (service, port) = self.lookup(req.into_inner())?;
+        let (service, port) = match self.lookup(req.into_inner())? {
+            Lookup::Service(service, port) => (service, port),
+            Lookup::Pod(ep) => return Ok(Response::new(policy::forward(&ep))),
+        };
         let rx = self.discover.watch(&service, port);
         let view = rx.borrow();
         match view.as_deref() {
@@ -91,13 +107,25 @@ impl<D: DiscoverServices + ?Sized> OutboundPolicies for OutboundPolicyService<D>
         &self,
         req: Request<TrafficSpec>,
     ) -> Result<Response<Self::WatchStream>, Status> {
-        let (service, port) = self.lookup(req.into_inner())?;
+        let guard = StreamGuard::new(self.shared.stats.clone(), StreamApi::OutboundWatch);
+        let (service, port) = match self.lookup(req.into_inner())? {
+            Lookup::Service(service, port) => (service, port),
+            Lookup::Pod(ep) => {
+                tracing::debug!(addr = %ep.addr, pod = %ep.pod, "outbound policy Watch of a meshed pod");
+                // A pod's address keeps its policy for the stream's life;
+                // a proxy asks again when it next resolves the address.
+                return Ok(Response::new(stream::serve(
+                    stream::Once::new(policy::forward(&ep)),
+                    guard,
+                    self.shared.shutdown.clone(),
+                )));
+            }
+        };
         tracing::debug!(%service, port, "outbound policy Watch");
         let updates = PolicyUpdates {
             rx: self.discover.watch(&service, port),
             last: None,
         };
-        let guard = StreamGuard::new(self.shared.stats.clone(), StreamApi::OutboundWatch);
         Ok(Response::new(stream::serve(
             updates,
             guard,

@@ -2,11 +2,11 @@
 
 use crate::state::{Dirty, State};
 use crate::watches::Watches;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use strand_controller_core::{
-    DiscoverServices, Pod, Resource, ResourceKey, Service, ServiceKey, ServiceWatch, Target,
-    TrustDomain, Workload,
+    DiscoverServices, Endpoint, Pod, Resource, ResourceKey, Service, ServiceKey, ServiceWatch,
+    Target, TrustDomain, Workload,
 };
 
 /// Services, pods and workloads in memory, with a watch channel per watched
@@ -137,6 +137,10 @@ impl DiscoverServices for Index {
 
     fn cluster_domain(&self) -> &str {
         &self.cluster_domain
+    }
+
+    fn pod_endpoint(&self, addr: SocketAddr) -> Option<Endpoint> {
+        read(&self.state).pod_endpoint(addr, &self.trust)
     }
 }
 

@@ -148,6 +148,19 @@ impl State {
             .collect()
     }
 
+    /// The meshed, ready pod at `addr`'s IP. A scan: asked once per new
+    /// target per proxy, which then caches the answer.
+    pub(crate) fn pod_endpoint(
+        &self,
+        addr: std::net::SocketAddr,
+        trust: &strand_controller_core::TrustDomain,
+    ) -> Option<strand_controller_core::Endpoint> {
+        self.namespaces
+            .values()
+            .flat_map(|ns| ns.pods.values())
+            .find_map(|pod| crate::view::pod_endpoint(pod, addr, trust))
+    }
+
     pub(crate) fn pods(&self) -> Vec<Pod> {
         self.namespaces
             .values()

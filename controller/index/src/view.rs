@@ -73,6 +73,14 @@ fn selected_endpoint(
     endpoint(pod, target, trust)
 }
 
+/// A meshed, ready pod as the endpoint at `addr` (its IP, any port).
+pub(crate) fn pod_endpoint(pod: &Pod, addr: SocketAddr, trust: &TrustDomain) -> Option<Endpoint> {
+    if !is_ready(pod) || !pod.status.meshed || pod.status.pod_ip != Some(addr.ip()) {
+        return None;
+    }
+    endpoint(pod, &TargetPort::Number(addr.port()), trust)
+}
+
 /// `pod` as an endpoint on `target`, if it has an address and the port (a
 /// named target port the pod lacks leaves it out).
 fn endpoint(pod: &Pod, target: &TargetPort, trust: &TrustDomain) -> Option<Endpoint> {

@@ -7,6 +7,7 @@
 //!  GET    /api/v1/{plural}/{ns}/{name}       the document
 //!  DELETE /api/v1/{plural}/{ns}/{name}       the deleted document
 //!  PUT    /api/v1/pods/{ns}/{name}/status    PodStatus -> the pod
+//!  POST   /api/v1/pods/{ns}/{name}/token     {"token", "identity"}: the pod's identity token
 //!  GET    /api/v1/watch                      NDJSON: ADDED..., SYNCED, then changes
 //!  GET    /healthz                           {"status": "ok"} (no token)
 //! ```
@@ -26,9 +27,11 @@ use tokio_util::task::TaskTracker;
 use crate::store::Store;
 
 mod error;
+mod mint;
 mod routes;
 mod token;
 
+pub use self::mint::{PodToken, PodTokenMinter};
 pub use self::token::{AdminToken, TOKEN_FILE, TokenError};
 
 /// Largest accepted apply body. Manifests of thousands of services fit;
@@ -72,6 +75,8 @@ pub enum BindError {
 struct Ctx {
     store: Store,
     token: AdminToken,
+    /// Mints pods' identity tokens; `None` when identity is off.
+    minter: Option<Arc<dyn PodTokenMinter>>,
     /// Cancelled at shutdown; ends watch streams.
     shutdown: CancellationToken,
 }
@@ -105,6 +110,7 @@ impl ApiServer {
             ctx: Arc::new(Ctx {
                 store,
                 token,
+                minter: None,
                 shutdown: CancellationToken::new(),
             }),
         })
@@ -112,6 +118,14 @@ impl ApiServer {
 
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// Serves `POST /api/v1/pods/{ns}/{name}/token` with `minter`.
+    pub fn with_token_minter(mut self, minter: Arc<dyn PodTokenMinter>) -> ApiServer {
+        Arc::get_mut(&mut self.ctx)
+            .expect("the context is shared only once the server runs")
+            .minter = Some(minter);
+        self
     }
 
     /// Serves until `shutdown` is cancelled, then stops accepting, ends

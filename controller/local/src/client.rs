@@ -16,7 +16,7 @@ use std::time::Duration;
 use strand_controller_core::{Kind, ManifestError, Pod, PodStatus, Resource, parse_resource_json};
 use tokio::net::TcpStream;
 
-use crate::api::{AdminToken, TOKEN_FILE, TokenError};
+use crate::api::{AdminToken, PodToken, TOKEN_FILE, TokenError};
 use crate::store::{Applied, WatchEvent};
 
 /// Loopback answers in microseconds; a few seconds means nobody listens.
@@ -146,6 +146,15 @@ impl ApiClient {
                 other.kind()
             ))),
         }
+    }
+
+    /// The pod's identity token, for its proxy to present to the identity
+    /// service. `NotFound` when the pod does not exist.
+    pub async fn pod_token(&self, ns: &str, name: &str) -> Result<PodToken, ClientError> {
+        let path = format!("/api/v1/pods/{ns}/{name}/token");
+        let v = self.call(Method::POST, &path, None).await?;
+        serde_json::from_value(v)
+            .map_err(|e| ClientError::Protocol(format!("bad token answer: {e}")))
     }
 
     /// Every resource as `ADDED`, then `SYNCED`, then changes as they

@@ -22,7 +22,10 @@ mod store;
 #[cfg(test)]
 mod test_support;
 
-pub use self::api::{AdminToken, ApiServer, BindError, MAX_BODY_BYTES, TOKEN_FILE, TokenError};
+pub use self::api::{
+    AdminToken, ApiServer, BindError, MAX_BODY_BYTES, PodToken, PodTokenMinter, TOKEN_FILE,
+    TokenError,
+};
 pub use self::client::{ApiClient, ClientError};
 pub use self::config::{
     Cidr, CidrError, DEFAULT_API_ADDR, DEFAULT_POD_CIDR, DEFAULT_SERVICE_CIDR, StoreConfig,

@@ -149,7 +149,10 @@ impl Target {
     fn is_expired(self: &Arc<Self>, now: Instant, idle_timeout: Duration) -> bool {
         let refusal_expired = matches!(
             *self.state.borrow(),
-            State::Forward { expires: Some(expires) } if now >= expires
+            State::Forward {
+                expires: Some(expires),
+                ..
+            } if now >= expires
         );
         if refusal_expired {
             return true;

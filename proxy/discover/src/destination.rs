@@ -129,7 +129,7 @@ pub(crate) fn socket_addr(addr: TcpAddress) -> Option<SocketAddr> {
     Some(SocketAddr::new(ip, port))
 }
 
-fn endpoint(
+pub(crate) fn endpoint(
     addr: WeightedAddr,
     set_labels: &HashMap<String, String>,
 ) -> Option<(SocketAddr, EndpointMeta)> {

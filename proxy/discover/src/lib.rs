@@ -77,6 +77,9 @@ pub struct Discovery {
 pub enum Resolution {
     /// Not a mesh service: connect to the original destination as is.
     Forward,
+    /// Not a service but a meshed workload's address: connect to the
+    /// original destination, with the endpoint's identity (mTLS).
+    Endpoint(Arc<EndpointMeta>),
     /// A service: balance over its endpoints.
     Service(Arc<Service>),
 }
@@ -280,7 +283,11 @@ async fn answer(target: &Arc<Target>) -> Option<Result<Resolution, DiscoveryErro
         let current = state.borrow_and_update().clone();
         match current {
             State::Pending => state.changed().await.ok()?,
-            State::Forward { .. } => return Some(Ok(Resolution::Forward)),
+            State::Forward {
+                endpoint: Some(meta),
+                ..
+            } => return Some(Ok(Resolution::Endpoint(meta))),
+            State::Forward { endpoint: None, .. } => return Some(Ok(Resolution::Forward)),
             State::Invalid(reason) => {
                 let target = target.key().to_string();
                 return Some(Err(DiscoveryError::InvalidPolicy { target, reason }));

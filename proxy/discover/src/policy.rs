@@ -19,6 +19,7 @@ use tonic::transport::Channel;
 use tonic::{Code, Status};
 
 use crate::cache::{Key, TaskGuard};
+use crate::destination::EndpointMeta;
 use crate::reconnect::{Backoff, Outage};
 use crate::{Ctx, Endpoints, destination};
 
@@ -38,8 +39,9 @@ pub enum Protocol {
 /// What one policy says about a target.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Decision {
-    /// Connect to the original destination.
-    Forward,
+    /// Connect to the original destination; with what the control plane
+    /// says about it when it is a meshed workload (identity, H2 hint).
+    Forward(Option<Arc<EndpointMeta>>),
     /// Balance over the endpoints of `Destination/Get{path}`.
     Balance { path: String, protocol: Protocol },
     /// An answer this proxy cannot act on.
@@ -53,8 +55,12 @@ pub(crate) enum State {
     Pending,
     /// Not a service. `expires` is set when the control plane refused the
     /// target (`NotFound` & co.): that answer has no stream to update it,
-    /// so it is asked again after a while.
-    Forward { expires: Option<Instant> },
+    /// so it is asked again after a while. `endpoint` describes a meshed
+    /// workload at the address.
+    Forward {
+        expires: Option<Instant>,
+        endpoint: Option<Arc<EndpointMeta>>,
+    },
     /// A service: the channels its [`crate::Service`] handles read.
     Service {
         name: Arc<str>,
@@ -111,7 +117,10 @@ pub(crate) async fn watch(ctx: Ctx, key: Key, state: watch::Sender<State>, forwa
                 tracing::debug!(dst = %watch.key, %status, "not a mesh target");
                 watch.balancing = None;
                 let expires = Some(Instant::now() + forward_ttl);
-                watch.state.send_replace(State::Forward { expires });
+                watch.state.send_replace(State::Forward {
+                    expires,
+                    endpoint: None,
+                });
                 watch.outage.recovered();
                 return;
             }
@@ -203,7 +212,17 @@ pub(crate) fn classify(policy: &OutboundPolicy) -> Decision {
         _ => None,
     });
     let Some(balancer) = balancer else {
-        return Decision::Forward;
+        let endpoint = route.backends.iter().find_map(|b| match &b.kind {
+            // Only a meshed workload's address says anything the proxy
+            // acts on (its identity).
+            Some(backend::Kind::Forward(addr)) => {
+                destination::endpoint(addr.clone(), &Default::default())
+                    .filter(|(_, m)| m.identity.is_some())
+                    .map(|(_, m)| Arc::new(m))
+            }
+            _ => None,
+        });
+        return Decision::Forward(endpoint);
     };
     match balancer.discovery.as_ref().and_then(|d| d.kind.as_ref()) {
         Some(backend::endpoint_discovery::Kind::Dst(dst)) if !dst.path.is_empty() => {
@@ -247,9 +266,12 @@ impl PolicyWatch {
 
     fn apply(&mut self, decision: Decision) {
         match decision {
-            Decision::Forward => {
+            Decision::Forward(endpoint) => {
                 self.balancing = None;
-                self.state.send_replace(State::Forward { expires: None });
+                self.state.send_replace(State::Forward {
+                    expires: None,
+                    endpoint,
+                });
             }
             Decision::Balance { path, protocol } => {
                 self.protocol

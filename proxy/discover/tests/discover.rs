@@ -54,7 +54,7 @@ async fn resolved(resolving: JoinHandle<Result<Resolution, DiscoveryError>>) -> 
 fn service(resolution: Resolution) -> Arc<Service> {
     match resolution {
         Resolution::Service(svc) => svc,
-        Resolution::Forward => panic!("expected a service, got Forward"),
+        other => panic!("expected a service, got {other:?}"),
     }
 }
 
@@ -235,6 +235,25 @@ async fn a_forward_backend_forwards_until_the_policy_says_otherwise() {
     assert_eq!(keys(&svc.endpoints.borrow()), [sa("10.0.0.1:8080")]);
     assert_eq!(cp.count(|s| &s.watch_calls), 1);
     cp.assert_no_more_calls();
+}
+
+#[tokio::test]
+async fn a_meshed_pod_address_forwards_with_its_identity() {
+    let mut cp = ControlPlane::start().await;
+    let d = Discovery::new(config(cp.addr));
+    let target = sa("10.42.0.7:8080");
+    let resolving = spawn_resolve(&d, target);
+    let mut watch = cp.next_watch().await;
+    let id = "web.default.serviceaccount.identity.linkerd.cluster.local";
+    watch.send(meshed_forward_policy(target, id));
+    match resolved(resolving).await {
+        Resolution::Endpoint(meta) => {
+            assert_eq!(meta.identity.as_deref(), Some(id));
+            assert!(meta.http2);
+        }
+        other => panic!("expected a meshed endpoint, got {other:?}"),
+    }
+    assert_eq!(cp.count(|s| &s.get_calls), 0);
 }
 
 #[tokio::test]

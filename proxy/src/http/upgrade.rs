@@ -29,12 +29,14 @@ pub fn is_upgrade<B>(req: &Request<B>) -> bool {
 pub async fn forward(
     fwd: &Forward,
     mut req: Request<Incoming>,
+    tls: &mut crate::metrics::Tls,
 ) -> Result<Response<Incoming>, ProxyError> {
-    let addr = fwd.tunnel_target()?;
+    let (addr, endpoint_tls) = fwd.tunnel_target()?;
+    *tls = endpoint_tls;
     let is_connect = req.method() == Method::CONNECT;
     let downstream = hyper::upgrade::on(&mut req);
     headers::strip_hop_by_hop(req.headers_mut(), !is_connect);
-    let mut tx = fwd.client.h1_upgradable(addr, &fwd.tls).await?;
+    let mut tx = fwd.client.h1_upgradable(addr, tls).await?;
     let mut rsp = tx
         .send_request(req)
         .await

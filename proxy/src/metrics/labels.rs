@@ -30,6 +30,8 @@ pub enum NoTlsReason {
     NotProvidedByServiceDiscovery,
     /// Traffic to or from loopback.
     Loopback,
+    /// Outbound to a meshed endpoint, but this proxy has no identity.
+    Disabled,
 }
 
 /// The `tls` label and its companions.
@@ -38,6 +40,18 @@ pub enum Tls {
     NoIdentity(NoTlsReason),
     /// A TLS stream the proxy passed through without terminating it.
     Opaque,
+    /// Mesh TLS: the peer's identity (`client_id` inbound, `server_id`
+    /// outbound).
+    Established(PeerId),
+}
+
+/// Who is at the other end of a mesh TLS connection.
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
+pub enum PeerId {
+    /// Inbound: the client's identity, when it presented a certificate.
+    Client(Option<Arc<str>>),
+    /// Outbound: the identity the server proved.
+    Server(Arc<str>),
 }
 
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
@@ -101,6 +115,14 @@ impl Direction {
 // === impl Tls ===
 
 impl Tls {
+    /// The identity an outbound connection must verify, if any.
+    pub fn server_id(&self) -> Option<&Arc<str>> {
+        match self {
+            Tls::Established(PeerId::Server(id)) => Some(id),
+            _ => None,
+        }
+    }
+
     fn encode(&self, enc: &mut LabelSetEncoder<'_>) -> fmt::Result {
         match self {
             Tls::NoIdentity(reason) => {
@@ -111,10 +133,19 @@ impl Tls {
                         "not_provided_by_service_discovery"
                     }
                     NoTlsReason::Loopback => "loopback",
+                    NoTlsReason::Disabled => "disabled",
                 };
                 label(enc, "no_tls_reason", r)
             }
             Tls::Opaque => label(enc, "tls", "opaque"),
+            Tls::Established(peer) => {
+                label(enc, "tls", "true")?;
+                match peer {
+                    PeerId::Client(Some(id)) => label(enc, "client_id", id),
+                    PeerId::Client(None) => Ok(()),
+                    PeerId::Server(id) => label(enc, "server_id", id),
+                }
+            }
         }
     }
 }

@@ -8,7 +8,7 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use strand_testkit::apps::{grpc, http, http_client, print_summary, tcp, tls, ws};
+use strand_testkit::apps::{certify, grpc, http, http_client, print_summary, tcp, tls, ws};
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser, Debug)]
@@ -48,6 +48,8 @@ enum Command {
     Tls(tls::TlsArgs),
     /// TLS client that verifies the server against a CA file.
     TlsClient(tls::TlsClientArgs),
+    /// One Identity/Certify call over TLS (optionally malformed); prints the outcome.
+    Certify(certify::CertifyArgs),
 }
 
 fn main() -> ExitCode {
@@ -86,6 +88,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::BannerClient(args) => print_summary(&tcp::banner_client(&args).await?),
         Command::Tls(args) => tls::main(args).await,
         Command::TlsClient(args) => print_summary(&tls::client(&args).await?),
+        Command::Certify(args) => print_summary(&certify::run(&args).await?),
     }
 }
 
@@ -119,7 +122,8 @@ mod tests {
                 "banner",
                 "banner-client",
                 "tls",
-                "tls-client"
+                "tls-client",
+                "certify"
             ]
         );
     }

@@ -4,14 +4,16 @@
 //! endpoints (`Destination/Get` on `<fqdn>:<port>`).
 
 use crate::convert::{self, Protocol};
+use crate::destination::endpoints::weighted_addr;
 use linkerd2_proxy_api::grpc_route::GrpcRouteMatch;
 use linkerd2_proxy_api::http_route::{HttpRouteMatch, PathMatch, path_match};
+use linkerd2_proxy_api::meta::Metadata;
 use linkerd2_proxy_api::outbound::{
     Backend, GrpcRoute, HttpRoute, OpaqueRoute, OutboundPolicy, ProxyProtocol, Queue, backend,
     grpc_route, http_route, opaque_route, proxy_protocol,
 };
 use std::time::Duration;
-use strand_controller_core::ServiceKey;
+use strand_controller_core::{Endpoint, ServiceKey};
 
 /// Linkerd's protocol detection timeout: a client that has sent nothing by
 /// then is proxied as opaque.
@@ -40,8 +42,34 @@ pub(crate) struct Inputs {
 
 /// The policy for a service port.
 pub(crate) fn build(inputs: &Inputs) -> OutboundPolicy {
-    let backend = balancer(inputs);
-    let kind = match inputs.protocol {
+    with_backend(
+        inputs.protocol,
+        balancer(inputs),
+        convert::service_metadata(&inputs.service, inputs.port),
+    )
+}
+
+/// The policy for a meshed pod's own address: detect the protocol and
+/// forward to the address, whose identity (and H2 hint) the backend
+/// carries so that the client proxy uses mTLS, as for a service endpoint.
+pub(crate) fn forward(ep: &Endpoint) -> OutboundPolicy {
+    let backend = Backend {
+        metadata: Some(convert::default_metadata("forward")),
+        queue: Some(Queue {
+            capacity: QUEUE_CAPACITY,
+            failfast_timeout: convert::duration(QUEUE_FAILFAST),
+        }),
+        kind: Some(backend::Kind::Forward(weighted_addr(ep))),
+    };
+    with_backend(
+        Protocol::Detect,
+        backend,
+        convert::default_metadata("forward"),
+    )
+}
+
+fn with_backend(protocol: Protocol, backend: Backend, metadata: Metadata) -> OutboundPolicy {
+    let kind = match protocol {
         Protocol::Opaque => proxy_protocol::Kind::Opaque(opaque(&backend)),
         Protocol::Http1 => proxy_protocol::Kind::Http1(proxy_protocol::Http1 {
             routes: vec![http(&backend)],
@@ -71,7 +99,7 @@ pub(crate) fn build(inputs: &Inputs) -> OutboundPolicy {
     };
     OutboundPolicy {
         protocol: Some(ProxyProtocol { kind: Some(kind) }),
-        metadata: Some(convert::service_metadata(&inputs.service, inputs.port)),
+        metadata: Some(metadata),
     }
 }
 

@@ -123,7 +123,8 @@ async fn outbound_not_found_for_what_is_not_a_service() {
     let server = TestServer::start(fake).await;
     let mut client = OutboundPoliciesClient::new(server.channel().await);
     let cases = [
-        (by_addr("10.1.0.1:8080"), Code::NotFound),
+        // An address that is neither a service nor a meshed pod.
+        (by_addr("10.1.9.9:8080"), Code::NotFound),
         (by_addr("10.96.0.10:81"), Code::NotFound),
         (by_authority("example.com:443"), Code::NotFound),
         (
@@ -138,6 +139,47 @@ async fn outbound_not_found_for_what_is_not_a_service() {
         let status = client.get(spec.clone()).await.expect_err("no policy");
         assert_eq!(status.code(), code, "{spec:?}: {status}");
     }
+}
+
+#[tokio::test]
+async fn a_meshed_pod_address_forwards_with_its_identity() {
+    let fake = Arc::new(FakeDiscover::default());
+    fake.publish(view([endpoint(1, true), endpoint(2, false)]));
+    let server = TestServer::start(fake).await;
+    let mut client = OutboundPoliciesClient::new(server.channel().await);
+    // Any port of the meshed pod.
+    let mut stream = client
+        .watch(by_addr("10.1.0.1:9999"))
+        .await
+        .expect("a policy")
+        .into_inner();
+    let policy = next(&mut stream).await;
+    let Some(proxy_protocol::Kind::Detect(detect)) = policy.protocol.and_then(|p| p.kind) else {
+        panic!("Detect expected");
+    };
+    let rule = &detect.http1.expect("http1").routes[0].rules[0];
+    let Some(http_route::distribution::Kind::FirstAvailable(first)) =
+        rule.backends.clone().and_then(|d| d.kind)
+    else {
+        panic!("first-available backends");
+    };
+    let Some(backend::Kind::Forward(addr)) = first.backends[0].backend.clone().and_then(|b| b.kind)
+    else {
+        panic!("a forward backend");
+    };
+    assert_eq!(
+        SocketAddr::try_from(addr.addr.expect("addr")).expect("valid"),
+        "10.1.0.1:9999".parse::<SocketAddr>().expect("addr")
+    );
+    let id = addr.tls_identity.expect("identity");
+    assert!(format!("{id:?}").contains(crate::support::identity().as_str()));
+    assert!(addr.protocol_hint.is_some(), "H2 hint");
+    // The unmeshed pod's address is not a mesh target.
+    let status = client
+        .watch(by_addr("10.1.0.2:8080"))
+        .await
+        .expect_err("no policy");
+    assert_eq!(status.code(), Code::NotFound);
 }
 
 #[tokio::test]

@@ -121,6 +121,20 @@ impl DiscoverServices for FakeDiscover {
     fn cluster_domain(&self) -> &str {
         "cluster.local"
     }
+
+    /// A meshed endpoint of any published view at `addr`'s IP.
+    fn pod_endpoint(&self, addr: SocketAddr) -> Option<Endpoint> {
+        let ports = self.ports.lock().expect("not poisoned");
+        ports.values().find_map(|slot| {
+            let view = slot.borrow();
+            let ep = view
+                .as_ref()?
+                .endpoints
+                .values()
+                .find(|e| e.addr.ip() == addr.ip() && e.identity.is_some())?;
+            Some(Endpoint { addr, ..ep.clone() })
+        })
+    }
 }
 
 // === impl TestServer ===

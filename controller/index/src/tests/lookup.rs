@@ -117,3 +117,27 @@ fn resolve_name_gives_the_virtual_ip_or_ready_pod_ips() {
     assert_eq!(view.cluster_ip, None);
     assert_eq!(view.endpoints.len(), 2);
 }
+
+#[test]
+fn a_meshed_ready_pod_is_found_by_its_address_on_any_port() {
+    let index = index();
+    let mut meshed = pod("web-1", "web", "10.42.0.5");
+    meshed.status.meshed = true;
+    index.apply(Resource::Pod(meshed.clone()));
+    index.apply(Resource::Pod(pod("plain-1", "plain", "10.42.0.6")));
+    let ep = index
+        .pod_endpoint(addr("10.42.0.5:7000"))
+        .expect("meshed pod");
+    assert_eq!(ep.addr, addr("10.42.0.5:7000"));
+    assert_eq!(ep.pod, "web-1");
+    assert_eq!(
+        ep.identity.map(|i| i.to_string()).as_deref(),
+        Some("web-sa.shop.serviceaccount.identity.linkerd.cluster.local")
+    );
+    // Unmeshed, not ready, or nobody there: not a mesh endpoint.
+    assert!(index.pod_endpoint(addr("10.42.0.6:8080")).is_none());
+    assert!(index.pod_endpoint(addr("10.42.0.7:8080")).is_none());
+    meshed.status.ready = false;
+    index.apply(Resource::Pod(meshed));
+    assert!(index.pod_endpoint(addr("10.42.0.5:7000")).is_none());
+}

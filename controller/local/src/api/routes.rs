@@ -82,6 +82,10 @@ impl Ctx {
                 Method::PUT => self.update_pod_status(ns, name, req).await,
                 _ => Err(ApiError::method_not_allowed("PUT")),
             },
+            [plural, ns, name, "token"] if parse_kind(plural)? == Kind::Pod => match method {
+                Method::POST => self.pod_token(ns, name),
+                _ => Err(ApiError::method_not_allowed("POST")),
+            },
             _ => Err(not_found_path(&path)),
         }
     }
@@ -145,6 +149,34 @@ impl Ctx {
         let pod = self.store.update_pod_status(ns, name, status).await?;
         let doc = strand_controller_core::Resource::Pod(pod).to_json();
         Ok(json_response(StatusCode::OK, &doc))
+    }
+
+    /// An identity token for an existing pod that has an address.
+    fn pod_token(&self, ns: &str, name: &str) -> Result<Response<Body>> {
+        let Some(minter) = &self.minter else {
+            return Err(ApiError::new(
+                StatusCode::NOT_IMPLEMENTED,
+                "this control plane does not mint identity tokens (it serves no identity service)",
+            ));
+        };
+        let Some(strand_controller_core::Resource::Pod(pod)) = self.store.get(Kind::Pod, ns, name)
+        else {
+            return Err(ApiError::not_found(format!("pod {ns}/{name} not found")));
+        };
+        if pod.status.pod_ip.is_none() {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                format!("pod {ns}/{name} has no address yet; a token is bound to one"),
+            ));
+        }
+        let minted = minter.mint(&pod).map_err(|e| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("cannot mint a token for pod {ns}/{name}: {e}"),
+            )
+        })?;
+        let body = serde_json::to_value(&minted).expect("tokens always serialize");
+        Ok(json_response(StatusCode::OK, &body))
     }
 
     /// Newline-delimited JSON events until the client goes or the server

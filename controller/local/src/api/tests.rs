@@ -472,3 +472,84 @@ fn a_group_readable_token_file_is_refused() {
         "{msg}"
     );
 }
+
+/// Mints `token-for-<ns>/<name>@<ip>`.
+struct FakeMinter;
+
+impl PodTokenMinter for FakeMinter {
+    fn mint(&self, pod: &strand_controller_core::Pod) -> Result<PodToken, String> {
+        let ip = pod.status.pod_ip.ok_or("no ip")?;
+        Ok(PodToken {
+            token: format!(
+                "token-for-{}/{}@{ip}",
+                pod.metadata.namespace, pod.metadata.name
+            ),
+            identity: format!(
+                "{}.{}",
+                pod.spec.service_account_name, pod.metadata.namespace
+            ),
+        })
+    }
+}
+
+#[tokio::test]
+async fn pod_tokens_are_minted_for_existing_pods() {
+    let dir = TempDir::new("api-token");
+    let config = dir.config();
+    let store = Store::open(config.clone()).await.expect("open store");
+    let token = AdminToken::load_or_create(&config.state_dir).expect("token");
+    let server = ApiServer::bind("127.0.0.1:0".parse().expect("addr"), store.clone(), token)
+        .await
+        .expect("bind")
+        .with_token_minter(Arc::new(FakeMinter));
+    let addr = server.local_addr();
+    let shutdown = CancellationToken::new();
+    let running = tokio::spawn(server.run(shutdown.clone()));
+    let client = ApiClient::from_state_dir(&config.state_dir, addr).expect("client");
+
+    let pod = "apiVersion: local.strand.io/v1alpha1\nkind: Pod\nmetadata: {name: web-1, namespace: shop}\nspec: {workload: web, serviceAccountName: web}\n";
+    client.apply(pod).await.expect("apply");
+    let Some(Resource::Pod(p)) = store.get(Kind::Pod, "shop", "web-1") else {
+        panic!("pod stored");
+    };
+    let ip = p.status.pod_ip.expect("an address");
+    let minted = client.pod_token("shop", "web-1").await.expect("token");
+    assert_eq!(minted.token, format!("token-for-shop/web-1@{ip}"));
+    assert_eq!(minted.identity, "web.shop");
+
+    let err = client.pod_token("shop", "nope").await.expect_err("no pod");
+    assert!(
+        matches!(&err, ClientError::NotFound(m) if m.contains("shop/nope")),
+        "{err:?}"
+    );
+    let err = ApiClient::connect(addr, AdminToken::parse(&"ab".repeat(32)).expect("token"))
+        .pod_token("shop", "web-1")
+        .await
+        .expect_err("needs the admin token");
+    assert!(matches!(err, ClientError::Unauthorized), "{err:?}");
+    shutdown.cancel();
+    running.await.expect("stopped");
+}
+
+#[tokio::test]
+async fn pod_tokens_need_a_minter() {
+    let h = Harness::start().await;
+    let client = h.client();
+    let pod = "apiVersion: local.strand.io/v1alpha1\nkind: Pod\nmetadata: {name: web-1, namespace: shop}\nspec: {workload: web}\n";
+    client.apply(pod).await.expect("apply");
+    let err = client.pod_token("shop", "web-1").await.expect_err("off");
+    assert!(
+        matches!(&err, ClientError::Api { status, message } if *status == StatusCode::NOT_IMPLEMENTED && message.contains("identity")),
+        "{err:?}"
+    );
+    let (status, headers, _) = h
+        .raw(
+            Method::GET,
+            "/api/v1/pods/shop/web-1/token",
+            Some(h.token.bearer()),
+            "",
+        )
+        .await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(headers[header::ALLOW], "POST");
+}

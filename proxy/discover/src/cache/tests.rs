@@ -123,7 +123,10 @@ async fn refusals_expire_even_while_held() {
     let (targets, _shutdown) = targets();
     let held = targets.get(key(3));
     let expires = Some(Instant::now() + IDLE);
-    held.state.send_replace(State::Forward { expires });
+    held.state.send_replace(State::Forward {
+        expires,
+        endpoint: None,
+    });
 
     tokio::time::advance(IDLE / 2).await;
     targets.evict_expired();
@@ -138,7 +141,10 @@ async fn refusals_expire_even_while_held() {
 
     // A forward from a live policy stream has no lifetime.
     let live = targets.get(key(4));
-    live.state.send_replace(State::Forward { expires: None });
+    live.state.send_replace(State::Forward {
+        expires: None,
+        endpoint: None,
+    });
     tokio::time::advance(IDLE * 2).await;
     targets.evict_expired();
     assert_eq!(targets.len(), 1);

@@ -193,7 +193,7 @@ fn classify_table() {
         (
             "http1 forward backend",
             policy(http1(vec![http(true, vec![forward()])])),
-            Decision::Forward,
+            Decision::Forward(None),
         ),
         (
             "a balancer wins over a forward in the same route",
@@ -215,7 +215,7 @@ fn classify_table() {
                 http(false, vec![forward()]),
                 http(false, vec![balancer(API)]),
             ])),
-            Decision::Forward,
+            Decision::Forward(None),
         ),
         (
             "http2",

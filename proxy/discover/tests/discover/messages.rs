@@ -194,3 +194,24 @@ pub fn no_endpoints(exists: bool) -> Update {
         update: Some(update::Update::NoEndpoints(NoEndpoints { exists })),
     }
 }
+
+/// The policy of a meshed pod's address: forward, with its identity and
+/// the H2 hint.
+pub fn meshed_forward_policy(addr: SocketAddr, identity: &str) -> OutboundPolicy {
+    use linkerd2_proxy_api::destination::{ProtocolHint, TlsIdentity, protocol_hint, tls_identity};
+    let mut backend = forward(addr);
+    if let Some(backend::Kind::Forward(wa)) = &mut backend.kind {
+        let name = tls_identity::DnsLikeIdentity {
+            name: identity.to_string(),
+        };
+        wa.tls_identity = Some(TlsIdentity {
+            strategy: Some(tls_identity::Strategy::DnsLikeIdentity(name.clone())),
+            server_name: Some(name),
+        });
+        wa.protocol_hint = Some(ProtocolHint {
+            protocol: Some(protocol_hint::Protocol::H2(protocol_hint::H2 {})),
+            opaque_transport: None,
+        });
+    }
+    policy(detect(backend))
+}
