@@ -730,3 +730,73 @@ async fn a_proxy_without_identity_still_carries_http1_over_http2_to_meshed_endpo
         "{out}"
     );
 }
+
+/// An HTTP/2 app answering 200 to everything.
+async fn h2_app() -> SocketAddr {
+    serve(|tcp| async move {
+        let svc = hyper::service::service_fn(|_req: Request<Incoming>| async move {
+            Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"ok"))))
+        });
+        let _ = hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+            .serve_connection(TokioIo::new(tcp), svc)
+            .await;
+    })
+    .await
+}
+
+/// 1,000 concurrent streams from 20 client connections, all on the one
+/// mTLS connection between the proxies: none fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_concurrent_http2_streams_share_the_mtls_connection() {
+    let cp = ControlPlane::start(Duration::from_secs(3600)).await;
+    let app = h2_app().await;
+    let server = ready_proxy(&cp, "web", app).await;
+    cp.add_service("web", "10.96.4.1", server.inbound.port(), "web");
+    let client = ready_proxy(&cp, "vote-bot", "10.96.4.1:80".parse().unwrap()).await;
+    let mut tasks = Vec::new();
+    for _ in 0..20 {
+        let tcp = tokio::net::TcpStream::connect(client.outbound)
+            .await
+            .unwrap();
+        let (tx, conn) = hyper::client::conn::http2::handshake(
+            hyper_util::rt::TokioExecutor::new(),
+            TokioIo::new(tcp),
+        )
+        .await
+        .unwrap();
+        tokio::spawn(conn);
+        for _ in 0..50 {
+            let mut tx = tx.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut failures = Vec::new();
+                for _ in 0..5 {
+                    let req = Request::get("http://web.default.svc.cluster.local/")
+                        .body(Full::new(Bytes::new()))
+                        .unwrap();
+                    match tx.send_request(req).await {
+                        Ok(rsp) if rsp.status() == 200 => {
+                            let _ = rsp.into_body().collect().await;
+                        }
+                        Ok(rsp) => failures.push(format!(
+                            "{} {:?}",
+                            rsp.status(),
+                            rsp.headers().get("l5d-proxy-error")
+                        )),
+                        Err(e) => failures.push(format!("client: {e}")),
+                    }
+                }
+                failures
+            }));
+        }
+    }
+    let mut failures = Vec::new();
+    for t in tasks {
+        failures.extend(t.await.unwrap());
+    }
+    assert!(
+        failures.is_empty(),
+        "{} failed: {:?}",
+        failures.len(),
+        &failures[..failures.len().min(5)]
+    );
+}

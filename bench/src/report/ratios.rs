@@ -217,8 +217,8 @@ impl Ratios {
         } else {
             let _ = writeln!(
                 out,
-                "  mTLS cost, {PAIR_MTLS} / {PAIR_DISC} (the same proxy pair and discovery; with \
-                 mTLS, HTTP/1.1 crosses as HTTP/2 on one connection):"
+                "  mTLS cost, {PAIR_MTLS} / {PAIR_DISC} (the same proxy pair, discovery and \
+                 protocols, HTTP/1.1 crossing as HTTP/2 in both; only TLS differs):"
             );
             let at_rate = format!("at {} rps", self.rate);
             let lines: [(String, Metric, Option<f64>); 3] = [
