@@ -252,15 +252,7 @@ impl HttpClient {
 
     /// A new HTTP/1 connection to `addr` for the caller's task to drive.
     async fn h1_connect(&self, addr: SocketAddr, tls: &Tls) -> Result<H1Conn, ProxyError> {
-        let (io, metrics) = self.connector.connect(addr, tls.clone()).await?;
-        let (tx, conn) = http1::Builder::new()
-            .handshake(TokioIo::new(io))
-            .await
-            .map_err(|source| ProxyError::Handshake {
-                addr,
-                version: 1,
-                source,
-            })?;
+        let (tx, conn, metrics) = self.h1_handshake(addr, tls.clone()).await?;
         let conn = Box::pin(H1Driver {
             conn,
             addr,
@@ -273,6 +265,24 @@ impl HttpClient {
             used: Instant::now(),
             done: false,
         })
+    }
+
+    /// Connects to `addr` and makes an HTTP/1 client connection on it.
+    async fn h1_handshake(
+        &self,
+        addr: SocketAddr,
+        tls: Tls,
+    ) -> Result<(http1::SendRequest<Incoming>, H1Connection, TcpConn), ProxyError> {
+        let (io, metrics) = self.connector.connect(addr, tls).await?;
+        let (tx, conn) = http1::Builder::new()
+            .handshake(TokioIo::new(io))
+            .await
+            .map_err(|source| ProxyError::Handshake {
+                addr,
+                version: 1,
+                source,
+            })?;
+        Ok((tx, conn, metrics))
     }
 
     /// Keeps a connection for the next client connection to its target if
@@ -361,33 +371,10 @@ impl HttpClient {
         addr: SocketAddr,
         tls: &Tls,
     ) -> Result<http1::SendRequest<Incoming>, ProxyError> {
-        self.connect_h1(addr, tls.clone(), true).await
-    }
-
-    async fn connect_h1(
-        &self,
-        addr: SocketAddr,
-        tls: Tls,
-        upgrades: bool,
-    ) -> Result<http1::SendRequest<Incoming>, ProxyError> {
-        let (io, conn) = self.connector.connect(addr, tls).await?;
-        let (tx, c) = http1::Builder::new()
-            .handshake(TokioIo::new(io))
-            .await
-            .map_err(|source| ProxyError::Handshake {
-                addr,
-                version: 1,
-                source,
-            })?;
+        let (tx, c, mut metrics) = self.h1_handshake(addr, tls.clone()).await?;
         tokio::spawn(async move {
-            let mut conn = conn;
-            let res = if upgrades {
-                c.with_upgrades().await
-            } else {
-                c.await
-            };
-            if let Err(e) = res {
-                conn.set_failed();
+            if let Err(e) = c.with_upgrades().await {
+                metrics.set_failed();
                 tracing::debug!(%addr, error = %e, "upstream HTTP/1 connection failed");
             }
         });

@@ -800,3 +800,76 @@ async fn many_concurrent_http2_streams_share_the_mtls_connection() {
         &failures[..failures.len().min(5)]
     );
 }
+
+/// An HTTP/1 app that answers an `Upgrade` with 101 and then echoes bytes.
+async fn upgrade_echo_app() -> SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    serve(|tcp| async move {
+        let svc = hyper::service::service_fn(|mut req: Request<Incoming>| async move {
+            let upgrade = hyper::upgrade::on(&mut req);
+            tokio::spawn(async move {
+                if let Ok(up) = upgrade.await {
+                    let mut io = TokioIo::new(up);
+                    let mut buf = [0u8; 1024];
+                    while let Ok(n) = io.read(&mut buf).await {
+                        if n == 0 || io.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                    }
+                }
+            });
+            let mut rsp = Response::new(Full::new(Bytes::new()));
+            *rsp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+            rsp.headers_mut()
+                .insert("connection", "upgrade".parse().unwrap());
+            rsp.headers_mut()
+                .insert("upgrade", "test-echo".parse().unwrap());
+            Ok::<_, Infallible>(rsp)
+        });
+        let _ = hyper::server::conn::http1::Builder::new()
+            .serve_connection(TokioIo::new(tcp), svc)
+            .with_upgrades()
+            .await;
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upgrade_tunnels_over_mtls() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let cp = ControlPlane::start(Duration::from_secs(3600)).await;
+    let app = upgrade_echo_app().await;
+    let server = ready_proxy(&cp, "ws", app).await;
+    cp.add_service("ws", "10.96.5.1", server.inbound.port(), "ws");
+    let client = ready_proxy(&cp, "vote-bot", "10.96.5.1:80".parse().unwrap()).await;
+    let tcp = tokio::net::TcpStream::connect(client.outbound)
+        .await
+        .unwrap();
+    let (mut tx, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+        .await
+        .unwrap();
+    tokio::spawn(conn.with_upgrades());
+    let req = Request::get("/ws")
+        .header("host", "ws.default.svc.cluster.local")
+        .header("connection", "upgrade")
+        .header("upgrade", "test-echo")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let rsp = tx.send_request(req).await.unwrap();
+    assert_eq!(rsp.status(), 101);
+    let mut io = TokioIo::new(hyper::upgrade::on(rsp).await.unwrap());
+    io.write_all(b"ping through the mtls tunnel").await.unwrap();
+    let mut buf = [0u8; 28];
+    io.read_exact(&mut buf).await.unwrap();
+    assert_eq!(&buf, b"ping through the mtls tunnel");
+    let (_, out) = text(client.admin, "/metrics").await;
+    let server_id = format!("server_id=\"{}\"", id("ws"));
+    assert!(
+        metric(
+            &out,
+            "tcp_open_total",
+            &["peer=\"dst\"", "tls=\"true\"", &server_id]
+        ) >= 1.0,
+        "{out}"
+    );
+}
