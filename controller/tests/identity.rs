@@ -7,7 +7,6 @@ use linkerd2_proxy_api::identity::identity_client::IdentityClient;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::time::Duration;
 use strand_controller_core::TrustDomain;
 use strand_identity::{Claims, GenerateOptions, TokenKey};
@@ -104,67 +103,10 @@ impl Controller {
 /// proxy does.
 async fn client(dir: &Path, addr: SocketAddr) -> IdentityClient<tonic::transport::Channel> {
     let ca = std::fs::read(dir.join("ca.crt")).expect("ca");
-    let mut roots = rustls::RootCertStore::empty();
-    for der in strand_identity::parse_pem_certs(&ca).expect("anchors") {
-        roots.add(der).expect("root");
-    }
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let mut config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .expect("versions")
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    config.alpn_protocols = vec![b"h2".to_vec()];
-    let tls = tokio_rustls::TlsConnector::from(Arc::new(config));
     let name = strand_identity::service_identity(&TrustDomain::default()).to_string();
-    let connector = tower_fn(move |_| {
-        let (tls, name) = (tls.clone(), name.clone());
-        async move {
-            let tcp = tokio::net::TcpStream::connect(addr).await?;
-            let name = rustls::pki_types::ServerName::try_from(name)
-                .map_err(|e| std::io::Error::other(e.to_string()))?;
-            let stream = tls.connect(name, tcp).await?;
-            Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(stream))
-        }
-    });
-    let channel = tonic::transport::Endpoint::from_static("http://identity.invalid")
-        .connect_with_connector(connector)
+    strand_identity::client::connect(addr, &ca, &name, None)
         .await
-        .expect("connect");
-    IdentityClient::new(channel)
-}
-
-/// `tower::service_fn` without the dependency.
-fn tower_fn<F, Fut, R>(f: F) -> ServiceFn<F>
-where
-    F: FnMut(tonic::codegen::http::Uri) -> Fut,
-    Fut: std::future::Future<Output = Result<R, std::io::Error>>,
-{
-    ServiceFn(f)
-}
-
-#[derive(Clone)]
-struct ServiceFn<F>(F);
-
-impl<F, Fut, R> tonic::codegen::Service<tonic::codegen::http::Uri> for ServiceFn<F>
-where
-    F: FnMut(tonic::codegen::http::Uri) -> Fut,
-    Fut: std::future::Future<Output = Result<R, std::io::Error>>,
-{
-    type Response = R;
-    type Error = std::io::Error;
-    type Future = Fut;
-
-    fn poll_ready(
-        &mut self,
-        _: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Result<(), Self::Error>> {
-        std::task::Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, uri: tonic::codegen::http::Uri) -> Fut {
-        (self.0)(uri)
-    }
+        .expect("connect")
 }
 
 fn csr(name: &str) -> Vec<u8> {

@@ -20,6 +20,7 @@
 
 mod ca;
 mod cert;
+pub mod client;
 mod issuer;
 mod metrics;
 mod rejection;

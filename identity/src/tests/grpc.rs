@@ -6,49 +6,13 @@ use crate::{
     Claims, GenerateOptions, IdentityService, LocalVerifier, Metrics, Reason, ReloadingIssuer,
     ServerCertificate, TokenKey,
 };
-use hyper_util::rt::TokioIo;
 use linkerd2_proxy_api::identity::CertifyRequest;
 use linkerd2_proxy_api::identity::identity_client::IdentityClient;
-use std::future::Future;
-use std::net::{IpAddr, SocketAddr};
-use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::net::SocketAddr;
 use strand_controller_core::TrustDomain;
-use tokio::net::TcpSocket;
 use tokio::sync::oneshot;
 
 const ID: &str = "web.default.serviceaccount.identity.linkerd.cluster.local";
-
-/// Connects from `source` (any port) to the server, over TLS verified
-/// against `roots` for `name`.
-#[derive(Clone)]
-struct Connector {
-    source: IpAddr,
-    server: SocketAddr,
-    tls: tokio_rustls::TlsConnector,
-    name: rustls_pki_types::ServerName<'static>,
-}
-
-impl tonic::codegen::Service<tonic::codegen::http::Uri> for Connector {
-    type Response = TokioIo<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>;
-    type Error = std::io::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, _: tonic::codegen::http::Uri) -> Self::Future {
-        let this = self.clone();
-        Box::pin(async move {
-            let socket = TcpSocket::new_v4()?;
-            socket.bind(SocketAddr::new(this.source, 0))?;
-            let tcp = socket.connect(this.server).await?;
-            let tls = this.tls.connect(this.name, tcp).await?;
-            Ok(TokioIo::new(tls))
-        })
-    }
-}
 
 struct Harness {
     dir: TempDir,
@@ -100,29 +64,11 @@ impl Harness {
 
     async fn client(&self, source: &str) -> IdentityClient<tonic::transport::Channel> {
         let ca = std::fs::read(self.dir.path().join("ca.crt")).expect("ca");
-        let mut roots = rustls::RootCertStore::empty();
-        for der in crate::parse_pem_certs(&ca).expect("anchors") {
-            roots.add(der).expect("root");
-        }
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let mut config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .expect("versions")
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        config.alpn_protocols = vec![b"h2".to_vec()];
         let name = crate::service_identity(&TrustDomain::default()).to_string();
-        let connector = Connector {
-            source: source.parse().expect("ip"),
-            server: self.addr,
-            tls: tokio_rustls::TlsConnector::from(Arc::new(config)),
-            name: rustls_pki_types::ServerName::try_from(name).expect("name"),
-        };
-        let channel = tonic::transport::Endpoint::from_static("http://identity.test")
-            .connect_with_connector(connector)
+        let source = source.parse().expect("ip");
+        crate::client::connect(self.addr, &ca, &name, Some(source))
             .await
-            .expect("connect");
-        IdentityClient::new(channel)
+            .expect("connect")
     }
 
     fn token(&self, ip: &str) -> Vec<u8> {

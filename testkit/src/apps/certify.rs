@@ -4,13 +4,9 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use anyhow::Context;
 use linkerd2_proxy_api::identity::CertifyRequest;
-use linkerd2_proxy_api::identity::identity_client::IdentityClient;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName};
 use serde::Serialize;
 
 /// `strand-testapp certify` flags.
@@ -53,32 +49,8 @@ pub struct CertifySummary {
 
 pub async fn run(args: &CertifyArgs) -> anyhow::Result<CertifySummary> {
     let pem = std::fs::read(&args.ca).with_context(|| format!("reading {}", args.ca.display()))?;
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(&pem) {
-        roots.add(cert?)?;
-    }
-    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::aws_lc_rs::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()?
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    config.alpn_protocols = vec![b"h2".to_vec()];
-    let tls = tokio_rustls::TlsConnector::from(Arc::new(config));
-    let name = ServerName::try_from(args.server_name.clone())?;
-    let addr = args.addr;
-    let connector = tower_service_fn(move || {
-        let (tls, name) = (tls.clone(), name.clone());
-        async move {
-            let tcp = tokio::net::TcpStream::connect(addr).await?;
-            let stream = tls.connect(name, tcp).await?;
-            Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(stream))
-        }
-    });
-    let channel = tonic::transport::Endpoint::from_static("http://identity.invalid")
-        .connect_with_connector(connector)
-        .await
-        .context("connecting to the identity service")?;
+    let mut client =
+        strand_identity::client::connect(args.addr, &pem, &args.server_name, None).await?;
     let csr = if args.garbage_csr {
         b"this is not a certificate signing request".to_vec()
     } else {
@@ -94,7 +66,7 @@ pub async fn run(args: &CertifyArgs) -> anyhow::Result<CertifySummary> {
     };
     let token = std::fs::read(&args.token_file)
         .with_context(|| format!("reading {}", args.token_file.display()))?;
-    let res = IdentityClient::new(channel)
+    let res = client
         .certify(CertifyRequest {
             identity: args.identity.clone(),
             token,
@@ -113,37 +85,4 @@ pub async fn run(args: &CertifyArgs) -> anyhow::Result<CertifySummary> {
             message: status.message().to_string(),
         },
     })
-}
-
-/// A tonic connector from a closure.
-fn tower_service_fn<F, Fut, T>(f: F) -> ServiceFn<F>
-where
-    F: Fn() -> Fut,
-    Fut: std::future::Future<Output = std::io::Result<T>>,
-{
-    ServiceFn(f)
-}
-
-#[derive(Clone)]
-struct ServiceFn<F>(F);
-
-impl<F, Fut, T> tower_service::Service<http::Uri> for ServiceFn<F>
-where
-    F: Fn() -> Fut,
-    Fut: std::future::Future<Output = std::io::Result<T>>,
-{
-    type Response = T;
-    type Error = std::io::Error;
-    type Future = Fut;
-
-    fn poll_ready(
-        &mut self,
-        _: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::task::Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, _: http::Uri) -> Fut {
-        (self.0)()
-    }
 }
