@@ -28,5 +28,7 @@ ensure_cargo() {
   fi
 }
 
-# The packages the network-namespace tests and the demo need.
-TEST_PACKAGES=(iptables iproute2 curl util-linux procps tcpdump)
+# The packages the demo needs.
+DEMO_PACKAGES=(iptables iproute2 util-linux procps)
+# The packages the tests need.
+TEST_PACKAGES=(iptables iproute2 curl util-linux procps tcpdump prometheus)

@@ -2,8 +2,9 @@
 //!
 //! In local mode it starts the control plane (`strand up`), feeds it resources
 //! (`strand apply/get/delete`), runs workloads as meshed processes in
-//! network namespaces (`strand run`, `strand scale`), and manages and shows
-//! workload identity (`strand identity`).
+//! network namespaces (`strand run`, `strand scale`), manages and shows
+//! workload identity (`strand identity`), shows traffic metrics (`strand
+//! viz`) and runs a demo application (`strand demo`).
 
 #![forbid(unsafe_code)]
 
@@ -13,10 +14,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 mod ctx;
+mod demo;
 mod identity;
 mod resources;
 mod run;
 mod up;
+mod viz;
 
 /// The strand service mesh.
 ///
@@ -47,8 +50,14 @@ enum Command {
     Up(up::UpArgs),
     /// Stop the local control plane.
     Down(up::DownArgs),
-    /// Report whether the control plane is healthy.
+    /// Report whether the mesh is healthy: control plane, identity, DNS,
+    /// every proxy ready, capture rules in every pod.
     Check(up::CheckArgs),
+    /// Run a meshed demo application (emojivoto's shape: web, emoji, voting,
+    /// vote-bot) and show its live metrics (needs root); `--down` removes it.
+    Demo(demo::DemoArgs),
+    /// Traffic metrics: `stat`, `edges`, `prometheus-config`.
+    Viz(viz::VizArgs),
     /// Create or update resources from YAML documents.
     Apply(resources::ApplyArgs),
     /// List resources, or show one.
@@ -84,6 +93,8 @@ fn main() -> ExitCode {
             Command::Up(args) => up::up(&ctx, args).await,
             Command::Down(args) => up::down(&ctx, args).await,
             Command::Check(args) => up::check(&ctx, args).await,
+            Command::Demo(args) => demo::demo(&ctx, args).await,
+            Command::Viz(args) => viz::viz(&ctx, args).await,
             Command::Apply(args) => resources::apply(&ctx, args).await,
             Command::Get(args) => resources::get(&ctx, args).await,
             Command::Delete(args) => resources::delete(&ctx, args).await,

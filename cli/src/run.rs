@@ -510,7 +510,7 @@ fn run_as(uid: Option<u32>) -> anyhow::Result<(u32, u32)> {
 }
 
 /// strand-proxy and strand-init are installed beside `strand`.
-fn bin_dir() -> anyhow::Result<PathBuf> {
+pub fn bin_dir() -> anyhow::Result<PathBuf> {
     let exe = std::env::current_exe().context("locating the strand binary")?;
     let dir = exe
         .parent()

@@ -33,6 +33,9 @@ pub struct UpArgs {
     /// (proxies renew at 70% of it; never past the issuer's expiry).
     #[arg(long, default_value = "24h", value_parser = crate::run::parse_duration)]
     cert_lifetime: Duration,
+    /// How often the metrics API reads every proxy's /metrics.
+    #[arg(long, default_value = "10s", value_parser = crate::run::parse_duration)]
+    scrape_interval: Duration,
     /// How long `--detach` waits for the control plane to be healthy.
     #[arg(long, default_value = "30s", value_parser = crate::run::parse_duration)]
     timeout: Duration,
@@ -87,7 +90,9 @@ pub async fn up(ctx: &Ctx, args: UpArgs) -> anyhow::Result<u8> {
         .args(["--bridge", &args.bridge])
         .args(["--api-addr", &ctx.api_addr().to_string()])
         .arg("--cert-lifetime")
-        .arg(format!("{}ms", args.cert_lifetime.as_millis()));
+        .arg(format!("{}ms", args.cert_lifetime.as_millis()))
+        .arg("--scrape-interval")
+        .arg(format!("{}ms", args.scrape_interval.as_millis()));
     // glibc gives each thread an arena of its own and keeps freed memory in
     // them; two arenas cut the controller's RSS under 1,000 watchers of a
     // 10,000-endpoint service from ~100 to ~80 MiB (bench/discovery).
@@ -136,12 +141,13 @@ pub async fn up(ctx: &Ctx, args: UpArgs) -> anyhow::Result<u8> {
     }
     let cluster = ctx.cluster()?;
     println!(
-        "control plane up (pid {}): API {}, destination {}, identity {}, DNS {}, pods on {} ({}); logs in {}",
+        "control plane up (pid {}): API {}, destination {}, identity {}, DNS {}, metrics API {}, pods on {} ({}); logs in {}",
         child.id(),
         cluster.api_addr,
         cluster.destination_addr,
         cluster.identity_addr,
         cluster.dns_addr,
+        cluster.metrics_api_addr,
         cluster.bridge,
         cluster.pod_cidr,
         log_path.display()
@@ -149,36 +155,50 @@ pub async fn up(ctx: &Ctx, args: UpArgs) -> anyhow::Result<u8> {
     Ok(0)
 }
 
+/// `strand up --detach` with every default (for `strand demo`).
+pub async fn start_detached(ctx: &Ctx) -> anyhow::Result<()> {
+    #[derive(clap::Parser)]
+    struct Defaults {
+        #[command(flatten)]
+        up: UpArgs,
+    }
+    let args = <Defaults as clap::Parser>::try_parse_from(["up", "--detach"])?.up;
+    up(ctx, args).await.map(|_| ())
+}
+
 pub async fn down(ctx: &Ctx, args: DownArgs) -> anyhow::Result<u8> {
+    stop(ctx, args.timeout).await?;
+    Ok(0)
+}
+
+/// Stops the control plane: SIGTERM, then SIGKILL after `timeout`.
+pub async fn stop(ctx: &Ctx, timeout: Duration) -> anyhow::Result<()> {
     let Ok(cluster) = ctx.cluster() else {
         println!(
             "no control plane is running (state dir {})",
             ctx.state_dir().display()
         );
-        return Ok(0);
+        return Ok(());
     };
     let pid = i32::try_from(cluster.pid).context("bad pid in cluster.json")?;
     let alive = || Path::new(&format!("/proc/{pid}")).exists();
     if !alive() {
         println!("no control plane is running (pid {pid} has exited)");
         let _ = std::fs::remove_file(ctx.state_dir().join(strand_controller_core::CLUSTER_FILE));
-        return Ok(0);
+        return Ok(());
     }
     kill(Pid::from_raw(pid), Signal::SIGTERM)
         .with_context(|| format!("stopping the control plane (pid {pid})"))?;
-    let deadline = tokio::time::Instant::now() + args.timeout;
+    let deadline = tokio::time::Instant::now() + timeout;
     while alive() && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     if alive() {
-        eprintln!(
-            "the control plane did not stop within {:?}; killing it",
-            args.timeout
-        );
+        eprintln!("the control plane did not stop within {timeout:?}; killing it");
         let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
     }
     println!("control plane stopped");
-    Ok(0)
+    Ok(())
 }
 
 struct CheckResult {
@@ -279,17 +299,39 @@ pub async fn check(ctx: &Ctx, args: CheckArgs) -> anyhow::Result<u8> {
                 }),
         );
     }
+    if let Ok(c) = &cluster
+        && c.metrics_api_addr.port() != 0
+    {
+        push(
+            "metrics API",
+            tcp_reachable(c.metrics_api_addr)
+                .await
+                .map(|_| format!("listening on {}", c.metrics_api_addr))
+                .map_err(|e| {
+                    (
+                        e,
+                        "`strand viz` cannot answer; see the control plane's log".into(),
+                    )
+                }),
+        );
+    }
     if let Ok(c) = &client
         && let Ok(pods) = c.list(Kind::Pod, None).await
     {
-        let not_ready: Vec<String> = pods
+        let pods: Vec<&strand_controller_core::Pod> = pods
             .iter()
             .filter_map(|r| match r {
-                Resource::Pod(p) if !p.status.ready => {
-                    Some(format!("{}/{}", p.metadata.namespace, p.metadata.name))
-                }
+                Resource::Pod(p) => Some(p),
                 _ => None,
             })
+            .collect();
+        let name = |p: &strand_controller_core::Pod| {
+            format!("{}/{}", p.metadata.namespace, p.metadata.name)
+        };
+        let not_ready: Vec<String> = pods
+            .iter()
+            .filter(|p| !p.status.ready)
+            .map(|p| name(p))
             .collect();
         push(
             "pods ready",
@@ -303,6 +345,58 @@ pub async fn check(ctx: &Ctx, args: CheckArgs) -> anyhow::Result<u8> {
                 ))
             },
         );
+        let meshed: Vec<_> = pods.iter().filter(|p| p.status.meshed).collect();
+        let mut unready = Vec::new();
+        for p in &meshed {
+            let verdict = match p.status.proxy_admin_addr {
+                Some(addr) => proxy_ready(addr).await,
+                None => Err("no admin address registered".into()),
+            };
+            if let Err(e) = verdict {
+                unready.push(format!("{} ({e})", name(p)));
+            }
+        }
+        push(
+            "proxies ready",
+            if unready.is_empty() {
+                Ok(format!("{} proxies answer /ready", meshed.len()))
+            } else {
+                Err((
+                    unready.join(", "),
+                    "see the proxy's log in <state-dir>/logs/<namespace>/<pod>.proxy.log".into(),
+                ))
+            },
+        );
+        if let Ok(cl) = &cluster {
+            if strand_sys::is_root() {
+                let mut missing = Vec::new();
+                for p in &meshed {
+                    let netns = cl.pod_netns(&p.metadata.namespace, &p.metadata.name);
+                    if let Err(e) = capture_rules(&netns).await {
+                        missing.push(format!("{} ({e})", name(p)));
+                    }
+                }
+                push(
+                    "iptables rules",
+                    if missing.is_empty() {
+                        Ok(format!("capture rules in place in {} pods", meshed.len()))
+                    } else {
+                        Err((
+                            missing.join(", "),
+                            "traffic of these pods bypasses the proxy; restart them (`strand scale`, or rerun `strand run`)".into(),
+                        ))
+                    },
+                );
+            } else {
+                results.push(CheckResult {
+                    name: "iptables rules".into(),
+                    ok: true,
+                    warning: true,
+                    detail: "not checked: reading a pod's rules needs root".into(),
+                    hint: Some("run `sudo strand check`".into()),
+                });
+            }
+        }
     }
     let identity_dir = crate::identity::identity_dir(ctx);
     let now = std::time::SystemTime::now();
@@ -365,6 +459,61 @@ pub async fn check(ctx: &Ctx, args: CheckArgs) -> anyhow::Result<u8> {
     Ok(if all_ok { 0 } else { 1 })
 }
 
+/// The proxy's admin endpoint answers `/ready` with 200.
+async fn proxy_ready(addr: SocketAddr) -> Result<(), String> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let exchange = async {
+        let mut tcp = tokio::net::TcpStream::connect(addr).await?;
+        tcp.write_all(b"GET /ready HTTP/1.0\r\nHost: strand-check\r\n\r\n")
+            .await?;
+        let mut head = [0u8; 64];
+        let n = tcp.read(&mut head).await?;
+        Ok::<_, std::io::Error>(String::from_utf8_lossy(&head[..n]).into_owned())
+    };
+    match tokio::time::timeout(Duration::from_secs(2), exchange).await {
+        Ok(Ok(head)) if head.starts_with("HTTP/1.0 200") || head.starts_with("HTTP/1.1 200") => {
+            Ok(())
+        }
+        Ok(Ok(head)) => Err(format!(
+            "{addr}/ready: {}",
+            head.lines().next().unwrap_or("no answer")
+        )),
+        Ok(Err(e)) => Err(format!("{addr}: {e}")),
+        Err(_) => Err(format!("{addr}: timed out")),
+    }
+}
+
+/// The pod's nat table jumps to strand-init's chains for inbound and
+/// outbound TCP.
+async fn capture_rules(netns: &str) -> Result<(), String> {
+    let out = tokio::process::Command::new("ip")
+        .args(["netns", "exec", netns, "iptables-save", "-t", "nat"])
+        .output()
+        .await
+        .map_err(|e| format!("running iptables-save: {e}"))?;
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).trim().to_string());
+    }
+    let rules = String::from_utf8_lossy(&out.stdout);
+    let jumps = |chain: &str, target: &str| {
+        rules
+            .lines()
+            .any(|l| l.starts_with(&format!("-A {chain} ")) && l.contains(&format!("-j {target}")))
+    };
+    let mut missing = Vec::new();
+    if !jumps("PREROUTING", strand_init::rules::INBOUND_CHAIN) {
+        missing.push("PREROUTING -> STRAND_INBOUND");
+    }
+    if !jumps("OUTPUT", strand_init::rules::OUTPUT_CHAIN) {
+        missing.push("OUTPUT -> STRAND_OUTPUT");
+    }
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("missing {}", missing.join(", ")))
+    }
+}
+
 async fn tcp_reachable(addr: SocketAddr) -> Result<(), String> {
     match tokio::time::timeout(Duration::from_secs(2), tokio::net::TcpStream::connect(addr)).await {
         Ok(Ok(_)) => Ok(()),
@@ -414,7 +563,7 @@ fn fastrand_id() -> u16 {
     (nanos ^ std::process::id()) as u16
 }
 
-fn tail(path: &Path, lines: usize) -> String {
+pub fn tail(path: &Path, lines: usize) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")

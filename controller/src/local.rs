@@ -6,6 +6,7 @@
 //!     │   └─ pods ──▶ identity, TLS (gateway:8080) ◀── <state-dir>/identity/ CA files
 //!  management API (127.0.0.1:8089) ◀── strand apply / run / get; pod tokens
 //!  admin (127.0.0.1:9990): /metrics /ready /live
+//!  metrics API (127.0.0.1:8085) ◀── strand viz; scrapes <pod-ip>:4191/metrics
 //! ```
 
 use anyhow::{Context as _, bail};
@@ -58,6 +59,11 @@ pub struct LocalArgs {
     /// `/metrics` (the identity service's), `/ready` and `/live`.
     #[arg(long, default_value = "127.0.0.1:9990")]
     admin_addr: SocketAddr,
+    /// The metrics API (`strand viz`); it scrapes every meshed proxy.
+    #[arg(long, default_value = "127.0.0.1:8085")]
+    metrics_api_addr: SocketAddr,
+    #[command(flatten)]
+    scrape: crate::metrics::ScrapeArgs,
     #[arg(long, default_value = "cluster.local")]
     cluster_domain: String,
     /// Resolver configuration whose nameservers answer names outside the
@@ -204,6 +210,18 @@ pub async fn run(args: LocalArgs) -> anyhow::Result<()> {
         });
     }
 
+    // Metrics API.
+    let metrics_listener = tokio::net::TcpListener::bind(args.metrics_api_addr)
+        .await
+        .with_context(|| format!("binding the metrics API to {}", args.metrics_api_addr))?;
+    let metrics_api_addr = crate::metrics::start_local(
+        store.clone(),
+        metrics_listener,
+        &args.scrape,
+        &mut tasks,
+        &shutdown,
+    )?;
+
     let cluster = LocalCluster {
         name: args.cluster_name.clone(),
         pid: std::process::id(),
@@ -220,6 +238,7 @@ pub async fn run(args: LocalArgs) -> anyhow::Result<()> {
         identity_addr,
         identity_server_name: identity.server_name(),
         identity_dir: identity.dir().to_path_buf(),
+        metrics_api_addr,
     };
     cluster
         .save(&args.state_dir)
@@ -230,6 +249,7 @@ pub async fn run(args: LocalArgs) -> anyhow::Result<()> {
         identity = %identity_addr,
         dns = %dns_addr,
         admin = %admin_addr,
+        metrics_api = %metrics_api_addr,
         bridge = %args.bridge,
         "control plane up"
     );

@@ -3,7 +3,9 @@
 //! `local` runs everything local mode needs in one process (the embedded
 //! store and its API, the index, discovery gRPC, identity, DNS, the pod
 //! bridge); `destination` runs the discovery gRPC APIs alone, fed from a
-//! store's API; `identity` runs the identity service alone.
+//! store's API; `identity` runs the identity service alone; `metrics-api`
+//! runs the metrics API alone (scraping the proxies, or reading
+//! Prometheus).
 
 #![forbid(unsafe_code)]
 
@@ -15,6 +17,7 @@ mod destination;
 mod feed;
 mod identity;
 mod local;
+mod metrics;
 
 /// The strand control plane.
 #[derive(Parser)]
@@ -48,6 +51,10 @@ enum Command {
     /// and for coming from the address it was minted for, but not for its
     /// pod still existing (local mode checks that too).
     Identity(identity::IdentityArgs),
+    /// The metrics API alone (`strand viz stat/edges`): scrapes every
+    /// meshed proxy's /metrics and keeps a bounded window, or, with
+    /// --prometheus-url, answers from a Prometheus server.
+    MetricsApi(metrics::MetricsApiArgs),
 }
 
 fn main() -> ExitCode {
@@ -79,6 +86,7 @@ fn main() -> ExitCode {
             Command::Local(args) => local::run(args).await,
             Command::Destination(args) => destination::run(args).await,
             Command::Identity(args) => identity::run(args).await,
+            Command::MetricsApi(args) => metrics::run(args).await,
         }
     });
     match result {

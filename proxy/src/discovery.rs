@@ -19,7 +19,7 @@ use strand_proxy_balance::{Balancer, ConnectionHandle, RequestHandle};
 use strand_proxy_discover::{self as discover, Discovery, DiscoveryError, Protocol};
 
 use crate::config::DiscoveryConfig;
-use crate::metrics::{NoTlsReason, PeerId, Tls};
+use crate::metrics::{DstLabels, EndpointLabels, NoTlsReason, PeerId, Tls};
 
 /// Resolves outbound targets; cheap to clone.
 #[derive(Clone)]
@@ -46,26 +46,40 @@ pub struct Balanced {
     name: String,
     service: Arc<discover::Service>,
     balancer: Arc<Balancer<SocketAddr>>,
-    /// How to reach each meshed endpoint, kept in step with the balancer.
+    /// How to reach and label each endpoint, kept in step with the balancer.
     meshed: Arc<RwLock<Arc<Meshed>>>,
     updater: tokio::task::JoinHandle<()>,
 }
 
-/// Meshed endpoints: the identity each proves, and whether it takes
-/// HTTP/2 from proxies (so HTTP/1 may travel upgraded).
-type Meshed = HashMap<SocketAddr, (Arc<str>, bool)>;
+/// Each endpoint: the identity it proves when meshed, whether it takes
+/// HTTP/2 from proxies (so HTTP/1 may travel upgraded), and its metric
+/// labels.
+type Meshed = HashMap<SocketAddr, EndpointInfo>;
+
+struct EndpointInfo {
+    identity: Option<Arc<str>>,
+    http2: bool,
+    dst: DstLabels,
+}
 
 fn meshed(endpoints: &discover::Endpoints) -> Arc<Meshed> {
     Arc::new(
         endpoints
             .addrs
             .iter()
-            .filter_map(|(a, m)| Some((*a, (Arc::from(m.identity.as_deref()?), m.http2))))
+            .map(|(a, m)| {
+                let info = EndpointInfo {
+                    identity: m.identity.as_deref().map(Arc::from),
+                    http2: m.http2,
+                    dst: DstLabels::from_discovery(&m.labels),
+                };
+                (*a, info)
+            })
             .collect(),
     )
 }
 
-/// How a connection to one endpoint is made.
+/// How a connection to one endpoint is made, and its metric labels.
 #[derive(Clone, Debug)]
 pub struct EndpointTls {
     /// The `tls` label, naming the server identity when mTLS is used.
@@ -73,15 +87,18 @@ pub struct EndpointTls {
     /// mTLS to a proxy that accepts HTTP/2: HTTP/1 requests are carried
     /// over HTTP/2 (`l5d-orig-proto`).
     pub upgrade_h1: bool,
+    /// The endpoint's `dst_*` labels.
+    pub dst: DstLabels,
 }
 
 impl EndpointTls {
     /// How to reach an endpoint discovery described: mTLS when it names an
     /// identity and this proxy has one (`mesh`).
     pub fn of(meta: &discover::EndpointMeta, mesh: bool) -> Self {
+        let dst = DstLabels::from_discovery(&meta.labels);
         match &meta.identity {
-            Some(id) => Self::meshed(id.as_str().into(), meta.http2, mesh),
-            None => EndpointTls::plain(),
+            Some(id) => Self::meshed(id.as_str().into(), meta.http2, mesh, dst),
+            None => EndpointTls::plain(dst),
         }
     }
 
@@ -89,7 +106,7 @@ impl EndpointTls {
     /// has an identity too. HTTP/1 is carried over HTTP/2 whenever the
     /// endpoint's proxy takes it (the H2 hint), with or without TLS, as
     /// Linkerd does: the protocol between proxies does not depend on TLS.
-    fn meshed(id: Arc<str>, h2: bool, mesh: bool) -> Self {
+    fn meshed(id: Arc<str>, h2: bool, mesh: bool, dst: DstLabels) -> Self {
         EndpointTls {
             tls: if mesh {
                 Tls::Established(PeerId::Server(id))
@@ -97,14 +114,24 @@ impl EndpointTls {
                 Tls::NoIdentity(NoTlsReason::Disabled)
             },
             upgrade_h1: h2,
+            dst,
         }
     }
 
     /// Plaintext, because discovery named no identity.
-    pub fn plain() -> Self {
+    pub fn plain(dst: DstLabels) -> Self {
         EndpointTls {
             tls: Tls::NoIdentity(NoTlsReason::NotProvidedByServiceDiscovery),
             upgrade_h1: false,
+            dst,
+        }
+    }
+
+    /// The labels a request's metrics carry.
+    pub fn labels(&self) -> EndpointLabels {
+        EndpointLabels {
+            tls: self.tls.clone(),
+            dst: self.dst.clone(),
         }
     }
 }
@@ -241,8 +268,13 @@ impl Balanced {
     pub fn endpoint_tls(&self, addr: &SocketAddr, mesh: bool) -> EndpointTls {
         let meshed = self.meshed.read().unwrap_or_else(|p| p.into_inner());
         match meshed.get(addr) {
-            Some((id, h2)) => EndpointTls::meshed(id.clone(), *h2, mesh),
-            None => EndpointTls::plain(),
+            Some(EndpointInfo {
+                identity: Some(id),
+                http2,
+                dst,
+            }) => EndpointTls::meshed(id.clone(), *http2, mesh, dst.clone()),
+            Some(info) => EndpointTls::plain(info.dst.clone()),
+            None => EndpointTls::plain(DstLabels::default()),
         }
     }
 

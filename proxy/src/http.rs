@@ -28,7 +28,7 @@ use tokio_util::sync::CancellationToken;
 use crate::client::{HttpClient, StickyH1};
 use crate::config::HttpConfig;
 use crate::errors::{Guard, ProxyError};
-use crate::metrics::{Classification, Metrics, ResponseLabels, TargetLabels, Tls};
+use crate::metrics::{Classification, EndpointLabels, Metrics, ResponseLabels, TargetLabels, Tls};
 
 mod body;
 mod headers;
@@ -91,15 +91,15 @@ impl Forward {
         let start = Instant::now();
         let authority = headers::authority(&req).map(Arc::from);
         let grpc = headers::is_grpc(req.headers());
-        // The connection's `tls` label, or the chosen endpoint's.
-        let mut tls = self.tls.clone();
+        // The connection's `tls` label, or the chosen endpoint's labels.
+        let mut ep = EndpointLabels::tls(self.tls.clone());
 
         let result = if let Some(guard) = self.blocked {
             Err(guard.error())
         } else if upgrade::is_upgrade(&req) {
             // A dedicated connection, never pooled.
             h1 = None;
-            upgrade::forward(&self, req, &mut tls).await
+            upgrade::forward(&self, req, &mut ep).await
         } else {
             headers::strip_hop_by_hop(req.headers_mut(), false);
             let orig_proto = self.direction == crate::metrics::Direction::Inbound
@@ -108,16 +108,17 @@ impl Forward {
                 // HTTP/1 carried over HTTP/2 from another proxy: back to
                 // HTTP/1 for the application, on a pooled connection.
                 let addr = self.target;
-                self.client.send_h1_detached(addr, &tls, req).await
+                self.client.send_h1_detached(addr, &ep.tls, req).await
             } else {
-                self.send(req, h1.as_deref(), &mut tls).await
+                self.send(req, h1.as_deref(), &mut ep).await
             }
         };
         let labels = TargetLabels {
             direction: self.direction,
             authority,
             target_addr: self.target_addr.clone(),
-            tls,
+            tls: ep.tls,
+            dst: ep.dst,
         };
         self.metrics.request(&labels);
 
@@ -162,7 +163,7 @@ impl Forward {
         &self,
         req: Request<Incoming>,
         h1: Option<&StickyH1>,
-        tls: &mut Tls,
+        out: &mut EndpointLabels,
     ) -> Result<Response<Incoming>, ProxyError> {
         use crate::discovery::Route;
         if let (Route::Direct, Some(resolver)) = (&self.route, &self.resolver) {
@@ -178,18 +179,18 @@ impl Forward {
                 && let Some(route) = resolver.resolve_authority(&authority, overridden).await
             {
                 return match route {
-                    Route::Direct => self.send_to(self.target, req, h1, tls).await,
-                    Route::Meshed(meta) => self.send_meshed(&meta, req, h1, tls).await,
+                    Route::Direct => self.send_to(self.target, req, h1, &out.tls).await,
+                    Route::Meshed(meta) => self.send_meshed(&meta, req, h1, out).await,
                     Route::Failed(e) => Err(e.into()),
-                    Route::Balanced(b) => self.send_balanced(&b, req, h1, tls).await,
+                    Route::Balanced(b) => self.send_balanced(&b, req, h1, out).await,
                 };
             }
         }
         match &self.route {
-            Route::Direct => self.send_to(self.target, req, h1, tls).await,
-            Route::Meshed(meta) => self.send_meshed(meta, req, h1, tls).await,
+            Route::Direct => self.send_to(self.target, req, h1, &out.tls).await,
+            Route::Meshed(meta) => self.send_meshed(meta, req, h1, out).await,
             Route::Failed(e) => Err(e.clone().into()),
-            Route::Balanced(b) => self.send_balanced(b, req, h1, tls).await,
+            Route::Balanced(b) => self.send_balanced(b, req, h1, out).await,
         }
     }
 
@@ -200,13 +201,13 @@ impl Forward {
         meta: &strand_proxy_discover::EndpointMeta,
         mut req: Request<Incoming>,
         h1: Option<&StickyH1>,
-        tls: &mut Tls,
+        out: &mut EndpointLabels,
     ) -> Result<Response<Incoming>, ProxyError> {
         let ep = crate::discovery::EndpointTls::of(meta, self.mesh());
         let version = req.version();
         let upgraded = version != Version::HTTP_2 && ep.upgrade_h1 && orig_proto::upgrade(&mut req);
-        *tls = ep.tls;
-        let mut rsp = self.send_to(self.target, req, h1, tls).await?;
+        *out = ep.labels();
+        let mut rsp = self.send_to(self.target, req, h1, &out.tls).await?;
         if upgraded {
             orig_proto::response_downgrade(&mut rsp, version);
         }
@@ -227,7 +228,7 @@ impl Forward {
         service: &crate::discovery::Balanced,
         mut req: Request<Incoming>,
         h1: Option<&StickyH1>,
-        tls: &mut Tls,
+        out: &mut EndpointLabels,
     ) -> Result<Response<Incoming>, ProxyError> {
         let no_endpoints = || ProxyError::NoEndpoints(service.name().to_string());
         let mesh = self.mesh();
@@ -248,13 +249,13 @@ impl Forward {
                         if upgraded && !ep.upgrade_h1 {
                             // Rare: the next endpoint takes only HTTP/1.
                             orig_proto::revert(&mut req, h1_version);
-                            return self.send_endpoint(handle, ep, req, h1, tls).await;
+                            return self.send_endpoint(handle, ep, req, h1, out).await;
                         }
                         (handle, ep)
                     }
                 };
                 let addr = *handle.key();
-                *tls = ep.tls.clone();
+                *out = ep.labels();
                 match self.client.h2(addr, &ep.tls).await {
                     Ok(mut tx) => {
                         handle.sending();
@@ -281,7 +282,7 @@ impl Forward {
             }
             return Err(last.unwrap_or_else(no_endpoints));
         }
-        self.send_endpoint(handle, ep, req, h1, tls).await
+        self.send_endpoint(handle, ep, req, h1, out).await
     }
 
     /// Sends an HTTP/1 request to a picked endpoint.
@@ -291,11 +292,11 @@ impl Forward {
         ep: crate::discovery::EndpointTls,
         req: Request<Incoming>,
         h1: Option<&StickyH1>,
-        tls: &mut Tls,
+        out: &mut EndpointLabels,
     ) -> Result<Response<Incoming>, ProxyError> {
         let addr = *handle.key();
-        *tls = ep.tls;
-        match self.send_to(addr, req, h1, tls).await {
+        *out = ep.labels();
+        match self.send_to(addr, req, h1, &out.tls).await {
             Ok(rsp) => {
                 handle.complete();
                 Ok(rsp)
@@ -311,18 +312,18 @@ impl Forward {
 
     /// Where an `Upgrade`/`CONNECT` tunnel goes: a long-lived connection,
     /// so a service's endpoint is chosen by open connections.
-    fn tunnel_target(&self) -> Result<(SocketAddr, Tls), ProxyError> {
+    fn tunnel_target(&self) -> Result<(SocketAddr, EndpointLabels), ProxyError> {
         use crate::discovery::Route;
         match &self.route {
-            Route::Direct => Ok((self.target, self.tls.clone())),
+            Route::Direct => Ok((self.target, EndpointLabels::tls(self.tls.clone()))),
             Route::Meshed(meta) => Ok((
                 self.target,
-                crate::discovery::EndpointTls::of(meta, self.mesh()).tls,
+                crate::discovery::EndpointTls::of(meta, self.mesh()).labels(),
             )),
             Route::Failed(e) => Err(e.clone().into()),
             Route::Balanced(b) => b
                 .pick_connection()
-                .map(|h| (*h.key(), b.endpoint_tls(h.key(), self.mesh()).tls))
+                .map(|h| (*h.key(), b.endpoint_tls(h.key(), self.mesh()).labels()))
                 .ok_or_else(|| ProxyError::NoEndpoints(b.name().to_string())),
         }
     }

@@ -22,8 +22,8 @@ mod labels;
 mod process;
 
 pub use labels::{
-    Classification, Direction, NoTlsReason, Peer, PeerId, ResponseLabels, TargetLabels,
-    TcpCloseLabels, TcpLabels, Tls,
+    Classification, Direction, DstLabels, EndpointLabels, NoTlsReason, Peer, PeerId,
+    ResponseLabels, TargetLabels, TcpCloseLabels, TcpLabels, Tls,
 };
 
 /// Linkerd's `response_latency_ms` buckets, in milliseconds.

@@ -33,6 +33,9 @@ pub struct LocalCluster {
     /// The CA files: `ca.crt`, `issuer.crt`, `issuer.key`, `token.key`.
     #[serde(default)]
     pub identity_dir: PathBuf,
+    /// The metrics API (`strand viz`); `0.0.0.0:0` in files from before it.
+    #[serde(default = "unspecified")]
+    pub metrics_api_addr: SocketAddr,
 }
 
 pub const CLUSTER_FILE: &str = "cluster.json";

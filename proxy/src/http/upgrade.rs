@@ -29,10 +29,11 @@ pub fn is_upgrade<B>(req: &Request<B>) -> bool {
 pub async fn forward(
     fwd: &Forward,
     mut req: Request<Incoming>,
-    tls: &mut crate::metrics::Tls,
+    out: &mut crate::metrics::EndpointLabels,
 ) -> Result<Response<Incoming>, ProxyError> {
-    let (addr, endpoint_tls) = fwd.tunnel_target()?;
-    *tls = endpoint_tls;
+    let (addr, endpoint) = fwd.tunnel_target()?;
+    *out = endpoint;
+    let tls = &out.tls;
     let is_connect = req.method() == Method::CONNECT;
     let downstream = hyper::upgrade::on(&mut req);
     headers::strip_hop_by_hop(req.headers_mut(), !is_connect);

@@ -69,6 +69,25 @@ pub struct TargetLabels {
     /// The original destination, `ip:port`.
     pub target_addr: Arc<str>,
     pub tls: Tls,
+    /// Outbound: the labels discovery gave the chosen endpoint.
+    pub dst: DstLabels,
+}
+
+/// The labels discovery gives an endpoint (`namespace`, `service`,
+/// `deployment`, `pod`, `serviceaccount`, ...), reported with a `dst_`
+/// prefix as Linkerd's proxy does. Built once per endpoint and shared.
+#[derive(Clone, Debug, Default, Hash, PartialEq, Eq)]
+pub struct DstLabels(Option<Arc<[Label]>>);
+
+/// One `dst_*` label: name and value.
+type Label = (Arc<str>, Arc<str>);
+
+/// What the metrics of a request say about where it went: the `tls`
+/// labels and the endpoint's `dst_*` labels.
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
+pub struct EndpointLabels {
+    pub tls: Tls,
+    pub dst: DstLabels,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq)]
@@ -108,6 +127,49 @@ impl Direction {
         match self {
             Direction::Inbound => "inbound",
             Direction::Outbound => "outbound",
+        }
+    }
+}
+
+// === impl DstLabels ===
+
+impl DstLabels {
+    /// `dst_<key>` for each of discovery's labels; keys that are not valid
+    /// Prometheus label names are skipped.
+    pub fn from_discovery<'a>(labels: impl IntoIterator<Item = (&'a String, &'a String)>) -> Self {
+        let set: Vec<Label> = labels
+            .into_iter()
+            .filter(|(k, _)| valid_label_name(k))
+            .map(|(k, v)| (Arc::from(format!("dst_{k}")), Arc::from(v.as_str())))
+            .collect();
+        if set.is_empty() {
+            DstLabels(None)
+        } else {
+            DstLabels(Some(set.into()))
+        }
+    }
+
+    fn encode(&self, enc: &mut LabelSetEncoder<'_>) -> fmt::Result {
+        for (k, v) in self.0.iter().flat_map(|set| set.iter()) {
+            label(enc, k, v)?;
+        }
+        Ok(())
+    }
+}
+
+fn valid_label_name(name: &str) -> bool {
+    !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+// === impl EndpointLabels ===
+
+impl EndpointLabels {
+    /// A connection's own `tls` label and no endpoint (inbound, or before
+    /// an endpoint is chosen).
+    pub fn tls(tls: Tls) -> Self {
+        EndpointLabels {
+            tls,
+            dst: DstLabels::default(),
         }
     }
 }
@@ -168,7 +230,8 @@ impl EncodeLabelSet for TargetLabels {
             label(enc, "authority", a)?;
         }
         label(enc, "target_addr", &self.target_addr)?;
-        self.tls.encode(enc)
+        self.tls.encode(enc)?;
+        self.dst.encode(enc)
     }
 }
 

@@ -6,6 +6,7 @@ fn target() -> TargetLabels {
         authority: Some("web.default:8080".into()),
         target_addr: "198.18.0.3:8080".into(),
         tls: Tls::NoIdentity(NoTlsReason::NotProvidedByServiceDiscovery),
+        dst: DstLabels::default(),
     }
 }
 
@@ -36,6 +37,30 @@ fn http_metrics_use_linkerd_names() {
     assert!(text.contains(r#"le="50000""#), "{text}");
     assert!(text.contains("process_resident_memory_bytes "), "{text}");
     assert!(text.contains("process_cpu_seconds_total "), "{text}");
+}
+
+#[test]
+fn endpoint_labels_carry_a_dst_prefix() {
+    let m = Metrics::new();
+    let discovered: std::collections::BTreeMap<String, String> = [
+        ("namespace", "emojivoto"),
+        ("service", "emoji-svc"),
+        ("deployment", "emoji"),
+        ("pod", "emoji-1"),
+        ("bad-name", "skipped"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let mut labels = target();
+    labels.dst = DstLabels::from_discovery(&discovered);
+    m.request(&labels);
+    let text = m.encode();
+    assert!(
+        text.contains(r#"no_tls_reason="not_provided_by_service_discovery",dst_deployment="emoji",dst_namespace="emojivoto",dst_pod="emoji-1",dst_service="emoji-svc"} 1"#),
+        "{text}"
+    );
+    assert!(!text.contains("bad-name"), "{text}");
 }
 
 #[test]

@@ -59,13 +59,22 @@ pub(crate) fn forward(ep: &Endpoint) -> OutboundPolicy {
             capacity: QUEUE_CAPACITY,
             failfast_timeout: convert::duration(QUEUE_FAILFAST),
         }),
-        kind: Some(backend::Kind::Forward(weighted_addr(ep))),
+        kind: Some(backend::Kind::Forward(forward_addr(ep))),
     };
     with_backend(
         Protocol::Detect,
         backend,
         convert::default_metadata("forward"),
     )
+}
+
+/// A pod's own address carries no service: its namespace goes with the
+/// endpoint's labels (a service's endpoints get it from their set).
+fn forward_addr(ep: &Endpoint) -> linkerd2_proxy_api::destination::WeightedAddr {
+    let mut addr = weighted_addr(ep);
+    addr.metric_labels
+        .insert("namespace".to_string(), ep.namespace.clone());
+    addr
 }
 
 fn with_backend(protocol: Protocol, backend: Backend, metadata: Metadata) -> OutboundPolicy {

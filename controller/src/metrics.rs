@@ -1,0 +1,274 @@
+//! The metrics API: `strand-controller metrics-api`, and the same in the
+//! all-in-one local mode.
+//!
+//! ```text
+//!  pods (store or management API) ──every 2 s──▶ scrape targets (watch)
+//!       scrape::run ──GET <pod-ip>:4191/metrics every 10 s──▶ viz Store (bounded window)
+//!  MetricsApi (127.0.0.1:8085) ── stat / edges ──▶ Store, or Prometheus (--prometheus-url)
+//! ```
+
+use anyhow::Context as _;
+use clap::Args;
+use futures_util::future::BoxFuture;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use strand_controller_core::{Kind, Resource};
+use strand_viz::api::{InventorySource, MetricsApi};
+use strand_viz::stat::Inventory;
+use strand_viz::{PrometheusClient, ScrapeConfig, ScrapeTarget};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+/// How often the list of proxies to scrape is refreshed.
+const TARGETS_REFRESH: Duration = Duration::from_secs(2);
+
+/// How the embedded scraper runs (shared by both commands).
+#[derive(Args, Debug, Clone)]
+pub struct ScrapeArgs {
+    /// How often every proxy's /metrics is read.
+    #[arg(long, default_value = "10s", value_parser = crate::identity::parse_duration)]
+    pub scrape_interval: Duration,
+    /// How long one scrape may take (connect, headers and body).
+    #[arg(long, default_value = "3s", value_parser = crate::identity::parse_duration)]
+    pub scrape_timeout: Duration,
+    /// How much history the embedded store keeps: the longest `-t` window
+    /// `strand viz stat` can ask for.
+    #[arg(long, default_value = "10m", value_parser = crate::identity::parse_duration)]
+    pub metrics_retention: Duration,
+}
+
+#[derive(Args, Debug)]
+pub struct MetricsApiArgs {
+    /// Where the metrics API listens.
+    #[arg(long, default_value = "127.0.0.1:8085")]
+    addr: SocketAddr,
+    /// The local control plane whose pods to scrape: its state directory
+    /// (for the admin token) ...
+    #[arg(long, env = "STRAND_STATE_DIR", default_value = "/var/lib/strand")]
+    state_dir: PathBuf,
+    /// ... and its management API.
+    #[arg(long, default_value = "127.0.0.1:8089")]
+    api_addr: SocketAddr,
+    /// Answer from this Prometheus server (which scrapes the proxies)
+    /// instead of scraping them here.
+    #[arg(long, value_name = "URL")]
+    prometheus_url: Option<String>,
+    #[command(flatten)]
+    scrape: ScrapeArgs,
+}
+
+/// Where the pods and services come from.
+trait ListResources: Send + Sync + 'static {
+    fn list(&self) -> BoxFuture<'_, Result<Vec<Resource>, String>>;
+}
+
+/// Pods and services from a list, stale proxies from the embedded store or
+/// from Prometheus's `up`.
+struct Source<L> {
+    list: L,
+    store: Option<Arc<strand_viz::Store>>,
+    prometheus: Option<PrometheusClient>,
+}
+
+// === impl ListResources ===
+
+impl ListResources for strand_controller_local::Store {
+    fn list(&self) -> BoxFuture<'_, Result<Vec<Resource>, String>> {
+        Box::pin(async move {
+            let mut all = strand_controller_local::Store::list(self, Kind::Pod, None);
+            all.extend(strand_controller_local::Store::list(
+                self,
+                Kind::Service,
+                None,
+            ));
+            Ok(all)
+        })
+    }
+}
+
+impl ListResources for strand_controller_local::ApiClient {
+    fn list(&self) -> BoxFuture<'_, Result<Vec<Resource>, String>> {
+        Box::pin(async move {
+            let mut all = strand_controller_local::ApiClient::list(self, Kind::Pod, None)
+                .await
+                .map_err(|e| e.to_string())?;
+            all.extend(
+                strand_controller_local::ApiClient::list(self, Kind::Service, None)
+                    .await
+                    .map_err(|e| e.to_string())?,
+            );
+            Ok(all)
+        })
+    }
+}
+
+// === impl Source ===
+
+impl<L: ListResources> InventorySource for Source<L> {
+    fn inventory(&self) -> BoxFuture<'_, Result<Inventory, String>> {
+        Box::pin(async move {
+            let resources = self.list.list().await?;
+            let mut inv = strand_viz::inventory::from_resources(&resources);
+            if let Some(store) = &self.store {
+                inv.stale = stale(store);
+            }
+            if let Some(prom) = &self.prometheus {
+                inv.stale = prom.down_targets().await.map_err(|e| e.to_string())?;
+            }
+            Ok(inv)
+        })
+    }
+
+    fn targets(&self) -> BoxFuture<'_, Result<Vec<ScrapeTarget>, String>> {
+        Box::pin(async move {
+            let resources = self.list.list().await?;
+            Ok(strand_viz::inventory::scrape_targets(&resources))
+        })
+    }
+}
+
+/// `namespace/pod` -> why, for every proxy whose last scrape failed.
+fn stale(store: &strand_viz::Store) -> BTreeMap<String, String> {
+    store
+        .targets()
+        .into_iter()
+        .filter_map(|t| {
+            let why = t.last_error?;
+            Some((format!("{}/{}", t.key.namespace, t.key.pod), why))
+        })
+        .collect()
+}
+
+/// `strand-controller metrics-api`.
+pub async fn run(args: MetricsApiArgs) -> anyhow::Result<()> {
+    let client = strand_controller_local::ApiClient::from_state_dir(&args.state_dir, args.api_addr)
+        .context("reaching the control plane's management API")?;
+    let listener = tokio::net::TcpListener::bind(args.addr)
+        .await
+        .with_context(|| format!("binding the metrics API to {}", args.addr))?;
+    let shutdown = CancellationToken::new();
+    let mut tasks = tokio::task::JoinSet::new();
+    let addr = serve(
+        client,
+        listener,
+        args.prometheus_url.as_deref(),
+        &args.scrape,
+        &mut tasks,
+        &shutdown,
+    )?;
+    tracing::info!(%addr, prometheus = ?args.prometheus_url, "metrics API up");
+    crate::shutdown_signal().await;
+    shutdown.cancel();
+    while tasks.join_next().await.is_some() {}
+    Ok(())
+}
+
+/// The local mode's metrics API: pods straight from the store.
+pub fn start_local(
+    store: strand_controller_local::Store,
+    listener: tokio::net::TcpListener,
+    scrape: &ScrapeArgs,
+    tasks: &mut tokio::task::JoinSet<anyhow::Result<()>>,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<SocketAddr> {
+    serve(store, listener, None, scrape, tasks, shutdown)
+}
+
+fn serve<L: ListResources>(
+    list: L,
+    listener: tokio::net::TcpListener,
+    prometheus_url: Option<&str>,
+    scrape: &ScrapeArgs,
+    tasks: &mut tokio::task::JoinSet<anyhow::Result<()>>,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<SocketAddr> {
+    let addr = listener.local_addr()?;
+    let (api, source) = match prometheus_url {
+        Some(url) => {
+            let prom = PrometheusClient::new(url).context("--prometheus-url")?;
+            let source = Arc::new(Source {
+                list,
+                store: None,
+                prometheus: Some(prom.clone()),
+            });
+            (
+                MetricsApi::new(Arc::new(prom), source.clone(), None),
+                source,
+            )
+        }
+        None => {
+            let store = Arc::new(strand_viz::Store::new(scrape.metrics_retention));
+            let source = Arc::new(Source {
+                list,
+                store: Some(Arc::clone(&store)),
+                prometheus: None,
+            });
+            let (tx, rx) = watch::channel(Vec::new());
+            {
+                let (source, stop) = (Arc::clone(&source), shutdown.clone());
+                tasks.spawn(async move {
+                    feed_targets(&*source, tx, stop).await;
+                    Ok(())
+                });
+            }
+            let config = ScrapeConfig {
+                interval: scrape.scrape_interval,
+                timeout: scrape.scrape_timeout,
+                ..ScrapeConfig::default()
+            };
+            {
+                let (store, stop) = (Arc::clone(&store), shutdown.clone());
+                tasks.spawn(async move {
+                    strand_viz::run(config, store, rx, stop.cancelled_owned()).await;
+                    Ok(())
+                });
+            }
+            (
+                MetricsApi::new(store.clone(), source.clone(), Some(store)),
+                source,
+            )
+        }
+    };
+    drop(source);
+    let stop = shutdown.clone();
+    tasks.spawn(async move {
+        api.serve(listener, stop.cancelled_owned()).await;
+        Ok(())
+    });
+    Ok(addr)
+}
+
+/// Keeps the scrape targets equal to the meshed pods.
+async fn feed_targets<L: ListResources>(
+    source: &Source<L>,
+    tx: watch::Sender<Vec<ScrapeTarget>>,
+    stop: CancellationToken,
+) {
+    let mut warned = false;
+    loop {
+        match source.targets().await {
+            Ok(targets) => {
+                warned = false;
+                tx.send_if_modified(|current| {
+                    let changed = *current != targets;
+                    if changed {
+                        *current = targets;
+                    }
+                    changed
+                });
+            }
+            Err(e) if !warned => {
+                warned = true;
+                tracing::warn!(error = %e, "metrics API: cannot list pods; scraping the last known ones");
+            }
+            Err(_) => {}
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(TARGETS_REFRESH) => {}
+        }
+    }
+}

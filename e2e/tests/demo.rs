@@ -1,0 +1,374 @@
+//! The main job, as a newcomer runs it: `strand demo` brings up the demo
+//! application meshed, `strand viz stat` and `strand viz edges` show its
+//! golden metrics (from the control plane's own scraping and from a real
+//! Prometheus), `strand check` passes, and `strand demo --down` leaves
+//! nothing behind.
+
+#![allow(clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use strand_e2e::local::LocalMesh;
+use strand_testkit::require_root;
+
+/// Runs `strand demo --down` when the test ends, even by panic, so the
+/// demo's background `strand run`s never outlive it.
+struct DemoGuard<'a>(&'a LocalMesh);
+
+impl Drop for DemoGuard<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.strand(&["demo", "--down"]);
+    }
+}
+
+/// A Prometheus server in the mesh's namespace; killed on drop.
+struct Prometheus {
+    child: Child,
+    dir: PathBuf,
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn json(mesh: &LocalMesh, args: &[&str]) -> Value {
+    let out = mesh.strand(args).unwrap();
+    assert_eq!(
+        out.code,
+        Some(0),
+        "strand {args:?}: {}{}",
+        out.stdout,
+        out.stderr
+    );
+    serde_json::from_str(&out.stdout)
+        .unwrap_or_else(|e| panic!("strand {args:?}: {e}: {}", out.stdout))
+}
+
+fn row<'a>(stat: &'a Value, name: &str) -> Option<&'a Value> {
+    stat["rows"].as_array()?.iter().find(|r| r["name"] == name)
+}
+
+fn rps(stat: &Value, name: &str) -> f64 {
+    row(stat, name)
+        .and_then(|r| r["rps"].as_f64())
+        .unwrap_or(0.0)
+}
+
+fn success(stat: &Value, name: &str) -> Option<f64> {
+    row(stat, name)?["success"].as_f64()
+}
+
+/// `(pod, ip)` of the ready pods of a demo workload.
+fn pod_ips(mesh: &LocalMesh, workload: &str) -> Vec<(String, String)> {
+    let pods = json(mesh, &["get", "pods", "-n", "emojivoto", "-o", "json"]);
+    pods["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["spec"]["workload"] == workload && p["status"]["ready"] == true)
+        .map(|p| {
+            (
+                p["metadata"]["name"].as_str().unwrap().to_string(),
+                p["status"]["podIP"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// vote-bot's own count: (requests, successes), cumulative.
+fn vote_bot(mesh: &LocalMesh) -> (f64, f64) {
+    let ip = &pod_ips(mesh, "vote-bot")[0].1;
+    let v: Value =
+        serde_json::from_str(&mesh.curl(&format!("http://{ip}:8080/stats")).unwrap()).unwrap();
+    (
+        v["requests"].as_f64().unwrap(),
+        v["success"].as_f64().unwrap(),
+    )
+}
+
+fn start_prometheus(mesh: &LocalMesh) -> Prometheus {
+    let out = mesh
+        .strand(&["viz", "prometheus-config", "--scrape-interval", "5s"])
+        .unwrap();
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert!(out.stdout.contains("http_sd_configs"), "{}", out.stdout);
+    let dir = mesh.state_dir().join("prometheus");
+    std::fs::create_dir_all(dir.join("data")).unwrap();
+    let config = dir.join("prometheus.yml");
+    std::fs::write(&config, &out.stdout).unwrap();
+    let log = std::fs::File::create(dir.join("prometheus.log")).unwrap();
+    let mut cmd = mesh.ns_cmd("prometheus");
+    cmd.arg(format!("--config.file={}", config.display()))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.join("data").display()
+        ))
+        .arg("--web.listen-address=127.0.0.1:9099")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log);
+    Prometheus {
+        child: cmd
+            .spawn()
+            .expect("prometheus (Debian package `prometheus`) is installed"),
+        dir,
+    }
+}
+
+/// Every process whose command line mentions `needle`.
+fn processes_with(needle: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        let text = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        if text.contains(needle) {
+            found.push(format!("{}: {text}", entry.file_name().to_string_lossy()));
+        }
+    }
+    found
+}
+
+fn exists(p: &Path) -> bool {
+    std::fs::symlink_metadata(p).is_ok()
+}
+
+#[test]
+fn demo_shows_golden_metrics_and_leaves_nothing_behind() {
+    if !require_root() {
+        return;
+    }
+    let mesh = LocalMesh::up("demo").unwrap();
+    let guard = DemoGuard(&mesh);
+    let started = Instant::now();
+    let out = mesh.strand(&["demo", "--no-watch"]).unwrap();
+    assert_eq!(
+        out.code,
+        Some(0),
+        "strand demo: {}{}",
+        out.stdout,
+        out.stderr
+    );
+    assert!(out.stdout.contains("web page:   http://"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains(" viz stat deploy -n emojivoto"),
+        "{}",
+        out.stdout
+    );
+    eprintln!("demo up in {:?}", started.elapsed());
+    let prometheus = start_prometheus(&mesh);
+
+    // Within 60 s, every workload has traffic.
+    let deadline = started + Duration::from_secs(60);
+    let stat_args = ["viz", "stat", "deploy", "-n", "emojivoto", "-o", "json"];
+    loop {
+        let stat = json(&mesh, &stat_args);
+        if ["web", "emoji", "voting"]
+            .iter()
+            .all(|d| rps(&stat, d) > 0.0)
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no traffic after 60s: {stat}");
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    eprintln!("traffic seen after {:?}", started.elapsed());
+    let table = mesh
+        .strand(&["viz", "stat", "deploy", "-n", "emojivoto"])
+        .unwrap();
+    assert!(
+        table.stdout.starts_with("NAME ") && table.stdout.contains("LATENCY_P99"),
+        "{}",
+        table.stdout
+    );
+    let emoji = table
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("emoji "))
+        .unwrap();
+    assert!(emoji.contains(" 2/2 "), "{}", table.stdout);
+
+    // A full window of traffic: web's success rate as its proxy saw it
+    // against what vote-bot observed over the same minute.
+    let (req0, ok0) = vote_bot(&mesh);
+    std::thread::sleep(Duration::from_secs(60));
+    let (req1, ok1) = vote_bot(&mesh);
+    let stat = json(&mesh, &stat_args);
+    let observed = (ok1 - ok0) / (req1 - req0);
+    let web = success(&stat, "web").unwrap();
+    let voting = success(&stat, "voting").unwrap();
+    eprintln!("web {web:.4} vote-bot {observed:.4} voting {voting:.4}: {stat}");
+    assert!(voting < 1.0, "voting fails on purpose: {stat}");
+    assert!(
+        (web - observed).abs() <= 0.02,
+        "web's success rate {web} vs vote-bot's {observed}"
+    );
+    for d in ["web", "emoji", "voting"] {
+        let r = row(&stat, d).unwrap();
+        assert!(r["latency_p99_ms"].as_f64().is_some(), "{d}: {r}");
+        assert!(r["tcp_conn"].as_f64().unwrap() >= 1.0, "{d}: {r}");
+    }
+
+    // --from and --to read the clients' side.
+    let to = json(
+        &mesh,
+        &[
+            "viz",
+            "stat",
+            "deploy",
+            "-n",
+            "emojivoto",
+            "--from",
+            "deploy/web",
+            "-o",
+            "json",
+        ],
+    );
+    assert!(rps(&to, "emoji") > 0.0 && rps(&to, "voting") > 0.0, "{to}");
+    assert!(row(&to, "vote-bot").is_none(), "{to}");
+    let svc = json(
+        &mesh,
+        &["viz", "stat", "svc", "-n", "emojivoto", "-o", "json"],
+    );
+    assert!(rps(&svc, "web-svc") > 0.0, "{svc}");
+
+    // Edges: web -> emoji over mTLS, with both identities.
+    let edges = json(
+        &mesh,
+        &["viz", "edges", "deploy", "-n", "emojivoto", "-o", "json"],
+    );
+    let web_emoji = edges["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["src"] == "web" && e["dst"] == "emoji")
+        .unwrap_or_else(|| panic!("no web -> emoji edge: {edges}"));
+    assert_eq!(web_emoji["secured"], true, "{edges}");
+    assert_eq!(
+        web_emoji["client_id"],
+        "web.emojivoto.serviceaccount.identity.linkerd.cluster.local"
+    );
+    assert_eq!(
+        web_emoji["server_id"],
+        "emoji.emojivoto.serviceaccount.identity.linkerd.cluster.local"
+    );
+    let table = mesh
+        .strand(&["viz", "edges", "deploy", "-n", "emojivoto"])
+        .unwrap();
+    assert!(table.stdout.contains("web.emojivoto"), "{}", table.stdout);
+
+    // The same answers from a real Prometheus scraping with the generated
+    // configuration.
+    let url = "http://127.0.0.1:9099";
+    let prom = json(
+        &mesh,
+        &[
+            "viz",
+            "stat",
+            "deploy",
+            "-n",
+            "emojivoto",
+            "-o",
+            "json",
+            "--prometheus-url",
+            url,
+        ],
+    );
+    let embedded = json(&mesh, &stat_args);
+    for d in ["web", "emoji", "voting", "vote-bot"] {
+        let (p, e) = (rps(&prom, d), rps(&embedded, d));
+        if d == "vote-bot" {
+            // Nothing calls vote-bot.
+            assert_eq!(p, 0.0, "{prom}");
+            continue;
+        }
+        assert!(
+            p > 0.0 && (p - e).abs() / e <= 0.15,
+            "{d}: Prometheus {p} rps, embedded {e} rps\n{prom}\n{embedded}"
+        );
+        let (ps, es) = (success(&prom, d).unwrap(), success(&embedded, d).unwrap());
+        assert!((ps - es).abs() <= 0.03, "{d}: success {ps} vs {es}");
+    }
+    drop(prometheus);
+
+    // strand check: everything passes.
+    let check = mesh.strand(&["check"]).unwrap();
+    assert_eq!(check.code, Some(0), "{}{}", check.stdout, check.stderr);
+    for line in ["proxies ready", "iptables rules", "metrics API", "DNS"] {
+        assert!(check.stdout.contains(line), "{line}: {}", check.stdout);
+    }
+
+    // A proxy that stops answering: the table says its numbers are stale.
+    let (pod, ip) = pod_ips(&mesh, "emoji")[0].clone();
+    let proxy_pid = proxy_pid(&mesh, &pod);
+    signal(proxy_pid, nix::sys::signal::Signal::SIGSTOP);
+    let deadline = Instant::now() + Duration::from_secs(40);
+    loop {
+        let out = mesh
+            .strand(&["viz", "stat", "deploy", "-n", "emojivoto"])
+            .unwrap();
+        if out.stdout.contains(&format!("stale: {pod}")) {
+            assert!(
+                out.stdout
+                    .contains(&format!("! metrics of emojivoto/{pod} are stale"))
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{ip} never stale: {}",
+            out.stdout
+        );
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    signal(proxy_pid, nix::sys::signal::Signal::SIGCONT);
+
+    // --down leaves no pod namespace, process, rule or file behind.
+    drop(guard);
+    let netns = mesh.pod_namespaces();
+    assert!(netns.is_empty(), "{netns:?}");
+    let demo_procs = processes_with(&format!("{} run --name", mesh.state_dir().display()));
+    assert!(demo_procs.is_empty(), "{demo_procs:?}");
+    let apps = processes_with("strand-demo ");
+    assert!(apps.is_empty(), "{apps:?}");
+    for leftover in [
+        mesh.state_dir().join("demo"),
+        mesh.state_dir().join("logs/emojivoto"),
+    ] {
+        assert!(!exists(&leftover), "{} is left", leftover.display());
+    }
+    let pods_dir = mesh.state_dir().join("pods");
+    let left: Vec<_> = std::fs::read_dir(&pods_dir)
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "{left:?} left in {}", pods_dir.display());
+    let svcs = json(&mesh, &["get", "svc", "-n", "emojivoto", "-o", "json"]);
+    assert_eq!(svcs["items"].as_array().unwrap().len(), 0, "{svcs}");
+}
+
+/// The pid of the proxy of `pod` (the `strand-proxy` in its namespace).
+fn proxy_pid(mesh: &LocalMesh, pod: &str) -> u32 {
+    let netns = format!("{}_emojivoto_{pod}", mesh.name());
+    let out = Command::new("ip")
+        .args(["netns", "pids", &netns])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.trim().parse::<u32>().ok())
+        .find(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|c| c.trim() == "strand-proxy")
+        })
+        .unwrap_or_else(|| panic!("no strand-proxy in {netns}"))
+}
+
+fn signal(pid: u32, sig: nix::sys::signal::Signal) {
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), sig).unwrap();
+}

@@ -1,0 +1,366 @@
+//! The metrics API's HTTP server (`strand-controller metrics-api`, and the
+//! local mode's): JSON answers to `stat` and `edges`, the scrape targets'
+//! health, and the proxies' list for Prometheus's HTTP service discovery.
+//!
+//! ```text
+//!  GET /api/v1/stat?resource=deploy/web&namespace=ns&from=..&to=..&window=60
+//!  GET /api/v1/edges?resource=deploy&namespace=ns&window=60
+//!  GET /api/v1/targets          every proxy: last scrape, last error
+//!  GET /api/v1/prometheus-sd    [{"targets":["10.42.0.5:4191"],"labels":{..}}]
+//!  GET /ready  /live
+//! ```
+//!
+//! No `namespace` means every namespace.
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::future::BoxFuture;
+use http::{Method, Request, Response, StatusCode, header};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use serde::Serialize;
+use tokio::net::TcpListener;
+
+use crate::query::Evaluate;
+use crate::scrape::ScrapeTarget;
+use crate::stat::{self, EdgesRequest, Inventory, ResourceKind, ResourceRef, StatRequest};
+use crate::store::Store;
+
+/// The longest window a request may ask for.
+pub const MAX_WINDOW: Duration = Duration::from_secs(24 * 3600);
+
+/// Where the API learns which pods and services exist, and which proxies
+/// to scrape.
+pub trait InventorySource: Send + Sync + 'static {
+    /// Pods and services, with `stale` filled in.
+    fn inventory(&self) -> BoxFuture<'_, Result<Inventory, String>>;
+    /// The proxies to scrape.
+    fn targets(&self) -> BoxFuture<'_, Result<Vec<ScrapeTarget>, String>>;
+}
+
+/// The API: an evaluator (the embedded store, or Prometheus) and where the
+/// inventory comes from.
+pub struct MetricsApi {
+    eval: Arc<dyn Evaluate>,
+    source: Arc<dyn InventorySource>,
+    /// The embedded store, when the API scrapes the proxies itself.
+    store: Option<Arc<Store>>,
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    error: &'a str,
+}
+
+/// One scrape target as `/api/v1/targets` shows it.
+#[derive(Serialize)]
+struct TargetStatus {
+    namespace: String,
+    pod: String,
+    labels: BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_success_unix: Option<f64>,
+    series: usize,
+}
+
+/// One Prometheus HTTP SD target group.
+#[derive(Serialize)]
+struct SdGroup {
+    targets: Vec<String>,
+    labels: BTreeMap<String, String>,
+}
+
+// === impl MetricsApi ===
+
+impl MetricsApi {
+    pub fn new(
+        eval: Arc<dyn Evaluate>,
+        source: Arc<dyn InventorySource>,
+        store: Option<Arc<Store>>,
+    ) -> Arc<Self> {
+        Arc::new(MetricsApi {
+            eval,
+            source,
+            store,
+        })
+    }
+
+    /// Serves on `listener` until `shutdown` completes.
+    pub async fn serve(self: Arc<Self>, listener: TcpListener, shutdown: impl Future<Output = ()>) {
+        let mut shutdown = std::pin::pin!(shutdown);
+        loop {
+            let (tcp, _) = tokio::select! {
+                _ = &mut shutdown => return,
+                accepted = listener.accept() => match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "metrics API: accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+            };
+            let api = Arc::clone(&self);
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |req| {
+                    let api = Arc::clone(&api);
+                    async move { Ok::<_, Infallible>(api.handle(req).await) }
+                });
+                let conn = hyper::server::conn::http1::Builder::new()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(Duration::from_secs(10))
+                    .serve_connection(TokioIo::new(tcp), svc);
+                let _ = conn.await;
+            });
+        }
+    }
+
+    async fn handle(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
+        if req.method() != Method::GET {
+            return error(StatusCode::METHOD_NOT_ALLOWED, "only GET is served");
+        }
+        let query = parse_query(req.uri().query().unwrap_or(""));
+        match req.uri().path() {
+            "/ready" | "/live" => text(StatusCode::OK, "ok\n"),
+            "/api/v1/stat" => match stat_request(&query) {
+                Ok(r) => self.stat(&r).await,
+                Err(e) => error(StatusCode::BAD_REQUEST, &e),
+            },
+            "/api/v1/edges" => match edges_request(&query) {
+                Ok(r) => self.edges(&r).await,
+                Err(e) => error(StatusCode::BAD_REQUEST, &e),
+            },
+            "/api/v1/targets" => self.targets(),
+            "/api/v1/prometheus-sd" => self.prometheus_sd().await,
+            _ => error(StatusCode::NOT_FOUND, "no such endpoint"),
+        }
+    }
+
+    async fn stat(&self, req: &StatRequest) -> Response<Full<Bytes>> {
+        let inv = match self.source.inventory().await {
+            Ok(inv) => inv,
+            Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, &e),
+        };
+        match stat::stat(&*self.eval, &inv, req).await {
+            Ok(rsp) => json(StatusCode::OK, &rsp),
+            Err(e) => error(StatusCode::BAD_GATEWAY, &e.to_string()),
+        }
+    }
+
+    async fn edges(&self, req: &EdgesRequest) -> Response<Full<Bytes>> {
+        let inv = match self.source.inventory().await {
+            Ok(inv) => inv,
+            Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, &e),
+        };
+        match stat::edges(&*self.eval, &inv, req).await {
+            Ok(rsp) => json(StatusCode::OK, &rsp),
+            Err(e) => error(StatusCode::BAD_GATEWAY, &e.to_string()),
+        }
+    }
+
+    fn targets(&self) -> Response<Full<Bytes>> {
+        let Some(store) = &self.store else {
+            return error(
+                StatusCode::NOT_FOUND,
+                "this metrics API reads Prometheus; it scrapes nothing itself",
+            );
+        };
+        let out: Vec<TargetStatus> = store
+            .targets()
+            .into_iter()
+            .map(|t| TargetStatus {
+                namespace: t.key.namespace,
+                pod: t.key.pod,
+                labels: t.labels,
+                last_error: t.last_error,
+                last_success_unix: t.last_success.and_then(|s| {
+                    s.duration_since(std::time::UNIX_EPOCH)
+                        .ok()
+                        .map(|d| d.as_secs_f64())
+                }),
+                series: t.series,
+            })
+            .collect();
+        json(StatusCode::OK, &out)
+    }
+
+    async fn prometheus_sd(&self) -> Response<Full<Bytes>> {
+        match self.source.targets().await {
+            Ok(targets) => {
+                let groups: Vec<SdGroup> = targets
+                    .into_iter()
+                    .map(|t| SdGroup {
+                        targets: vec![t.addr.to_string()],
+                        labels: t.labels,
+                    })
+                    .collect();
+                json(StatusCode::OK, &groups)
+            }
+            Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, &e),
+        }
+    }
+}
+
+fn stat_request(q: &BTreeMap<String, String>) -> Result<StatRequest, String> {
+    let resource: ResourceRef = q
+        .get("resource")
+        .ok_or("missing `resource` (deploy, po, svc, ns, optionally /NAME)")?
+        .parse()
+        .map_err(|e: stat::BadResource| e.to_string())?;
+    let parse_ref = |k: &str| -> Result<Option<ResourceRef>, String> {
+        match q.get(k).filter(|v| !v.is_empty()) {
+            Some(v) => v
+                .parse()
+                .map(Some)
+                .map_err(|e: stat::BadResource| format!("{k}: {e}")),
+            None => Ok(None),
+        }
+    };
+    Ok(StatRequest {
+        resource,
+        namespace: q.get("namespace").filter(|v| !v.is_empty()).cloned(),
+        from: parse_ref("from")?,
+        to: parse_ref("to")?,
+        window: window(q)?,
+    })
+}
+
+fn edges_request(q: &BTreeMap<String, String>) -> Result<EdgesRequest, String> {
+    let resource: ResourceRef = q
+        .get("resource")
+        .ok_or("missing `resource` (deploy or po)")?
+        .parse()
+        .map_err(|e: stat::BadResource| e.to_string())?;
+    if !matches!(resource.kind, ResourceKind::Deployment | ResourceKind::Pod) {
+        return Err("edges are between deployments (deploy) or pods (po)".into());
+    }
+    Ok(EdgesRequest {
+        kind: resource.kind,
+        namespace: q.get("namespace").filter(|v| !v.is_empty()).cloned(),
+        window: window(q)?,
+    })
+}
+
+/// `window` in seconds, default 60.
+fn window(q: &BTreeMap<String, String>) -> Result<Duration, String> {
+    let secs = match q.get("window") {
+        None => 60.0,
+        Some(v) => v
+            .parse::<f64>()
+            .map_err(|_| format!("window: {v:?} is not a number of seconds"))?,
+    };
+    let w = Duration::try_from_secs_f64(secs)
+        .map_err(|_| format!("window: {secs} is not a duration"))?;
+    if w < Duration::from_secs(1) || w > MAX_WINDOW {
+        return Err(format!(
+            "window: {secs}s is out of range (1s to {}s)",
+            MAX_WINDOW.as_secs()
+        ));
+    }
+    Ok(w)
+}
+
+/// `a=1&b=x%2Fy` into a map (the last of repeated keys wins).
+pub(crate) fn parse_query(q: &str) -> BTreeMap<String, String> {
+    q.split('&')
+        .filter(|kv| !kv.is_empty())
+        .map(|kv| match kv.split_once('=') {
+            Some((k, v)) => (percent_decode(k), percent_decode(v)),
+            None => (percent_decode(kv), String::new()),
+        })
+        .collect()
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let decoded = match bytes[i] {
+            b'%' => bytes
+                .get(i + 1..i + 3)
+                .filter(|h| h.iter().all(u8::is_ascii_hexdigit))
+                .and_then(|h| std::str::from_utf8(h).ok())
+                .and_then(|h| u8::from_str_radix(h, 16).ok()),
+            _ => None,
+        };
+        match (decoded, bytes[i]) {
+            (Some(b), _) => {
+                out.push(b);
+                i += 3;
+            }
+            (None, b'+') => {
+                out.push(b' ');
+                i += 1;
+            }
+            (None, b) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn json<T: Serialize>(status: StatusCode, body: &T) -> Response<Full<Bytes>> {
+    match serde_json::to_vec(body) {
+        Ok(bytes) => respond(status, "application/json", bytes),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    }
+}
+
+fn error(status: StatusCode, message: &str) -> Response<Full<Bytes>> {
+    let body = serde_json::to_vec(&ErrorBody { error: message }).unwrap_or_default();
+    respond(status, "application/json", body)
+}
+
+fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
+    respond(status, "text/plain", body.as_bytes().to_vec())
+}
+
+fn respond(status: StatusCode, content_type: &str, body: Vec<u8>) -> Response<Full<Bytes>> {
+    let mut rsp = Response::new(Full::new(Bytes::from(body)));
+    *rsp.status_mut() = status;
+    if let Ok(v) = http::HeaderValue::from_str(content_type) {
+        rsp.headers_mut().insert(header::CONTENT_TYPE, v);
+    }
+    rsp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queries_decode() {
+        let q = parse_query("resource=deploy%2Fweb&namespace=emojivoto&window=30&x=%zz&y=a+b&z=%4");
+        assert_eq!(q["resource"], "deploy/web");
+        assert_eq!(q["namespace"], "emojivoto");
+        assert_eq!(q["x"], "%zz");
+        assert_eq!(q["y"], "a b");
+        assert_eq!(q["z"], "%4");
+        let r = stat_request(&q).expect("valid");
+        assert_eq!(r.window, Duration::from_secs(30));
+        assert_eq!(r.resource.name.as_deref(), Some("web"));
+    }
+
+    #[test]
+    fn bad_requests_are_explained() {
+        let q = parse_query("resource=pods/x/y");
+        assert!(stat_request(&q).unwrap_err().contains("unknown resource"));
+        let q = parse_query("resource=deploy&window=0");
+        assert!(stat_request(&q).unwrap_err().contains("out of range"));
+        let q = parse_query("resource=deploy&window=abc");
+        assert!(stat_request(&q).unwrap_err().contains("not a number"));
+        let q = parse_query("resource=svc");
+        assert!(edges_request(&q).unwrap_err().contains("deployments"));
+    }
+}
