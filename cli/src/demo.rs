@@ -49,6 +49,10 @@ pub struct DemoArgs {
     /// How long to wait for the demo's pods to turn ready.
     #[arg(long, default_value = "90s", value_parser = crate::run::parse_duration)]
     timeout: Duration,
+    /// When the demo starts the control plane: its name, which prefixes the
+    /// pods' network namespaces (as `strand up --cluster-name`).
+    #[arg(long, default_value = "strand")]
+    cluster_name: String,
 }
 
 /// What the demo started, so that `--down` removes exactly that.
@@ -125,7 +129,7 @@ pub async fn demo(ctx: &Ctx, args: DemoArgs) -> anyhow::Result<u8> {
         state.runners.clear();
         if !control_plane_up(ctx).await {
             println!("==> starting the control plane");
-            crate::up::start_detached(ctx).await?;
+            crate::up::start_detached(ctx, &["--cluster-name", &args.cluster_name]).await?;
             state.started_control_plane = true;
             save_state(&dir, &state)?;
         }

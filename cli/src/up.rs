@@ -155,14 +155,16 @@ pub async fn up(ctx: &Ctx, args: UpArgs) -> anyhow::Result<u8> {
     Ok(0)
 }
 
-/// `strand up --detach` with every default (for `strand demo`).
-pub async fn start_detached(ctx: &Ctx) -> anyhow::Result<()> {
+/// `strand up --detach FLAGS` (for `strand demo`).
+pub async fn start_detached(ctx: &Ctx, flags: &[&str]) -> anyhow::Result<()> {
     #[derive(clap::Parser)]
     struct Defaults {
         #[command(flatten)]
         up: UpArgs,
     }
-    let args = <Defaults as clap::Parser>::try_parse_from(["up", "--detach"])?.up;
+    let mut argv = vec!["up", "--detach"];
+    argv.extend_from_slice(flags);
+    let args = <Defaults as clap::Parser>::try_parse_from(argv)?.up;
     up(ctx, args).await.map(|_| ())
 }
 

@@ -10,7 +10,6 @@
 use anyhow::Context as _;
 use clap::Args;
 use futures_util::future::BoxFuture;
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -65,11 +64,11 @@ trait ListResources: Send + Sync + 'static {
     fn list(&self) -> BoxFuture<'_, Result<Vec<Resource>, String>>;
 }
 
-/// Pods and services from a list, stale proxies from the embedded store or
-/// from Prometheus's `up`.
+/// Pods and services from a list; with Prometheus, the proxies it cannot
+/// scrape are the stale ones (the API marks them itself from its own
+/// store).
 struct Source<L> {
     list: L,
-    store: Option<Arc<strand_viz::Store>>,
     prometheus: Option<PrometheusClient>,
 }
 
@@ -112,9 +111,6 @@ impl<L: ListResources> InventorySource for Source<L> {
         Box::pin(async move {
             let resources = self.list.list().await?;
             let mut inv = strand_viz::inventory::from_resources(&resources);
-            if let Some(store) = &self.store {
-                inv.stale = stale(store);
-            }
             if let Some(prom) = &self.prometheus {
                 inv.stale = prom.down_targets().await.map_err(|e| e.to_string())?;
             }
@@ -128,18 +124,6 @@ impl<L: ListResources> InventorySource for Source<L> {
             Ok(strand_viz::inventory::scrape_targets(&resources))
         })
     }
-}
-
-/// `namespace/pod` -> why, for every proxy whose last scrape failed.
-fn stale(store: &strand_viz::Store) -> BTreeMap<String, String> {
-    store
-        .targets()
-        .into_iter()
-        .filter_map(|t| {
-            let why = t.last_error?;
-            Some((format!("{}/{}", t.key.namespace, t.key.pod), why))
-        })
-        .collect()
 }
 
 /// `strand-controller metrics-api`.
@@ -191,7 +175,6 @@ fn serve<L: ListResources>(
             let prom = PrometheusClient::new(url).context("--prometheus-url")?;
             let source = Arc::new(Source {
                 list,
-                store: None,
                 prometheus: Some(prom.clone()),
             });
             (
@@ -203,7 +186,6 @@ fn serve<L: ListResources>(
             let store = Arc::new(strand_viz::Store::new(scrape.metrics_retention));
             let source = Arc::new(Source {
                 list,
-                store: Some(Arc::clone(&store)),
                 prometheus: None,
             });
             let (tx, rx) = watch::channel(Vec::new());

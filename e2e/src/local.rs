@@ -37,6 +37,19 @@ impl LocalMesh {
 
     /// [`LocalMesh::up`] with more `strand up` flags.
     pub fn up_with(label: &str, flags: &[&str]) -> anyhow::Result<LocalMesh> {
+        let mesh = Self::without_control_plane(label)?;
+        let mut args = vec!["up", "--detach", "--cluster-name", mesh.net.ns_name()];
+        args.extend_from_slice(flags);
+        let up = mesh.strand(&args)?;
+        if up.code != Some(0) {
+            bail!("strand up failed: {}{}", up.stdout, up.stderr);
+        }
+        Ok(mesh)
+    }
+
+    /// A fresh namespace and state directory where no control plane runs
+    /// yet (start one with `strand up --cluster-name <name>`).
+    pub fn without_control_plane(label: &str) -> anyhow::Result<LocalMesh> {
         let net = Network::new(label)?;
         let state_dir = std::env::temp_dir().join(format!("strand-e2e-{}", net.ns_name()));
         let _ = std::fs::remove_dir_all(&state_dir);
@@ -55,12 +68,6 @@ impl LocalMesh {
                 "cannot bring lo up: {}",
                 String::from_utf8_lossy(&out.stderr)
             );
-        }
-        let mut args = vec!["up", "--detach", "--cluster-name", mesh.net.ns_name()];
-        args.extend_from_slice(flags);
-        let up = mesh.strand(&args)?;
-        if up.code != Some(0) {
-            bail!("strand up failed: {}{}", up.stdout, up.stderr);
         }
         Ok(mesh)
     }

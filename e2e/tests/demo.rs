@@ -372,3 +372,72 @@ fn proxy_pid(mesh: &LocalMesh, pod: &str) -> u32 {
 fn signal(pid: u32, sig: nix::sys::signal::Signal) {
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), sig).unwrap();
 }
+
+#[test]
+fn demo_starts_and_stops_its_own_control_plane() {
+    if !require_root() {
+        return;
+    }
+    let mesh = LocalMesh::without_control_plane("demo-cp").unwrap();
+    let guard = DemoGuard(&mesh);
+    let out = mesh
+        .strand(&["demo", "--no-watch", "--cluster-name", mesh.name()])
+        .unwrap();
+    assert_eq!(
+        out.code,
+        Some(0),
+        "strand demo: {}{}",
+        out.stdout,
+        out.stderr
+    );
+    assert!(
+        out.stdout.contains("starting the control plane"),
+        "{}",
+        out.stdout
+    );
+    let pid = mesh.cluster().unwrap()["pid"].as_u64().unwrap();
+    assert_eq!(pod_ips(&mesh, "emoji").len(), 2);
+    assert_eq!(
+        mesh.pod_namespaces().len(),
+        5,
+        "{:?}",
+        mesh.pod_namespaces()
+    );
+
+    // A second `strand demo` finds it running and starts nothing more.
+    let again = mesh.strand(&["demo", "--no-watch"]).unwrap();
+    assert_eq!(again.code, Some(0), "{}{}", again.stdout, again.stderr);
+    assert!(again.stdout.contains("already running"), "{}", again.stdout);
+    assert_eq!(mesh.pod_namespaces().len(), 5);
+
+    drop(guard);
+    assert!(
+        mesh.pod_namespaces().is_empty(),
+        "{:?}",
+        mesh.pod_namespaces()
+    );
+    assert!(
+        !Path::new(&format!("/proc/{pid}")).exists(),
+        "the control plane the demo started is still running"
+    );
+    assert!(!exists(&mesh.state_dir().join("cluster.json")));
+}
+
+#[test]
+fn demo_without_root_explains_why_it_needs_it() {
+    if !require_root() {
+        return;
+    }
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(strand_testkit::bin_path("strand"))
+        .args(["--state-dir", "/nonexistent", "demo"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("`strand demo` needs root") && stderr.contains("network namespace"),
+        "{stderr}"
+    );
+}

@@ -130,11 +130,11 @@ impl MetricsApi {
         let query = parse_query(req.uri().query().unwrap_or(""));
         match req.uri().path() {
             "/ready" | "/live" => text(StatusCode::OK, "ok\n"),
-            "/api/v1/stat" => match stat_request(&query) {
+            "/api/v1/stat" => match stat_request(&query).and_then(|r| self.kept(r)) {
                 Ok(r) => self.stat(&r).await,
                 Err(e) => error(StatusCode::BAD_REQUEST, &e),
             },
-            "/api/v1/edges" => match edges_request(&query) {
+            "/api/v1/edges" => match edges_request(&query).and_then(|r| self.kept(r)) {
                 Ok(r) => self.edges(&r).await,
                 Err(e) => error(StatusCode::BAD_REQUEST, &e),
             },
@@ -144,8 +144,37 @@ impl MetricsApi {
         }
     }
 
+    /// The source's inventory; with the embedded store, the proxies whose
+    /// last scrape failed are the stale ones.
+    async fn inventory(&self) -> Result<Inventory, String> {
+        let mut inv = self.source.inventory().await?;
+        if let Some(store) = &self.store {
+            inv.stale = store
+                .targets()
+                .into_iter()
+                .filter_map(|t| {
+                    let why = t.last_error?;
+                    Some((format!("{}/{}", t.key.namespace, t.key.pod), why))
+                })
+                .collect();
+        }
+        Ok(inv)
+    }
+
+    /// Refuses a window longer than the embedded store keeps.
+    fn kept<R: Windowed>(&self, req: R) -> Result<R, String> {
+        match &self.store {
+            Some(store) if req.window() > store.retention() => Err(format!(
+                "a {} window is longer than the {} of history this metrics API keeps (strand-controller --metrics-retention); ask a Prometheus server with --prometheus-url",
+                crate::format_duration(req.window()),
+                crate::format_duration(store.retention()),
+            )),
+            _ => Ok(req),
+        }
+    }
+
     async fn stat(&self, req: &StatRequest) -> Response<Full<Bytes>> {
-        let inv = match self.source.inventory().await {
+        let inv = match self.inventory().await {
             Ok(inv) => inv,
             Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, &e),
         };
@@ -156,7 +185,7 @@ impl MetricsApi {
     }
 
     async fn edges(&self, req: &EdgesRequest) -> Response<Full<Bytes>> {
-        let inv = match self.source.inventory().await {
+        let inv = match self.inventory().await {
             Ok(inv) => inv,
             Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, &e),
         };
@@ -206,6 +235,23 @@ impl MetricsApi {
             }
             Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, &e),
         }
+    }
+}
+
+/// A request over a time window.
+trait Windowed {
+    fn window(&self) -> Duration;
+}
+
+impl Windowed for StatRequest {
+    fn window(&self) -> Duration {
+        self.window
+    }
+}
+
+impl Windowed for EdgesRequest {
+    fn window(&self) -> Duration {
+        self.window
     }
 }
 
