@@ -9,6 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
 if [ "$(id -u)" != 0 ]; then
+  ensure_packages "${DEMO_PACKAGES[@]}" || true
   echo "the demo needs root: it creates a bridge, network namespaces and iptables rules for its pods. Run: sudo $0" >&2
   exit 77
 fi

@@ -35,9 +35,18 @@ enum VizCommand {
     PrometheusConfig(PromConfigArgs),
 }
 
-/// Where the numbers come from.
+/// Which namespaces and window, and where the numbers come from.
 #[derive(Args, Debug)]
-struct Source {
+struct Scope {
+    /// The namespace of the resources.
+    #[arg(long, short = 'n', default_value = "default")]
+    namespace: String,
+    /// Every namespace.
+    #[arg(long, short = 'A')]
+    all_namespaces: bool,
+    /// The window the rates and percentiles cover: `30s`, `1m`, `10m`.
+    #[arg(long = "time-window", short = 't', default_value = "1m", value_parser = crate::run::parse_duration)]
+    window: Duration,
     /// Ask this Prometheus server (which scrapes the proxies with the
     /// configuration `strand viz prometheus-config` prints) instead of the
     /// control plane's metrics API.
@@ -45,48 +54,40 @@ struct Source {
     prometheus_url: Option<String>,
 }
 
+impl Scope {
+    /// `None`: every namespace.
+    fn namespace(&self) -> Option<String> {
+        (!self.all_namespaces).then(|| self.namespace.clone())
+    }
+}
+
 #[derive(Args, Debug)]
 struct StatArgs {
     /// `deploy`, `po`, `svc`, `ns` (or their long forms), optionally with
     /// `/NAME`: `deploy/web`.
     resource: ResourceRef,
-    /// The namespace of the resources.
-    #[arg(long, short = 'n', default_value = "default")]
-    namespace: String,
-    /// Every namespace.
-    #[arg(long, short = 'A')]
-    all_namespaces: bool,
     /// Only traffic from this resource (`deploy/vote-bot`).
     #[arg(long, value_name = "RESOURCE")]
     from: Option<ResourceRef>,
     /// Only traffic to this resource (`deploy/emoji`, `svc/emoji-svc`).
     #[arg(long, value_name = "RESOURCE")]
     to: Option<ResourceRef>,
-    /// The window the rates and percentiles cover: `30s`, `1m`, `10m`.
-    #[arg(long = "time-window", short = 't', default_value = "1m", value_parser = crate::run::parse_duration)]
-    window: Duration,
     /// `table`, `wide` (adds the share of requests over mTLS) or `json`.
     #[arg(long, short = 'o', default_value = "table", value_parser = ["table", "wide", "json"])]
     output: String,
     #[command(flatten)]
-    source: Source,
+    scope: Scope,
 }
 
 #[derive(Args, Debug)]
 struct EdgesArgs {
     /// `deploy` or `po`.
     resource: ResourceRef,
-    #[arg(long, short = 'n', default_value = "default")]
-    namespace: String,
-    #[arg(long, short = 'A')]
-    all_namespaces: bool,
-    #[arg(long = "time-window", short = 't', default_value = "1m", value_parser = crate::run::parse_duration)]
-    window: Duration,
     /// `table`, `wide` (full identities, request rates, why not secured) or `json`.
     #[arg(long, short = 'o', default_value = "table", value_parser = ["table", "wide", "json"])]
     output: String,
     #[command(flatten)]
-    source: Source,
+    scope: Scope,
 }
 
 #[derive(Args, Debug)]
@@ -109,17 +110,17 @@ pub async fn viz(ctx: &Ctx, args: VizArgs) -> anyhow::Result<u8> {
 }
 
 async fn stat(ctx: &Ctx, args: StatArgs) -> anyhow::Result<u8> {
-    if args.window < Duration::from_secs(1) {
+    if args.scope.window < Duration::from_secs(1) {
         bail!("--time-window must be at least 1s");
     }
     let req = StatRequest {
         resource: args.resource,
-        namespace: (!args.all_namespaces).then_some(args.namespace),
+        namespace: args.scope.namespace(),
         from: args.from,
         to: args.to,
-        window: args.window,
+        window: args.scope.window,
     };
-    let rsp = match &args.source.prometheus_url {
+    let rsp = match &args.scope.prometheus_url {
         Some(url) => stat_prometheus(ctx, url, &req).await?,
         None => stat_embedded(ctx, &req).await?,
     };
@@ -155,10 +156,10 @@ async fn edges(ctx: &Ctx, args: EdgesArgs) -> anyhow::Result<u8> {
     }
     let req = EdgesRequest {
         kind: args.resource.kind,
-        namespace: (!args.all_namespaces).then_some(args.namespace),
-        window: args.window,
+        namespace: args.scope.namespace(),
+        window: args.scope.window,
     };
-    let rsp = match &args.source.prometheus_url {
+    let rsp = match &args.scope.prometheus_url {
         Some(url) => {
             let prom = strand_viz::prom::PrometheusClient::new(url)?;
             let inv = inventory(ctx, &prom).await?;
