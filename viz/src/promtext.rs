@@ -70,6 +70,9 @@ const METRIC_TYPES: [&str; 9] = [
 /// A cursor over one line.
 struct Cursor<'a> {
     line: &'a [u8],
+    /// The same line when it is valid UTF-8 (nearly always): names and
+    /// values are sliced from it instead of being validated one by one.
+    text: Option<&'a str>,
     pos: usize,
 }
 
@@ -86,6 +89,19 @@ pub fn parse(input: &[u8], max_bytes: usize) -> Result<Vec<TextSample<'_>>, Pars
 pub fn for_each<'a>(
     input: &'a [u8],
     max_bytes: usize,
+    f: impl FnMut(TextSample<'a>),
+) -> Result<(), ParseError> {
+    for_each_wanted(input, max_bytes, |_| true, f)
+}
+
+/// [`for_each`] for the samples whose metric name is `wanted`: the others
+/// are skipped once their name is read (a valid name, but the rest of the
+/// line is not checked), which makes reading a few families out of a large
+/// exposition cheap.
+pub fn for_each_wanted<'a>(
+    input: &'a [u8],
+    max_bytes: usize,
+    wanted: impl Fn(&str) -> bool,
     mut f: impl FnMut(TextSample<'a>),
 ) -> Result<(), ParseError> {
     if input.len() > max_bytes {
@@ -105,7 +121,11 @@ pub fn for_each<'a>(
         }
         // Tolerate CRLF line endings from exporters running on Windows.
         let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
-        let mut cur = Cursor { line: raw, pos: 0 };
+        let mut cur = Cursor {
+            line: raw,
+            text: std::str::from_utf8(raw).ok(),
+            pos: 0,
+        };
         cur.skip_blanks();
         match cur.peek() {
             None => continue,
@@ -114,7 +134,17 @@ pub fn for_each<'a>(
                     return Ok(());
                 }
             }
-            Some(_) => f(sample(&mut cur).map_err(err)?),
+            Some(b'{') => f(sample(&mut cur).map_err(err)?),
+            Some(_) => {
+                let mut name = Cursor {
+                    line: cur.line,
+                    text: cur.text,
+                    pos: cur.pos,
+                };
+                if wanted(name.metric_name().map_err(err)?) {
+                    f(sample(&mut cur).map_err(err)?);
+                }
+            }
         }
     }
     Ok(())
@@ -276,6 +306,42 @@ fn is_blank(b: u8) -> bool {
     b == b' ' || b == b'\t'
 }
 
+/// Splits a line into its text up to the value (a sample's name and
+/// labels, which stay the same from one scrape to the next) and its value
+/// token, without checking either: a blank line, a comment, or a line with
+/// no value is all head. The full parser ([`for_each`]) says what is wrong
+/// with a line.
+pub fn split_sample(raw: &[u8]) -> (&[u8], Option<&[u8]>) {
+    let start = raw.iter().position(|b| !is_blank(*b)).unwrap_or(raw.len());
+    if raw.get(start) == Some(&b'#') {
+        return (raw, None);
+    }
+    // A value or timestamp never holds '}', so the last one ends the labels.
+    let end = match raw.iter().rposition(|b| *b == b'}') {
+        Some(i) => i + 1,
+        None => raw[start..]
+            .iter()
+            .position(|b| is_blank(*b))
+            .map_or(raw.len(), |i| start + i),
+    };
+    let rest = &raw[end..];
+    let v_start = rest
+        .iter()
+        .position(|b| !is_blank(*b))
+        .unwrap_or(rest.len());
+    let v_len = rest[v_start..]
+        .iter()
+        .position(|b| is_blank(*b))
+        .unwrap_or(rest.len() - v_start);
+    let value = &rest[v_start..v_start + v_len];
+    (&raw[..end], (!value.is_empty()).then_some(value))
+}
+
+/// A sample's value, as the full parser reads it.
+pub fn parse_value(value: &[u8]) -> Option<f64> {
+    parse_float(value)
+}
+
 /// Go's `strconv.ParseFloat` spellings that matter: decimals, exponents,
 /// `+Inf`, `-Inf`, `NaN` (any case), which Rust's parser also accepts.
 fn parse_float(s: &[u8]) -> Option<f64> {
@@ -359,9 +425,13 @@ impl<'a> Cursor<'a> {
             }
             None => return Err(format!("a {what} name is missing")),
         }
+        let start = self.pos;
         let name = self.take_while(ok);
         // Only ASCII was taken, so this cannot fail; no panic either way.
-        std::str::from_utf8(name).map_err(|e| e.to_string())
+        match self.text.and_then(|t| t.get(start..self.pos)) {
+            Some(name) => Ok(name),
+            None => std::str::from_utf8(name).map_err(|e| e.to_string()),
+        }
     }
 
     /// A quoted string's contents after its opening `"`; consumes the
@@ -383,9 +453,13 @@ impl<'a> Cursor<'a> {
             }
         }
         let raw = &line[start..self.pos];
+        let end = self.pos;
         self.pos += 1;
-        let text = std::str::from_utf8(raw)
-            .map_err(|_| "a quoted string is not valid UTF-8".to_string())?;
+        let text = match self.text.and_then(|t| t.get(start..end)) {
+            Some(text) => text,
+            None => std::str::from_utf8(raw)
+                .map_err(|_| "a quoted string is not valid UTF-8".to_string())?,
+        };
         if !escaped {
             return Ok(Cow::Borrowed(text));
         }

@@ -170,13 +170,12 @@ async fn round(
                 return;
             }
             let outcome = match result {
-                Ok(body) => match Store::prepare(&body) {
-                    Ok(p) => Ok(store.commit(&target.key, &target.labels, at, p)),
-                    Err(source) => Err(ScrapeError::Parse {
+                Ok(body) => store
+                    .ingest_scrape(&target.key, &target.labels, at, &body)
+                    .map_err(|source| ScrapeError::Parse {
                         addr: target.addr,
                         source,
                     }),
-                },
                 Err(e) => Err(e),
             };
             let change = match outcome {

@@ -9,10 +9,10 @@
 //!  Query ─► Store::evaluate_at ─► increase / irate / histogram_quantile / sum
 //! ```
 //!
-//! Label sets are interned and shared by every target, so a snapshot is a
-//! timestamp and one `f64` per series: a busy proxy with 452 series costs
-//! 3.6 KiB per scrape, and 100 of them with 60 snapshots each about 26 MiB
-//! in all (the `memory_bound` test).
+//! Only the labels stat groups or filters by are kept (per family), and
+//! label sets are interned and shared by every target, so a snapshot is a
+//! timestamp and one `f64` per series (the `memory_bound` test; the
+//! benchmark in `bench/discovery` measures a busy proxy's exposition).
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
@@ -26,25 +26,20 @@ use crate::promtext::{self, ParseError};
 /// minutes, and 60 snapshots at the 10 s scrape interval keep memory small.
 pub const DEFAULT_RETENTION: Duration = Duration::from_secs(600);
 
-/// The proxy labels kept; the others (`target_addr`, `status_code`,
-/// `grpc_status`, `error`...) would multiply series for no stat the API
-/// shows. Series that become identical without them are summed.
-const KEPT_LABELS: [&str; 14] = [
+/// The labels stat and edges group or filter by, per family; the others
+/// (`authority`, `target_addr`, `client_id`, `status_code`, `grpc_status`,
+/// `error`...) would multiply series for no number the API shows. Series
+/// that become identical without them are summed.
+const DST_LABELS: [&str; 4] = ["dst_namespace", "dst_service", "dst_deployment", "dst_pod"];
+const RESPONSE_LABELS: [&str; 5] = [
     "direction",
-    "authority",
     "tls",
-    "client_id",
     "server_id",
     "no_tls_reason",
     "classification",
-    "le",
-    "peer",
-    "dst_namespace",
-    "dst_service",
-    "dst_deployment",
-    "dst_pod",
-    "dst_serviceaccount",
 ];
+const LATENCY_LABELS: [&str; 2] = ["direction", "le"];
+const TCP_LABELS: [&str; 3] = ["direction", "peer", "tls"];
 
 /// Identifies a scrape target: one meshed pod's proxy.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -131,15 +126,63 @@ struct Inner {
 
 #[derive(Debug, Default)]
 struct Interner {
-    strings: HashSet<Arc<str>>,
-    sets: HashSet<LabelSet>,
+    strings: HashSet<Arc<str>, FastHash>,
+    sets: HashSet<LabelSet, FastHash>,
+}
+
+/// A multiply-rotate hasher (the Fx hash of rustc) for the interner and
+/// series indexes, which hash every label of every scraped line: several
+/// times cheaper than SipHash. Its keys are the proxies' own label values
+/// (workload and identity names from the control plane, status classes),
+/// not request data, so flooding it with collisions is not a concern.
+type FastHash = std::hash::BuildHasherDefault<FxHasher>;
+
+#[derive(Default)]
+struct FxHasher(u64);
+
+impl std::hash::Hasher for FxHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        const K: u64 = 0x517c_c1b7_2722_0a95;
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(c);
+            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(word)).wrapping_mul(K);
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut word = [0u8; 8];
+            word[..rest.len()].copy_from_slice(rest);
+            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(word)).wrapping_mul(K);
+        }
+    }
+
+    fn write_u8(&mut self, i: u8) {
+        self.write_u64(u64::from(i));
+    }
+
+    fn write_usize(&mut self, i: usize) {
+        self.write_u64(i as u64);
+    }
+
+    fn write_u64(&mut self, i: u64) {
+        self.0 = (self.0.rotate_left(5) ^ i).wrapping_mul(0x517c_c1b7_2722_0a95);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
 }
 
 #[derive(Debug)]
 struct Target {
     labels: LabelSet,
     series: Vec<Series>,
-    index: HashMap<Series, usize>,
+    index: HashMap<Series, usize, FastHash>,
+    /// What each line of the last scrape became, by a hash of its text up
+    /// to the value: a proxy sends the same lines every time, so a later
+    /// scrape only parses values ([`Store::ingest`]).
+    lines: HashMap<u64, Option<Series>, FastHash>,
     /// Oldest first, strictly increasing times.
     snapshots: VecDeque<Snapshot>,
     last_scrape: Option<i64>,
@@ -166,9 +209,80 @@ struct Snapshot {
     values: Box<[f64]>,
 }
 
+// === impl PreparedSample ===
+
+impl<'a> PreparedSample<'a> {
+    /// The sample's family and kept labels (`le` normalized: `1.0` is
+    /// `1`), when it is of a family the store keeps.
+    fn of(s: promtext::TextSample<'a>) -> Option<PreparedSample<'a>> {
+        let family = Family::from_name(&s.name)?;
+        let mut labels: Vec<_> = s
+            .labels
+            .into_iter()
+            .filter(|l| !l.value.is_empty() && family.keeps(&l.name))
+            .map(|l| {
+                let value = if l.name == "le" {
+                    normalize_le(l.value)
+                } else {
+                    l.value
+                };
+                (l.name, value)
+            })
+            .collect();
+        labels.sort_by(|a, b| a.0.cmp(&b.0));
+        Some(PreparedSample {
+            family,
+            labels,
+            value: s.value,
+        })
+    }
+
+    /// Its series, with interned labels.
+    fn series(&self, interner: &mut Interner) -> Series {
+        let pairs: Vec<_> = self
+            .labels
+            .iter()
+            .map(|(k, v)| (interner.string(k), interner.string(v)))
+            .collect();
+        Series {
+            family: self.family,
+            labels: interner.set(&pairs),
+        }
+    }
+}
+
+/// The metric families the store reads; the parser skips the others.
+fn wanted(name: &str) -> bool {
+    Family::from_name(name).is_some()
+}
+
+/// The line cache's key: SipHash (keys fixed) of a line's text up to its
+/// value, 64 bits, so that distinct lines do not meet by chance.
+fn line_hash(head: &[u8]) -> u64 {
+    use std::hash::Hasher as _;
+    let mut h = std::hash::DefaultHasher::new();
+    h.write(head);
+    h.finish()
+}
+
 // === impl Family ===
 
 impl Family {
+    /// Whether series of this family keep `label`.
+    fn keeps(self, label: &str) -> bool {
+        match self {
+            Family::RequestTotal | Family::ResponseTotal => {
+                RESPONSE_LABELS.contains(&label) || DST_LABELS.contains(&label)
+            }
+            Family::ResponseLatencyBucket => {
+                LATENCY_LABELS.contains(&label) || DST_LABELS.contains(&label)
+            }
+            Family::TcpOpenConnections | Family::TcpOpenTotal | Family::TcpCloseTotal => {
+                TCP_LABELS.contains(&label)
+            }
+        }
+    }
+
     fn from_name(name: &str) -> Option<Family> {
         Some(match name {
             "request_total" => Family::RequestTotal,
@@ -227,32 +341,8 @@ impl Store {
     /// limit is applied here: the scraper bounds the body it reads.
     pub fn prepare(text: &[u8]) -> Result<Prepared<'_>, ParseError> {
         let mut samples = Vec::new();
-        promtext::for_each(text, usize::MAX, |s| {
-            let Some(family) = Family::from_name(&s.name) else {
-                return;
-            };
-            if s.value.is_nan() {
-                return;
-            }
-            let mut labels: Vec<_> = s
-                .labels
-                .into_iter()
-                .filter(|l| !l.value.is_empty() && KEPT_LABELS.contains(&l.name.as_ref()))
-                .map(|l| {
-                    let value = if l.name == "le" {
-                        normalize_le(l.value)
-                    } else {
-                        l.value
-                    };
-                    (l.name, value)
-                })
-                .collect();
-            labels.sort_by(|a, b| a.0.cmp(&b.0));
-            samples.push(PreparedSample {
-                family,
-                labels,
-                value: s.value,
-            });
+        promtext::for_each_wanted(text, usize::MAX, wanted, |s| {
+            samples.extend(PreparedSample::of(s).filter(|p| !p.value.is_nan()));
         })?;
         Ok(Prepared { samples })
     }
@@ -266,13 +356,77 @@ impl Store {
         at: SystemTime,
         text: &[u8],
     ) -> Result<HealthChange, ParseError> {
-        match Store::prepare(text) {
-            Ok(p) => Ok(self.commit(key, labels, at, p)),
-            Err(e) => {
-                self.record_failure(key, labels, at, &e);
-                Err(e)
+        self.ingest_scrape(key, labels, at, text).inspect_err(|e| {
+            self.record_failure(key, labels, at, e);
+        })
+    }
+
+    /// Parses and commits a scrape of `key` taken at `at`, or changes
+    /// nothing and says why it cannot be parsed. Lines seen in the
+    /// target's previous scrape are not parsed again: their text up to the
+    /// value is looked up in the target's line cache, and only the value
+    /// is read.
+    pub fn ingest_scrape(
+        &self,
+        key: &TargetKey,
+        labels: &BTreeMap<String, String>,
+        at: SystemTime,
+        text: &[u8],
+    ) -> Result<HealthChange, ParseError> {
+        let at_ms = to_ms(at);
+        let retention = duration_ms(self.retention);
+        let mut inner = self.write();
+        let Inner { targets, interner } = &mut *inner;
+        let target = Target::entry(targets, interner, key, labels);
+        let known = std::mem::take(&mut target.lines);
+        let mut lines: HashMap<u64, Option<Series>, FastHash> =
+            HashMap::with_capacity_and_hasher(known.len(), FastHash::default());
+        let mut values = vec![f64::NAN; target.series.len()];
+        let mut parsed = Ok(());
+        for (i, raw) in text.split(|b| *b == b'\n').enumerate() {
+            let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
+            if raw.iter().all(|b| *b == b' ' || *b == b'\t') {
+                continue;
             }
+            if raw.trim_ascii() == b"# EOF" {
+                break;
+            }
+            let (head, value) = promtext::split_sample(raw);
+            let h = line_hash(head);
+            let entry = match known.get(&h).or_else(|| lines.get(&h)) {
+                Some(entry) => entry.clone(),
+                None => match target.parse_line(interner, raw, i + 1) {
+                    Ok(entry) => entry,
+                    Err(e) => {
+                        parsed = Err(e);
+                        break;
+                    }
+                },
+            };
+            if let Some(series) = &entry {
+                let v = match value.and_then(promtext::parse_value) {
+                    Some(v) => v,
+                    None => {
+                        // Not a plain value: the full parser says why.
+                        parsed = target.parse_line(interner, raw, i + 1).map(|_| ());
+                        if parsed.is_ok() {
+                            continue;
+                        }
+                        break;
+                    }
+                };
+                if !v.is_nan() {
+                    let idx = target.index_of(series, &mut values);
+                    if let Some(slot) = values.get_mut(idx) {
+                        *slot = if slot.is_nan() { v } else { *slot + v };
+                    }
+                }
+            }
+            lines.insert(h, entry);
         }
+        parsed?;
+        target.lines = lines;
+        Ok(target.push_snapshot(interner, at_ms, values, retention))
     }
 
     /// Records a successful scrape of `key` taken at `at`, adding the
@@ -289,59 +443,15 @@ impl Store {
         let mut inner = self.write();
         let Inner { targets, interner } = &mut *inner;
         let target = Target::entry(targets, interner, key, labels);
-        let change = if target.last_error.is_some() {
-            HealthChange::Recovered
-        } else {
-            HealthChange::Unchanged
-        };
-        target.last_scrape = Some(at);
-        target.last_success = Some(at);
-        target.last_error = None;
-        target.failing_since = None;
-
         let mut values = vec![f64::NAN; target.series.len()];
-        let mut pairs = Vec::new();
         for s in prepared.samples {
-            pairs.clear();
-            pairs.extend(
-                s.labels
-                    .iter()
-                    .map(|(k, v)| (interner.string(k), interner.string(v))),
-            );
-            let series = Series {
-                family: s.family,
-                labels: interner.set(&pairs),
-            };
-            let i = match target.index.get(&series) {
-                Some(i) => *i,
-                None => {
-                    let i = target.series.len();
-                    target.index.insert(series.clone(), i);
-                    target.series.push(series);
-                    values.push(f64::NAN);
-                    i
-                }
-            };
+            let series = s.series(interner);
+            let i = target.index_of(&series, &mut values);
             if let Some(v) = values.get_mut(i) {
                 *v = if v.is_nan() { s.value } else { *v + s.value };
             }
         }
-
-        // A clock stepped back: newer snapshots than this one are dropped
-        // rather than kept out of order.
-        while target.snapshots.back().is_some_and(|s| s.at >= at) {
-            target.snapshots.pop_back();
-        }
-        let present = values.iter().filter(|v| !v.is_nan()).count();
-        target.snapshots.push_back(Snapshot {
-            at,
-            values: values.into_boxed_slice(),
-        });
-        target.expire(at.saturating_sub(retention));
-        if present < target.series.len() && target.compact() {
-            interner.collect();
-        }
-        change
+        target.push_snapshot(interner, at, values, retention)
     }
 
     /// Records a failed scrape of `key` at `at`: the target is stale until
@@ -494,6 +604,73 @@ impl Interner {
 // === impl Target ===
 
 impl Target {
+    /// Parses one line in full (`line` is its number, for errors): the
+    /// series it feeds, or `None` for a comment or a family not kept.
+    fn parse_line(
+        &mut self,
+        interner: &mut Interner,
+        raw: &[u8],
+        line: usize,
+    ) -> Result<Option<Series>, ParseError> {
+        let mut found = None;
+        promtext::for_each_wanted(raw, usize::MAX, wanted, |s| {
+            found = PreparedSample::of(s).map(|p| p.series(interner));
+        })
+        .map_err(|e| match e {
+            ParseError::Line { reason, .. } => ParseError::Line { line, reason },
+            other => other,
+        })?;
+        Ok(found)
+    }
+
+    /// The index of `series` in this target's list, added (with a slot in
+    /// `values`) when new.
+    fn index_of(&mut self, series: &Series, values: &mut Vec<f64>) -> usize {
+        if let Some(i) = self.index.get(series) {
+            return *i;
+        }
+        let i = self.series.len();
+        self.index.insert(series.clone(), i);
+        self.series.push(series.clone());
+        values.push(f64::NAN);
+        i
+    }
+
+    /// Records a successful scrape at `at` with one value per series;
+    /// drops what is past the retention.
+    fn push_snapshot(
+        &mut self,
+        interner: &mut Interner,
+        at: i64,
+        values: Vec<f64>,
+        retention: i64,
+    ) -> HealthChange {
+        let change = if self.last_error.is_some() {
+            HealthChange::Recovered
+        } else {
+            HealthChange::Unchanged
+        };
+        self.last_scrape = Some(at);
+        self.last_success = Some(at);
+        self.last_error = None;
+        self.failing_since = None;
+        // A clock stepped back: newer snapshots than this one are dropped
+        // rather than kept out of order.
+        while self.snapshots.back().is_some_and(|s| s.at >= at) {
+            self.snapshots.pop_back();
+        }
+        let present = values.iter().filter(|v| !v.is_nan()).count();
+        self.snapshots.push_back(Snapshot {
+            at,
+            values: values.into_boxed_slice(),
+        });
+        self.expire(at.saturating_sub(retention));
+        if present < self.series.len() && self.compact() {
+            interner.collect();
+        }
+        change
+    }
+
     /// The target for `key`, created if new; its labels updated when they
     /// changed (a pod's deployment label rarely does).
     fn entry<'a>(
@@ -521,7 +698,8 @@ impl Target {
         let target = targets.entry(key.clone()).or_insert_with(|| Target {
             labels: Arc::from(Vec::new()),
             series: Vec::new(),
-            index: HashMap::new(),
+            index: HashMap::default(),
+            lines: HashMap::default(),
             snapshots: VecDeque::new(),
             last_scrape: None,
             last_success: None,

@@ -138,17 +138,22 @@ impl ControlPlane {
 
 impl Drop for Process {
     fn drop(&mut self) {
-        if let Ok(pid) = i32::try_from(self.child.id()) {
-            let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
-        }
-        let deadline = Instant::now() + STOP_GRACE;
-        while matches!(self.child.try_wait(), Ok(None)) && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        stop(&mut self.child);
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// Stops a controller: SIGTERM, SIGKILL after a grace period, reaped.
+pub fn stop(child: &mut Child) {
+    if let Ok(pid) = i32::try_from(child.id()) {
+        let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
+    }
+    let deadline = Instant::now() + STOP_GRACE;
+    while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
 }
 
 /// Waits until `cluster.json` (written once every listener is bound) is
@@ -176,7 +181,7 @@ async fn wait_ready(
 }
 
 /// The last lines of a log.
-fn log_tail(path: &Path) -> String {
+pub fn log_tail(path: &Path) -> String {
     /// Enough to see why the controller stopped, not its whole history.
     const LINES: usize = 20;
     let text = std::fs::read_to_string(path).unwrap_or_default();

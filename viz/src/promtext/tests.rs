@@ -241,3 +241,25 @@ fn garbage_never_panics() {
         let _ = parse(&bytes, usize::MAX);
     }
 }
+
+#[test]
+fn unwanted_families_are_skipped_after_their_name() {
+    let text = b"process_cpu_seconds_total{broken 1 2 3\nresponse_total{direction=\"inbound\"} 4\n";
+    let mut seen = Vec::new();
+    for_each_wanted(
+        text,
+        usize::MAX,
+        |n| n == "response_total",
+        |s| {
+            seen.push((s.name.to_string(), s.value));
+        },
+    )
+    .unwrap();
+    assert_eq!(seen, [("response_total".to_string(), 4.0)]);
+    // A wanted family is still parsed strictly, and a bad name is an error
+    // whether wanted or not.
+    let err = for_each_wanted(b"response_total{x 1\n", usize::MAX, |_| true, |_| {});
+    assert!(err.is_err());
+    let err = for_each_wanted(b"9bad 1\n", usize::MAX, |_| false, |_| {});
+    assert!(err.is_err());
+}

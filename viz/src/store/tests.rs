@@ -488,11 +488,12 @@ fn strand_buckets() -> Vec<String> {
 }
 
 /// 100 proxies x 60 snapshots (10 minutes at 10 s) stay well under 50 MiB.
-/// With 4 authorities a proxy has 8 x (1 + 2 x 27) HTTP series (request,
-/// response and 26 buckets per classification, per authority and
-/// direction) and 2 x 2 x 3 TCP ones (no authority; `target_addr` is
-/// dropped): 452 series, so a snapshot is 452 x 8 = 3.5 KiB and the lot
-/// about 21 MiB.
+/// With 4 authorities (each its own `server_id`) a proxy keeps, per
+/// direction, 4 request and 4 x 2 response series (`authority` is dropped,
+/// `server_id` and `classification` kept), 26 buckets (latency keeps only
+/// `direction`, `le` and `dst_*`), and 2 x 3 TCP series (`target_addr`
+/// dropped): 2 x (4 + 8 + 26 + 6) = 88 series, so a snapshot is 88 x 8 =
+/// 704 bytes and the lot about 4 MiB.
 ///
 /// Ten proxies are stored (a debug build commits 6,000 scrapes slowly) and
 /// the cost multiplied by ten, which over-counts the label sets all
@@ -516,12 +517,15 @@ fn memory_bound() {
     }
     let info = store.targets();
     assert_eq!(info.len(), PROXIES);
-    assert!(info.iter().all(|i| i.series == 452 && i.snapshots == 60));
+    assert!(
+        info.iter().all(|i| i.series == 88 && i.snapshots == 60),
+        "{info:?}"
+    );
     // A snapshot is its time, its slice's pointer and length, and 8 bytes a
     // series: nothing per series but the value.
     assert_eq!(std::mem::size_of::<Snapshot>(), 24);
     let per_proxy = store.approx_bytes() / PROXIES;
-    let snapshots = 60 * (24 + 452 * 8);
+    let snapshots = 60 * (24 + 88 * 8);
     assert!(per_proxy >= snapshots, "{per_proxy}");
     // Series lists, indexes and interned labels are small beside the
     // snapshots.
@@ -534,4 +538,53 @@ fn memory_bound() {
         hundred < 30 * 1024 * 1024,
         "{hundred} bytes for 100 proxies"
     );
+}
+
+/// The line cache reads the same numbers as a full parse, scrape after
+/// scrape, also when lines come and go and a line turns bad.
+#[test]
+fn cached_lines_read_like_a_full_parse() {
+    let cached = Store::default();
+    let parsed = Store::default();
+    let (k, l) = (key("web-1"), target_labels("web-1", "web"));
+    for scrape in 0..6u32 {
+        // Every other scrape has one authority fewer.
+        let text = busy_proxy(if scrape % 2 == 0 { 3 } else { 2 }, scrape);
+        let at = t(10.0 * f64::from(scrape));
+        cached.ingest(&k, &l, at, text.as_bytes()).unwrap();
+        let prepared = Store::prepare(text.as_bytes()).unwrap();
+        parsed.commit(&k, &l, at, prepared);
+    }
+    let by = vec!["direction".to_string(), "classification".to_string()];
+    let queries = [
+        Query::Increase {
+            sel: Selector::new("response_total"),
+            window: Duration::from_secs(60),
+            by: by.clone(),
+        },
+        Query::Quantile {
+            q: 0.9,
+            sel: Selector::new("response_latency_ms_bucket"),
+            window: Duration::from_secs(60),
+            by: by.clone(),
+        },
+        Query::Sum {
+            sel: Selector::new("tcp_open_connections"),
+            by,
+        },
+    ];
+    for q in &queries {
+        let (a, b) = (
+            cached.evaluate_at(q, t(50.0)),
+            parsed.evaluate_at(q, t(50.0)),
+        );
+        assert!(!a.is_empty(), "{q:?}");
+        assert_eq!(a, b, "{q:?}");
+    }
+    // A known line whose value turns bad fails the scrape with its line.
+    let mut text = busy_proxy(2, 7);
+    text = text.replacen("} 49\n", "} forty-nine\n", 1);
+    let err = cached.ingest(&k, &l, t(60.0), text.as_bytes()).unwrap_err();
+    assert!(err.to_string().contains("invalid value"), "{err}");
+    assert!(cached.targets()[0].last_error.is_some());
 }
