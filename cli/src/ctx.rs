@@ -88,3 +88,14 @@ pub async fn get_opt(
         Err(e) => Err(e.into()),
     }
 }
+
+/// The process exists and has not exited (a zombie waiting for its parent
+/// to reap it has).
+pub fn alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+        Err(_) => false,
+    }
+}

@@ -15,7 +15,7 @@
 //!
 //! What the demo started is recorded in `<state-dir>/demo/demo.json`.
 
-use crate::ctx::{Ctx, require_root};
+use crate::ctx::{Ctx, alive, require_root};
 use anyhow::{Context as _, bail};
 use clap::Args;
 use nix::sys::signal::{Signal, kill};
@@ -438,14 +438,4 @@ fn save_state(dir: &Path, state: &DemoState) -> anyhow::Result<()> {
     std::fs::write(&tmp, serde_json::to_vec_pretty(state)?)
         .with_context(|| format!("writing {}", tmp.display()))?;
     std::fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))
-}
-
-/// The process exists and is not a zombie.
-fn alive(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => !stat
-            .rsplit_once(')')
-            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
-        Err(_) => false,
-    }
 }

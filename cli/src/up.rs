@@ -183,7 +183,7 @@ pub async fn stop(ctx: &Ctx, timeout: Duration) -> anyhow::Result<()> {
         return Ok(());
     };
     let pid = i32::try_from(cluster.pid).context("bad pid in cluster.json")?;
-    let alive = || Path::new(&format!("/proc/{pid}")).exists();
+    let alive = || crate::ctx::alive(cluster.pid);
     if !alive() {
         println!("no control plane is running (pid {pid} has exited)");
         let _ = std::fs::remove_file(ctx.state_dir().join(strand_controller_core::CLUSTER_FILE));

@@ -416,9 +416,14 @@ fn demo_starts_and_stops_its_own_control_plane() {
         "{:?}",
         mesh.pod_namespaces()
     );
+    // Gone, or a zombie its new parent has not reaped yet.
+    let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     assert!(
-        !Path::new(&format!("/proc/{pid}")).exists(),
-        "the control plane the demo started is still running"
+        state.is_empty()
+            || state
+                .rsplit_once(") ")
+                .is_some_and(|(_, r)| r.starts_with('Z')),
+        "the control plane the demo started is still running: {state}"
     );
     assert!(!exists(&mesh.state_dir().join("cluster.json")));
 }
