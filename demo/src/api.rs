@@ -10,6 +10,7 @@
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -38,6 +39,28 @@ pub fn lazy_channel(addr: &ServiceAddr) -> Result<Channel, tonic::transport::Err
         .connect_timeout(CALL_TIMEOUT)
         .tcp_nodelay(true);
     Ok(endpoint.connect_lazy())
+}
+
+/// A hand-written service's name and methods: [`GrpcServer`] serves it.
+pub trait Routes: Send + Sync + 'static {
+    /// The fully qualified service name.
+    const NAME: &'static str;
+
+    /// Answers `req`, whose path names the method.
+    fn route<B>(
+        self: Arc<Self>,
+        req: http::Request<B>,
+    ) -> BoxFuture<http::Response<tonic::body::Body>, Infallible>
+    where
+        B: Body + Send + 'static,
+        B::Error: Into<StdError> + Send + 'static;
+}
+
+/// Serves a [`Routes`] implementation as the tower service tonic's router
+/// takes.
+#[derive(Debug)]
+pub struct GrpcServer<S> {
+    routes: Arc<S>,
 }
 
 /// Adapts an async function to the tower service `tonic::server::Grpc`
@@ -105,6 +128,48 @@ where
                 "no answer within {CALL_TIMEOUT:?}"
             )))
         })
+}
+
+// === impl GrpcServer ===
+
+impl<S: Routes> GrpcServer<S> {
+    /// Serves `routes`.
+    pub fn with_routes(routes: S) -> Self {
+        GrpcServer {
+            routes: Arc::new(routes),
+        }
+    }
+}
+
+impl<S> Clone for GrpcServer<S> {
+    fn clone(&self) -> Self {
+        GrpcServer {
+            routes: Arc::clone(&self.routes),
+        }
+    }
+}
+
+impl<S: Routes> tonic::server::NamedService for GrpcServer<S> {
+    const NAME: &'static str = S::NAME;
+}
+
+impl<S, B> Service<http::Request<B>> for GrpcServer<S>
+where
+    S: Routes,
+    B: Body + Send + 'static,
+    B::Error: Into<StdError> + Send + 'static,
+{
+    type Response = http::Response<tonic::body::Body>;
+    type Error = Infallible;
+    type Future = BoxFuture<Self::Response, Self::Error>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        S::route(Arc::clone(&self.routes), req)
+    }
 }
 
 // === impl Unary ===

@@ -16,9 +16,8 @@
 
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
-use tonic::codegen::{Body, BoxFuture, Service, StdError, http};
+use tonic::codegen::{Body, BoxFuture, StdError, http};
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
@@ -83,11 +82,12 @@ pub trait EmojiService: Send + Sync + 'static {
     ) -> Result<Response<FindByShortcodeResponse>, Status>;
 }
 
-/// Serves an [`EmojiService`] implementation as a tower service.
+/// An [`EmojiService`] implementation's methods, for [`super::GrpcServer`].
 #[derive(Debug)]
-pub struct EmojiServiceServer<T> {
-    inner: Arc<T>,
-}
+pub struct EmojiRoutes<T>(T);
+
+/// Serves an [`EmojiService`] implementation as a tower service.
+pub type EmojiServiceServer<T> = super::GrpcServer<EmojiRoutes<T>>;
 
 /// A client of `emojivoto.v1.EmojiService`.
 #[derive(Clone, Debug)]
@@ -98,50 +98,32 @@ pub struct EmojiServiceClient {
 // === impl EmojiServiceServer ===
 
 impl<T: EmojiService> EmojiServiceServer<T> {
-    /// Wraps `inner`.
+    /// Serves `inner`.
     pub fn new(inner: T) -> Self {
-        Self {
-            inner: Arc::new(inner),
-        }
+        super::GrpcServer::with_routes(EmojiRoutes(inner))
     }
 }
 
-impl<T> Clone for EmojiServiceServer<T> {
-    fn clone(&self) -> Self {
-        Self {
-            inner: Arc::clone(&self.inner),
-        }
-    }
-}
-
-impl<T> tonic::server::NamedService for EmojiServiceServer<T> {
+impl<T: EmojiService> super::Routes for EmojiRoutes<T> {
     const NAME: &'static str = SERVICE;
-}
 
-impl<T, B> Service<http::Request<B>> for EmojiServiceServer<T>
-where
-    T: EmojiService,
-    B: Body + Send + 'static,
-    B::Error: Into<StdError> + Send + 'static,
-{
-    type Response = http::Response<tonic::body::Body>;
-    type Error = Infallible;
-    type Future = BoxFuture<Self::Response, Self::Error>;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, req: http::Request<B>) -> Self::Future {
-        let inner = Arc::clone(&self.inner);
+    fn route<B>(
+        self: Arc<Self>,
+        req: http::Request<B>,
+    ) -> BoxFuture<http::Response<tonic::body::Body>, Infallible>
+    where
+        B: Body + Send + 'static,
+        B::Error: Into<StdError> + Send + 'static,
+    {
+        let this = self;
         match req.uri().path() {
             LIST_ALL => super::serve_unary(req, move |r| {
-                let inner = Arc::clone(&inner);
-                async move { inner.list_all(r).await }
+                let this = Arc::clone(&this);
+                async move { this.0.list_all(r).await }
             }),
             FIND_BY_SHORTCODE => super::serve_unary(req, move |r| {
-                let inner = Arc::clone(&inner);
-                async move { inner.find_by_shortcode(r).await }
+                let this = Arc::clone(&this);
+                async move { this.0.find_by_shortcode(r).await }
             }),
             path => super::unimplemented(path),
         }

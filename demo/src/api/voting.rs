@@ -18,9 +18,8 @@
 
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
-use tonic::codegen::{Body, BoxFuture, Service, StdError, http};
+use tonic::codegen::{Body, BoxFuture, StdError, http};
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
@@ -78,11 +77,12 @@ pub trait VotingService: Send + Sync + 'static {
     ) -> Result<Response<ResultsResponse>, Status>;
 }
 
-/// Serves a [`VotingService`] implementation as a tower service.
+/// An [`VotingService`] implementation's methods, for [`super::GrpcServer`].
 #[derive(Debug)]
-pub struct VotingServiceServer<T> {
-    inner: Arc<T>,
-}
+pub struct VotingRoutes<T>(T);
+
+/// Serves an [`VotingService`] implementation as a tower service.
+pub type VotingServiceServer<T> = super::GrpcServer<VotingRoutes<T>>;
 
 /// A client of `emojivoto.v1.VotingService`.
 #[derive(Clone, Debug)]
@@ -93,50 +93,32 @@ pub struct VotingServiceClient {
 // === impl VotingServiceServer ===
 
 impl<T: VotingService> VotingServiceServer<T> {
-    /// Wraps `inner`.
+    /// Serves `inner`.
     pub fn new(inner: T) -> Self {
-        Self {
-            inner: Arc::new(inner),
-        }
+        super::GrpcServer::with_routes(VotingRoutes(inner))
     }
 }
 
-impl<T> Clone for VotingServiceServer<T> {
-    fn clone(&self) -> Self {
-        Self {
-            inner: Arc::clone(&self.inner),
-        }
-    }
-}
-
-impl<T> tonic::server::NamedService for VotingServiceServer<T> {
+impl<T: VotingService> super::Routes for VotingRoutes<T> {
     const NAME: &'static str = SERVICE;
-}
 
-impl<T, B> Service<http::Request<B>> for VotingServiceServer<T>
-where
-    T: VotingService,
-    B: Body + Send + 'static,
-    B::Error: Into<StdError> + Send + 'static,
-{
-    type Response = http::Response<tonic::body::Body>;
-    type Error = Infallible;
-    type Future = BoxFuture<Self::Response, Self::Error>;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, req: http::Request<B>) -> Self::Future {
-        let inner = Arc::clone(&self.inner);
+    fn route<B>(
+        self: Arc<Self>,
+        req: http::Request<B>,
+    ) -> BoxFuture<http::Response<tonic::body::Body>, Infallible>
+    where
+        B: Body + Send + 'static,
+        B::Error: Into<StdError> + Send + 'static,
+    {
+        let this = self;
         match req.uri().path() {
             VOTE => super::serve_unary(req, move |r| {
-                let inner = Arc::clone(&inner);
-                async move { inner.vote(r).await }
+                let this = Arc::clone(&this);
+                async move { this.0.vote(r).await }
             }),
             RESULTS => super::serve_unary(req, move |r| {
-                let inner = Arc::clone(&inner);
-                async move { inner.results(r).await }
+                let this = Arc::clone(&this);
+                async move { this.0.results(r).await }
             }),
             path => super::unimplemented(path),
         }
