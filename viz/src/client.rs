@@ -3,10 +3,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use bytes::Bytes;
-use http::{Request, StatusCode};
-use http_body_util::{BodyExt, Empty, Limited};
-use hyper_util::rt::TokioIo;
+use http::StatusCode;
 use serde::de::DeserializeOwned;
 
 use crate::stat::{EdgesRequest, EdgesResponse, ResourceRef, StatRequest, StatResponse};
@@ -92,61 +89,40 @@ impl MetricsApiClient {
             "{path}?{}",
             query
                 .iter()
-                .map(|(k, v)| format!("{k}={}", percent_encode(v)))
+                .map(|(k, v)| format!("{k}={}", crate::prom::url_encode(v)))
                 .collect::<Vec<_>>()
                 .join("&")
         );
-        let call = async {
-            let tcp = tokio::net::TcpStream::connect(addr)
-                .await
-                .map_err(|source| ClientError::Connect { addr, source })?;
-            let http = |e: &dyn std::fmt::Display| ClientError::Http {
+        let rsp = crate::fetch::get(
+            &addr.to_string(),
+            &uri,
+            "application/json",
+            TIMEOUT,
+            MAX_BODY,
+        )
+        .await
+        .map_err(|e| match e {
+            crate::fetch::HttpError::Connect(source) => ClientError::Connect { addr, source },
+            crate::fetch::HttpError::Timeout(_) => ClientError::Timeout { addr },
+            other => ClientError::Http {
                 addr,
-                message: e.to_string(),
-            };
-            let (mut tx, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
-                .await
-                .map_err(|e| http(&e))?;
-            tokio::spawn(conn);
-            let req = Request::get(uri)
-                .header(http::header::HOST, addr.to_string())
-                .body(Empty::<Bytes>::new())
-                .map_err(|e| http(&e))?;
-            let rsp = tx.send_request(req).await.map_err(|e| http(&e))?;
-            let status = rsp.status();
-            let body = Limited::new(rsp.into_body(), MAX_BODY)
-                .collect()
-                .await
-                .map_err(|e| http(&*e))?
-                .to_bytes();
-            if !status.is_success() {
-                let message = serde_json::from_slice::<serde_json::Value>(&body)
-                    .ok()
-                    .and_then(|v| v.get("error")?.as_str().map(str::to_string))
-                    .unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
-                return Err(ClientError::Api {
-                    addr,
-                    status,
-                    message,
-                });
-            }
-            serde_json::from_slice(&body).map_err(|e| http(&e))
-        };
-        tokio::time::timeout(TIMEOUT, call)
-            .await
-            .map_err(|_| ClientError::Timeout { addr })?
-    }
-}
-
-/// Encodes everything but unreserved characters (RFC 3986).
-pub(crate) fn percent_encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
+                message: other.to_string(),
+            },
+        })?;
+        if !rsp.status.is_success() {
+            let message = serde_json::from_slice::<serde_json::Value>(&rsp.body)
+                .ok()
+                .and_then(|v| v.get("error")?.as_str().map(str::to_string))
+                .unwrap_or_else(|| String::from_utf8_lossy(&rsp.body).into_owned());
+            return Err(ClientError::Api {
+                addr,
+                status: rsp.status,
+                message,
+            });
         }
+        serde_json::from_slice(&rsp.body).map_err(|e| ClientError::Http {
+            addr,
+            message: e.to_string(),
+        })
     }
-    out
 }
