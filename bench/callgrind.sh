@@ -18,16 +18,19 @@
 #              proxy), e.g. futex and epoll_wait.
 #   cpu        utime+stime per 10k requests from /proc/<pid>/stat (wall-clock
 #              CPU: disturbed by other load on the machine).
+#   perf       where that CPU goes, kernel included: perf cpu-clock samples
+#              by DSO and by symbol (PERF_TOP=N lines; the profile is kept
+#              in bench/results/perf-<target>-<time>.data).
 #
-# Usage: sudo bench/callgrind.sh [--mode callgrind|strace|cpu] [-n N] [-c C]
+# Usage: sudo bench/callgrind.sh [--mode callgrind|strace|cpu|perf] [-n N] [-c C]
 #                                [-q RATE] [--proxy PATH] [--target nginx] [-- ENV=VALUE...]
 # -q sends the measured requests at a fixed rate (requests per second; the
 # bench's CPU figure is taken at 1000) instead of as fast as possible.
 # ENV=VALUE pairs after `--` go to the proxy (e.g. STRAND_PROXY_CORES=1).
 # `--target nginx` measures nginx instead (as uid 2102 on :4143 behind the
-# same REDIRECT, forwarding to the same backend), for strace and cpu modes.
+# same REDIRECT, forwarding to the same backend), for strace, cpu and perf modes.
 # Needs root, iproute2, iptables, valgrind (callgrind mode), strace (strace
-# mode), oha. Binaries default to target/release (build them first:
+# mode), perf (perf mode), oha. Binaries default to target/release (build them first:
 # cargo build --release -p strand-proxy -p strand-init -p strand-testkit).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -192,6 +195,24 @@ case "$mode" in
     run_load "$requests"
     kill -INT "$st"; wait "$st" || true
     awk -v n="$requests" '$4 ~ /^[0-9]+$/ {printf "%-16s %9d calls  %7.3f per request\n", $NF, $4, $4 / n}' "$work/strace.txt"
+    ;;
+  perf)
+    # Where the proxy's CPU goes, kernel included: cpu-clock samples (no
+    # hardware counters needed), summed by DSO and by symbol.
+    [ "$target" = strand ] && start_proxy native
+    run_load "$warmup"
+    perf record -q -e cpu-clock -F 2000 -g -o "$work/perf.data" \
+      -p "$(printf '%s,' $pid $(pgrep -P "$pid" || true) | sed 's/,$//')" &
+    pr=$!
+    sleep 1
+    run_load "$requests"
+    kill -INT "$pr"; wait "$pr" || true
+    mkdir -p bench/results
+    keep="bench/results/perf-$target-$(date +%s).data"
+    cp "$work/perf.data" "$keep"
+    perf report -i "$keep" --no-children --sort dso --stdio -g none 2>/dev/null | grep -v '^#' | grep -v '^$' | head -8
+    perf report -i "$keep" --no-children --sort sym --stdio -g none 2>/dev/null | grep -v '^#' | grep -v '^$' | head -"${PERF_TOP:-40}"
+    echo "profile: $keep (perf report -i $keep)"
     ;;
   cpu)
     [ "$target" = strand ] && start_proxy native

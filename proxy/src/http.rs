@@ -28,7 +28,9 @@ use tokio_util::sync::CancellationToken;
 use crate::client::{HttpClient, StickyH1};
 use crate::config::HttpConfig;
 use crate::errors::{Guard, ProxyError};
-use crate::metrics::{Classification, EndpointLabels, Metrics, ResponseLabels, TargetLabels, Tls};
+use crate::metrics::{
+    Classification, EndpointLabels, HandleCache, Metrics, ResponseLabels, TargetLabels, Tls,
+};
 
 mod body;
 mod headers;
@@ -61,6 +63,8 @@ pub struct Forward {
     /// For HTTP/1 client connections: raised when a response body fails
     /// upstream, so the client connection is reset (`io::ResetOnDrop`).
     pub reset_client: Option<Arc<AtomicBool>>,
+    /// This connection's recently used metric handles.
+    pub handles: HandleCache,
 }
 
 /// How a served connection ended, for the connection's log line.
@@ -89,7 +93,7 @@ impl Forward {
         mut h1: Option<Arc<StickyH1>>,
     ) -> Result<Response<ProxyBody>, Infallible> {
         let start = Instant::now();
-        let authority = headers::authority(&req).map(Arc::from);
+        let authority = headers::authority(&req).map(|a| self.handles.authority(a));
         let grpc = headers::is_grpc(req.headers());
         // The connection's `tls` label, or the chosen endpoint's labels.
         let mut ep = EndpointLabels::tls(self.tls.clone());
@@ -120,7 +124,7 @@ impl Forward {
             tls: ep.tls,
             dst: ep.dst,
         };
-        self.metrics.request(&labels);
+        self.metrics.request_cached(&self.handles, &labels);
 
         match result {
             Ok(mut rsp) => {
@@ -134,13 +138,10 @@ impl Forward {
                     grpc_status: headers::grpc_status(rsp.headers()),
                     error: None,
                 };
-                self.metrics.response_latency(&rsp_labels, start);
+                self.metrics
+                    .response_latency_cached(&self.handles, &rsp_labels, start);
                 let reset = self.reset_client.clone();
-                Ok(
-                    rsp.map(|b| {
-                        ProxyBody::upstream(b, self.metrics.clone(), rsp_labels, h1, reset)
-                    }),
-                )
+                Ok(rsp.map(|b| ProxyBody::upstream(b, self.clone(), rsp_labels, h1, reset)))
             }
             Err(e) => {
                 tracing::info!(direction = self.direction.as_str(), target = %self.target, error = %e, "request failed");
@@ -152,8 +153,9 @@ impl Forward {
                     grpc_status: headers::grpc_status(rsp.headers()),
                     error: Some(e.kind()),
                 };
-                self.metrics.response_latency(&rsp_labels, start);
-                self.metrics.response_end(&rsp_labels);
+                self.metrics
+                    .response_latency_cached(&self.handles, &rsp_labels, start);
+                self.metrics.response_end_cached(&self.handles, &rsp_labels);
                 Ok(rsp.map(ProxyBody::full))
             }
         }

@@ -77,6 +77,46 @@ pub struct TcpConn {
     failed: bool,
 }
 
+/// One connection's recently used HTTP metric handles. A request like the
+/// ones before it (the usual case: same authority, target and endpoint)
+/// finds its counters here by comparing label sets, most of whose strings
+/// are the same `Arc`s, instead of SipHashing every label into the shared
+/// families; and its authority reuses the string of the request before.
+/// Families never drop series, so a cached handle stays the one the
+/// registry encodes.
+#[derive(Debug, Default)]
+pub struct HandleCache {
+    inner: std::sync::Mutex<CacheSlots>,
+}
+
+#[derive(Debug, Default)]
+struct CacheSlots {
+    authority: Option<Arc<str>>,
+    requests: Vec<(TargetLabels, Counter)>,
+    latencies: Vec<(ResponseLabels, Histogram)>,
+    responses: Vec<(ResponseLabels, Counter)>,
+}
+
+/// Label sets kept per metric and connection; a connection that sees more
+/// (many authorities, say) evicts the oldest and still counts correctly.
+const CACHED_LABEL_SETS: usize = 4;
+
+fn lookup<L: Clone + PartialEq, M: Clone>(
+    slots: &mut Vec<(L, M)>,
+    labels: &L,
+    create: impl FnOnce() -> M,
+) -> M {
+    if let Some((_, m)) = slots.iter().find(|(l, _)| l == labels) {
+        return m.clone();
+    }
+    let m = create();
+    if slots.len() == CACHED_LABEL_SETS {
+        slots.remove(0);
+    }
+    slots.push((labels.clone(), m.clone()));
+    m
+}
+
 fn latency_histogram() -> Histogram {
     Histogram::new(LATENCY_BUCKETS_MS)
 }
@@ -209,10 +249,70 @@ impl Metrics {
         self.response_total.get_or_create(labels).inc();
     }
 
+    /// [`Metrics::request`] through a connection's cache.
+    pub fn request_cached(&self, cache: &HandleCache, labels: &TargetLabels) {
+        let mut slots = cache.lock();
+        lookup(&mut slots.requests, labels, || {
+            self.request_total.get_or_create(labels).clone()
+        })
+        .inc();
+    }
+
+    /// [`Metrics::response_latency`] through a connection's cache.
+    pub fn response_latency_cached(
+        &self,
+        cache: &HandleCache,
+        labels: &ResponseLabels,
+        since: Instant,
+    ) {
+        let ms = since.elapsed().as_secs_f64() * 1000.0;
+        let mut slots = cache.lock();
+        lookup(&mut slots.latencies, labels, || {
+            self.response_latency_ms.get_or_create(labels).clone()
+        })
+        .observe(ms);
+    }
+
+    /// [`Metrics::response_end`] through a connection's cache.
+    pub fn response_end_cached(&self, cache: &HandleCache, labels: &ResponseLabels) {
+        let mut slots = cache.lock();
+        lookup(&mut slots.responses, labels, || {
+            self.response_total.get_or_create(labels).clone()
+        })
+        .inc();
+    }
+
     pub fn protocol_error(&self, direction: Direction, reason: &'static str) {
         self.protocol_errors
             .get_or_create(&vec![("direction", direction.as_str()), ("reason", reason)])
             .inc();
+    }
+}
+
+// === impl HandleCache ===
+
+impl HandleCache {
+    /// The authority as a shared string: the previous request's when it is
+    /// the same, so that neither an allocation nor a string comparison of
+    /// the label sets is needed.
+    pub fn authority(&self, authority: &str) -> Arc<str> {
+        let mut slots = self.lock();
+        match &slots.authority {
+            Some(a) if **a == *authority => a.clone(),
+            _ => {
+                let a: Arc<str> = Arc::from(authority);
+                slots.authority = Some(a.clone());
+                a
+            }
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, CacheSlots> {
+        // The slots are only ever replaced whole; a panic elsewhere while
+        // holding the lock cannot leave them half-written.
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 

@@ -460,6 +460,7 @@ impl Side {
                     direction: self.direction,
                     blocked,
                     reset_client: reset_client.clone(),
+                    handles: Default::default(),
                 });
                 let res = if let Some(flag) = reset_client {
                     http::serve_h1(ResetOnDrop::new(io, flag), forward, &self.http, drain).await

@@ -11,9 +11,10 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
+use super::Forward;
 use super::headers;
 use crate::client::StickyH1;
-use crate::metrics::{Classification, Metrics, ResponseLabels};
+use crate::metrics::{Classification, ResponseLabels};
 
 #[derive(Debug)]
 pub enum ProxyBody {
@@ -25,7 +26,8 @@ pub enum ProxyBody {
 /// upstream connection's return to the pool.
 #[derive(Debug)]
 pub struct End {
-    metrics: Arc<Metrics>,
+    /// The connection's metrics and their handles.
+    forward: Arc<Forward>,
     labels: ResponseLabels,
     h1: Option<Arc<StickyH1>>,
     /// Raised when the upstream body fails, to reset an HTTP/1 client
@@ -38,7 +40,7 @@ pub struct End {
 impl ProxyBody {
     pub fn upstream(
         inner: Incoming,
-        metrics: Arc<Metrics>,
+        forward: Arc<Forward>,
         labels: ResponseLabels,
         h1: Option<Arc<StickyH1>>,
         reset_client: Option<Arc<AtomicBool>>,
@@ -46,7 +48,7 @@ impl ProxyBody {
         ProxyBody::Upstream {
             inner,
             end: Some(End {
-                metrics,
+                forward,
                 labels,
                 h1,
                 reset_client,
@@ -142,7 +144,8 @@ impl End {
         } else {
             Classification::Success
         };
-        self.metrics.response_end(&self.labels);
+        let f = &self.forward;
+        f.metrics.response_end_cached(&f.handles, &self.labels);
         if clean && let Some(h1) = &self.h1 {
             h1.response_done();
         }

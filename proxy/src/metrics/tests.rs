@@ -106,3 +106,67 @@ fn tcp_conn_records_open_and_close() {
         "{text}"
     );
 }
+
+#[test]
+fn handle_cache_counts_like_the_families() {
+    // The same requests recorded through a connection's cache and straight
+    // into the families encode the same text, also when the connection
+    // sees more label sets than the cache keeps (so entries are evicted
+    // and looked up again).
+    let cached = Metrics::new();
+    let direct = Metrics::new();
+    let cache = HandleCache::default();
+    let authorities: Vec<String> = (0..7).map(|i| format!("svc-{i}.test:8080")).collect();
+    for round in 0..3u16 {
+        for (i, a) in authorities.iter().enumerate() {
+            let mut t = target();
+            t.authority = Some(cache.authority(a));
+            let rsp = ResponseLabels {
+                target: t.clone(),
+                status_code: Some(200 + u16::try_from(i % 2).unwrap_or(0) * 300 + round),
+                classification: Classification::Success,
+                grpc_status: None,
+                error: None,
+            };
+            let since = Instant::now();
+            cached.request_cached(&cache, &t);
+            cached.response_latency_cached(&cache, &rsp, since);
+            cached.response_end_cached(&cache, &rsp);
+            direct.request(&t);
+            direct.response_latency(&rsp, since);
+            direct.response_end(&rsp);
+        }
+    }
+    let http_lines = |m: &Metrics| -> Vec<String> {
+        let mut lines: Vec<String> = m
+            .encode()
+            .lines()
+            .filter(|l| l.starts_with("request_total") || l.starts_with("response_total"))
+            .map(str::to_string)
+            .collect();
+        lines.sort();
+        lines
+    };
+    let lines = http_lines(&cached);
+    assert_eq!(lines, http_lines(&direct));
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains(r#"authority="svc-6.test:8080""#) && l.ends_with(" 3")),
+        "{lines:?}"
+    );
+    let count = |m: &Metrics| m.encode().matches("response_latency_ms_count{").count();
+    assert_eq!(count(&cached), 7 * 3);
+    assert_eq!(count(&cached), count(&direct));
+}
+
+#[test]
+fn handle_cache_reuses_the_previous_authority() {
+    let cache = HandleCache::default();
+    let a = cache.authority("web.test:8080");
+    let b = cache.authority("web.test:8080");
+    assert!(Arc::ptr_eq(&a, &b));
+    let c = cache.authority("api.test:8080");
+    assert_eq!(&*c, "api.test:8080");
+    assert!(!Arc::ptr_eq(&a, &c));
+}
