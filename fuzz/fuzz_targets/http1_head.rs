@@ -10,6 +10,7 @@ use std::time::Duration;
 use libfuzzer_sys::fuzz_target;
 use strand_proxy::client::{Connector, HttpClient};
 use strand_proxy::config::Config;
+use strand_proxy::discovery::Route;
 use strand_proxy::errors::Guard;
 use strand_proxy::http::{Forward, serve_h1};
 use strand_proxy::metrics::{Direction, Metrics, NoTlsReason, Tls};
@@ -20,16 +21,19 @@ fuzz_target!(|data: &[u8]| {
     rt.block_on(async {
         let metrics = Metrics::new();
         let target = "127.0.0.1:9".parse().expect("addr");
-        let connector = Arc::new(Connector { direction: Direction::Inbound, connect_timeout: Duration::from_millis(10), metrics: metrics.clone() });
+        let connector = Arc::new(Connector { direction: Direction::Inbound, connect_timeout: Duration::from_millis(10), metrics: metrics.clone(), identity: None });
         let forward = Arc::new(Forward {
             client: HttpClient::new(connector, 1, Duration::from_secs(1)),
             metrics,
             target,
             target_addr: "127.0.0.1:9".into(),
+            route: Route::Direct,
+            resolver: None,
             tls: Tls::NoIdentity(NoTlsReason::NoTlsFromRemote),
             direction: Direction::Inbound,
             blocked: Some(Guard::Loop(target)),
             reset_client: None,
+            handles: Default::default(),
         });
         let config = Config::default().http;
         let (mut client, server) = tokio::io::duplex(64 * 1024);

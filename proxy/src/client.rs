@@ -57,7 +57,21 @@ pub struct HttpClient {
     max_idle: usize,
     idle_timeout: Duration,
     h1_idle: Mutex<HashMap<SocketAddr, Vec<H1Conn>>>,
+    /// Idle connections of the lean HTTP/1 path (`http::lean`).
+    lean_idle: Mutex<HashMap<SocketAddr, Vec<LeanConn>>>,
     h2: Mutex<HashMap<SocketAddr, H2Slot>>,
+}
+
+/// A plaintext upstream connection of the lean HTTP/1 path: raw bytes,
+/// with its metrics. Kept by one client connection while it lasts, then
+/// pooled for the next one.
+#[derive(Debug)]
+pub struct LeanConn {
+    pub io: UpstreamIo,
+    addr: SocketAddr,
+    _metrics: TcpConn,
+    /// When its last response ended.
+    pub idle_since: Instant,
 }
 
 /// The HTTP/2 connection to one target. `connecting` serialises connection
@@ -204,6 +218,7 @@ impl HttpClient {
             max_idle,
             idle_timeout,
             h1_idle: Mutex::default(),
+            lean_idle: Mutex::default(),
             h2: Mutex::default(),
         });
         let weak = Arc::downgrade(&client);
@@ -224,6 +239,13 @@ impl HttpClient {
     /// Drops idle HTTP/1 connections past the idle timeout or closed by
     /// their server.
     fn sweep_idle(&self) {
+        self.lean_idle
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|_, list| {
+                list.retain_mut(|c| c.is_usable(self.idle_timeout));
+                !list.is_empty()
+            });
         let mut idle = self.h1_idle.lock().unwrap_or_else(|e| e.into_inner());
         // Nobody polls an idle connection; polling it here (nobody needs a
         // wakeup) lets hyper read a close its server sent meanwhile.
@@ -236,6 +258,59 @@ impl HttpClient {
 
     pub fn connector(&self) -> &Connector {
         &self.connector
+    }
+
+    /// A connection to `addr` for the lean HTTP/1 path: a pooled one that
+    /// is still open and fresh (`true`), else a new one.
+    pub async fn lean_conn(
+        &self,
+        addr: SocketAddr,
+        tls: &Tls,
+    ) -> Result<(LeanConn, bool), ProxyError> {
+        loop {
+            let popped = {
+                let mut idle = self.lean_idle.lock().unwrap_or_else(|e| e.into_inner());
+                let conn = idle.get_mut(&addr).and_then(Vec::pop);
+                if idle.get(&addr).is_some_and(Vec::is_empty) {
+                    idle.remove(&addr);
+                }
+                conn
+            };
+            match popped {
+                Some(mut c) => {
+                    if c.is_usable(self.idle_timeout) {
+                        return Ok((c, true));
+                    }
+                }
+                None => break,
+            }
+        }
+        let (io, metrics) = self.connector.connect(addr, tls.clone()).await?;
+        Ok((
+            LeanConn {
+                io,
+                addr,
+                _metrics: metrics,
+                idle_since: Instant::now(),
+            },
+            false,
+        ))
+    }
+
+    /// Whether a lean connection kept by a client connection has been idle
+    /// (since its last response) longer than pooled connections may be.
+    pub fn lean_expired(&self, conn: &LeanConn) -> bool {
+        conn.idle_since.elapsed() >= self.idle_timeout
+    }
+
+    /// Pools a lean connection whose last response ended cleanly.
+    pub fn release_lean(&self, mut conn: LeanConn) {
+        conn.idle_since = Instant::now();
+        let mut idle = self.lean_idle.lock().unwrap_or_else(|e| e.into_inner());
+        let list = idle.entry(conn.addr).or_default();
+        if list.len() < self.max_idle {
+            list.push(conn);
+        }
     }
 
     /// An HTTP/1 connection to `addr` for `cx`'s task to drive: an idle
@@ -478,6 +553,25 @@ impl Future for H1Driver {
             tracing::debug!(addr = %self.addr, error = %e, "upstream HTTP/1 connection failed");
         }
         Poll::Ready(())
+    }
+}
+
+// === impl LeanConn ===
+
+impl LeanConn {
+    /// Fresh, and neither closed by its server nor holding unexpected
+    /// bytes: a read that would block is the only good answer.
+    fn is_usable(&mut self, idle_timeout: Duration) -> bool {
+        if self.idle_since.elapsed() >= idle_timeout {
+            return false;
+        }
+        let mut cx = Context::from_waker(futures_util::task::noop_waker_ref());
+        let mut byte = [0u8; 1];
+        let mut buf = tokio::io::ReadBuf::new(&mut byte);
+        matches!(
+            tokio::io::AsyncRead::poll_read(Pin::new(&mut self.io), &mut cx, &mut buf),
+            Poll::Pending
+        )
     }
 }
 

@@ -30,6 +30,8 @@ pub enum ProxyError {
         addr: SocketAddr,
         source: hyper::Error,
     },
+    #[error("upstream {addr} failed: {source}")]
+    UpstreamIo { addr: SocketAddr, source: io::Error },
     #[error("mTLS handshake with {addr} (expecting identity {identity}) failed: {source}")]
     Tls {
         addr: SocketAddr,
@@ -78,7 +80,7 @@ impl ProxyError {
             ProxyError::Loop(_) => "loop",
             ProxyError::Handshake { .. } => "handshake",
             ProxyError::Tls { .. } => "tls",
-            ProxyError::Upstream { .. } => "upstream",
+            ProxyError::Upstream { .. } | ProxyError::UpstreamIo { .. } => "upstream",
             ProxyError::ShuttingDown => "shutdown",
             ProxyError::NoEndpoints(_) => "no_endpoints",
             ProxyError::Discovery(_) => "discovery",

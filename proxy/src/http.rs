@@ -34,6 +34,7 @@ use crate::metrics::{
 
 mod body;
 mod headers;
+pub mod lean;
 mod orig_proto;
 mod task;
 mod upgrade;

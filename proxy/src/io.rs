@@ -62,6 +62,18 @@ impl<I> PrefixedIo<I> {
     pub fn get_ref(&self) -> &I {
         &self.io
     }
+
+    /// Puts `bytes` in front of whatever is still to be replayed, so that
+    /// they are read again first.
+    pub fn unread(&mut self, bytes: Bytes) {
+        if self.prefix.is_empty() {
+            self.prefix = bytes;
+        } else if !bytes.is_empty() {
+            let mut joined = bytes::BytesMut::from(&bytes[..]);
+            joined.extend_from_slice(&self.prefix);
+            self.prefix = joined.freeze();
+        }
+    }
 }
 
 impl<I: AsyncRead> AsyncRead for PrefixedIo<I> {
@@ -280,6 +292,10 @@ impl<I: AsTcp> AsTcp for PrefixedIo<I> {
 impl<I: AsTcp> ResetOnDrop<I> {
     pub fn new(io: I, reset: Arc<AtomicBool>) -> Self {
         Self { io, reset }
+    }
+
+    pub fn get_mut(&mut self) -> &mut I {
+        &mut self.io
     }
 }
 

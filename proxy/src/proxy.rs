@@ -463,7 +463,24 @@ impl Side {
                     handles: Default::default(),
                 });
                 let res = if let Some(flag) = reset_client {
-                    http::serve_h1(ResetOnDrop::new(io, flag), forward, &self.http, drain).await
+                    let mut io = ResetOnDrop::new(io, flag.clone());
+                    let lean = if forward.lean_eligible() {
+                        let mut buf = BytesMut::new();
+                        let end = http::lean::serve(
+                            &mut io, &mut buf, &forward, &self.http, &drain, &flag,
+                        )
+                        .await;
+                        io.get_mut().unread(buf.freeze());
+                        end
+                    } else {
+                        http::lean::Lean::Fallback
+                    };
+                    match lean {
+                        http::lean::Lean::Closed => Ok(()),
+                        http::lean::Lean::Fallback => {
+                            http::serve_h1(io, forward, &self.http, drain).await
+                        }
+                    }
                 } else {
                     http::serve_h2(io, forward, &self.http, drain).await
                 };

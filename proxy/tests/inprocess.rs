@@ -6,6 +6,7 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -772,4 +773,256 @@ async fn an_unreachable_control_plane_fails_new_targets_with_503() {
     let rsp = tx.send_request(get("/")).await.unwrap();
     // Unreachable discovery is an error, never a silent bypass of policy.
     assert_eq!(rsp.status(), 503);
+}
+
+/// A hand-written HTTP/1 upstream that answers by path with exact bytes, so
+/// that every way of ending a response is exercised: `/len` (a length and a
+/// `Connection` naming a hop-by-hop field), `/chunked` (chunks and
+/// trailers), `/close` (delimited by closing), `/early` (a 103 first); a
+/// HEAD gets a length and no body; `/204` no body. It counts connections.
+async fn raw_http_server() -> (SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut tcp, _)) = listener.accept().await else {
+                return;
+            };
+            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                loop {
+                    let end = loop {
+                        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            break i + 4;
+                        }
+                        let mut chunk = [0u8; 4096];
+                        match tcp.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    };
+                    let head = String::from_utf8_lossy(&buf[..end]).to_string();
+                    buf.drain(..end);
+                    let mut words = head.split_whitespace();
+                    let method = words.next().unwrap_or_default().to_string();
+                    let path = words.next().unwrap_or_default().to_string();
+                    let seen = head
+                        .lines()
+                        .skip(1)
+                        .filter_map(|l| l.split(':').next())
+                        .filter(|n| !n.is_empty())
+                        .map(str::to_ascii_lowercase)
+                        .collect::<Vec<_>>()
+                        .join(",");
+                    let rsp: Vec<u8> = match (method.as_str(), path.as_str()) {
+                        ("HEAD", _) => b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\n".to_vec(),
+                        (_, "/len") => format!(
+                            "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: keep-alive, x-hop\r\nx-hop: 1\r\nkeep-alive: timeout=5\r\nx-end: 2\r\n\r\n{seen}",
+                            seen.len()
+                        )
+                        .into_bytes(),
+                        (_, "/chunked") => b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ntrailer: x-sum\r\n\r\n5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\nx-sum: 11\r\n\r\n".to_vec(),
+                        (_, "/early") => b"HTTP/1.1 103 Early Hints\r\nlink: </a>\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nearly".to_vec(),
+                        (_, "/204") => b"HTTP/1.1 204 No Content\r\n\r\n".to_vec(),
+                        (_, "/close") => {
+                            let _ = tcp
+                                .write_all(b"HTTP/1.1 200 OK\r\n\r\nuntil the end")
+                                .await;
+                            return;
+                        }
+                        _ => b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n".to_vec(),
+                    };
+                    if tcp.write_all(&rsp).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (addr, accepted)
+}
+
+/// Appends what one read brings, failing on a close or at `deadline`.
+async fn fill(tcp: &mut TcpStream, buf: &mut Vec<u8>, deadline: tokio::time::Instant) {
+    let mut chunk = [0u8; 4096];
+    let n = tokio::time::timeout_at(deadline, tcp.read(&mut chunk))
+        .await
+        .expect("response in time")
+        .unwrap();
+    assert!(
+        n > 0,
+        "connection closed early: {}",
+        String::from_utf8_lossy(buf)
+    );
+    buf.extend_from_slice(&chunk[..n]);
+}
+
+/// Reads one response from a raw connection: its head, and a body of
+/// `content-length`, chunked up to the end of the trailers, or none.
+async fn read_raw_response(tcp: &mut TcpStream, buf: &mut Vec<u8>, head_request: bool) -> String {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let end = loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        fill(tcp, buf, deadline).await;
+    };
+    let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+    let len = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length: "))
+        .map(|v| v.trim().parse::<usize>().unwrap());
+    let total = if head_request || head.starts_with("http/1.1 204") {
+        end
+    } else if head.contains("transfer-encoding: chunked") {
+        loop {
+            // Ends at the blank line after the last chunk (and trailers).
+            let text = String::from_utf8_lossy(&buf[end..]).to_string();
+            // The last chunk follows a chunk's CRLF.
+            if let Some(i) = text.find("\r\n0\r\n")
+                && let Some(j) = text[i + 2..].find("\r\n\r\n")
+            {
+                break end + i + 2 + j + 4;
+            }
+            fill(tcp, buf, deadline).await;
+        }
+    } else {
+        let len = len.expect("a length");
+        while buf.len() < end + len {
+            fill(tcp, buf, deadline).await;
+        }
+        end + len
+    };
+    let rsp = String::from_utf8_lossy(&buf[..total]).to_string();
+    buf.drain(..total);
+    rsp
+}
+
+#[tokio::test]
+async fn lean_http1_path_frames_every_kind_of_response() {
+    let (server, accepted) = raw_http_server().await;
+    let proxy = start_proxy(server, &[]).await;
+    let mut tcp = TcpStream::connect(proxy.outbound).await.unwrap();
+    let mut buf = Vec::new();
+    // Two pipelined requests in one write, answered in order.
+    tcp.write_all(
+        b"GET /len HTTP/1.1\r\nhost: web.test\r\nconnection: keep-alive\r\nte: trailers\r\nx-app: 1\r\n\r\nGET /chunked HTTP/1.1\r\nhost: web.test\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let len = read_raw_response(&mut tcp, &mut buf, false).await;
+    assert!(len.starts_with("HTTP/1.1 200 OK\r\n"), "{len}");
+    // Hop-by-hop fields dropped both ways; `te: trailers` kept.
+    assert!(len.contains("x-end: 2"), "{len}");
+    for gone in ["x-hop", "keep-alive", "connection"] {
+        assert!(
+            !len.to_ascii_lowercase().contains(&format!("{gone}:")),
+            "{len}"
+        );
+    }
+    assert!(len.ends_with("host,x-app,te"), "{len}");
+    let chunked = read_raw_response(&mut tcp, &mut buf, false).await;
+    assert!(
+        chunked.ends_with("5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\nx-sum: 11\r\n\r\n"),
+        "{chunked}"
+    );
+    // HEAD: a length, no body; 204: no body; 103 is dropped.
+    tcp.write_all(b"HEAD /len HTTP/1.1\r\nhost: web.test\r\n\r\n")
+        .await
+        .unwrap();
+    let head = read_raw_response(&mut tcp, &mut buf, true).await;
+    assert!(head.contains("content-length: 100"), "{head}");
+    tcp.write_all(
+        b"GET /204 HTTP/1.1\r\nhost: web.test\r\n\r\nGET /early HTTP/1.1\r\nhost: web.test\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let no_content = read_raw_response(&mut tcp, &mut buf, false).await;
+    assert!(no_content.starts_with("HTTP/1.1 204"), "{no_content}");
+    let early = read_raw_response(&mut tcp, &mut buf, false).await;
+    assert!(
+        early.starts_with("HTTP/1.1 200 OK") && early.ends_with("early"),
+        "{early}"
+    );
+    assert!(buf.is_empty(), "{}", String::from_utf8_lossy(&buf));
+    // All of that on one upstream connection.
+    assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1);
+
+    // A response delimited by closing: passed on with `connection: close`,
+    // then the client connection closes.
+    tcp.write_all(b"GET /close HTTP/1.1\r\nhost: web.test\r\n\r\n")
+        .await
+        .unwrap();
+    let mut rest = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), tcp.read_to_end(&mut rest))
+        .await
+        .expect("closed in time")
+        .unwrap();
+    buf.extend_from_slice(&rest);
+    let closed = String::from_utf8_lossy(&buf).to_string();
+    assert!(closed.starts_with("HTTP/1.1 200 OK\r\n"), "{closed}");
+    assert!(closed.contains("connection: close\r\n"), "{closed}");
+    assert!(closed.ends_with("\r\n\r\nuntil the end"), "{closed}");
+
+    let m = metrics(proxy.admin).await;
+    assert_eq!(
+        sample(&m, "request_total{", &["authority=\"web.test\""]),
+        Some(6.0),
+        "{m}"
+    );
+    assert_eq!(
+        sample(
+            &m,
+            "response_total{",
+            &[
+                "authority=\"web.test\"",
+                "status_code=\"200\"",
+                "classification=\"success\""
+            ]
+        ),
+        Some(5.0),
+        "{m}"
+    );
+}
+
+#[tokio::test]
+async fn a_request_with_a_body_moves_the_connection_to_the_general_path() {
+    let server = http_server().await;
+    let proxy = start_proxy(server, &[]).await;
+    let mut tx = h1_client(proxy.outbound).await;
+    // Lean, then a body (general path from here on), then lean-eligible
+    // requests that the general path now serves; all on one connection.
+    let rsp = tx.send_request(get("/")).await.unwrap();
+    assert_eq!(rsp.into_body().collect().await.unwrap().to_bytes(), "hello");
+    let post = Request::post("/echo")
+        .header("host", "web.test:8080")
+        .body(full("a body"))
+        .unwrap();
+    let rsp = tx.send_request(post).await.unwrap();
+    assert_eq!(
+        rsp.into_body().collect().await.unwrap().to_bytes(),
+        "a body"
+    );
+    for _ in 0..2 {
+        let rsp = tx.send_request(get("/")).await.unwrap();
+        assert_eq!(rsp.into_body().collect().await.unwrap().to_bytes(), "hello");
+    }
+    let m = metrics(proxy.admin).await;
+    assert_eq!(
+        sample(&m, "request_total{", &["authority=\"web.test:8080\""]),
+        Some(4.0),
+        "{m}"
+    );
+    assert_eq!(
+        sample(
+            &m,
+            "tcp_open_total{",
+            &["peer=\"src\"", "direction=\"outbound\""]
+        ),
+        Some(1.0),
+        "{m}"
+    );
 }
