@@ -223,7 +223,7 @@ case "$mode" in
     tck=$(getconf CLK_TCK)
     awk -v d=$((after - before)) -v t="$tck" -v n="$requests" \
       'BEGIN {printf "cpu_seconds=%.2f cpu_seconds_per_10k=%.3f\n", d / t, d / t / n * 10000}'
-    grep -E 'Requests/sec' "$work/oha.txt" || true
+    grep -E 'Requests/sec|  (50|99|99.9)(\.00)?% in' "$work/oha.txt" || true
     ;;
   *) echo "unknown mode $mode" >&2; exit 64 ;;
 esac

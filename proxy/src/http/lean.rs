@@ -94,7 +94,9 @@ impl Forward {
 }
 
 /// Serves requests on an HTTP/1 client connection while they are eligible.
-/// `buf` starts with the bytes protocol detection read.
+/// `buf` collects what was read from the client and not yet forwarded; on
+/// [`Lean::Fallback`] the caller replays it to the general path. `reset`
+/// is raised when the client connection must be reset rather than closed.
 pub async fn serve<I>(
     io: &mut I,
     buf: &mut BytesMut,
