@@ -68,6 +68,16 @@ fn is_hop_by_hop(name: &HeaderName) -> bool {
     HOP_BY_HOP.contains(name) || name == KEEP_ALIVE || name == PROXY_CONNECTION
 }
 
+/// [`is_hop_by_hop`] for a raw field name in any case (the lean HTTP/1
+/// path, which never builds a `HeaderName`). `TE` is the caller's to keep
+/// as `TE: trailers`.
+pub fn is_hop_by_hop_name(name: &str) -> bool {
+    HOP_BY_HOP
+        .iter()
+        .chain([&KEEP_ALIVE, &PROXY_CONNECTION])
+        .any(|h| name.eq_ignore_ascii_case(h.as_str()))
+}
+
 /// The request's authority: the URI's (HTTP/2, absolute-form HTTP/1) or the
 /// `Host` field.
 pub fn authority<B>(req: &Request<B>) -> Option<&str> {
@@ -127,6 +137,26 @@ mod tests {
         strip_hop_by_hop(&mut h, false);
         assert_eq!(h.len(), 1, "{h:?}");
         assert_eq!(h["x-kept"], "yes");
+    }
+
+    #[test]
+    fn raw_names_are_hop_by_hop_in_any_case() {
+        for name in [
+            "Connection",
+            "KEEP-ALIVE",
+            "proxy-connection",
+            "Transfer-Encoding",
+            "upgrade",
+            "TE",
+            "Proxy-Authenticate",
+        ] {
+            assert!(is_hop_by_hop_name(name), "{name}");
+            let parsed = HeaderName::from_bytes(name.as_bytes()).unwrap();
+            assert!(is_hop_by_hop(&parsed), "{name}");
+        }
+        for name in ["host", "content-length", "trailer", "x-connection"] {
+            assert!(!is_hop_by_hop_name(name), "{name}");
+        }
     }
 
     #[test]

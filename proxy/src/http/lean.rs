@@ -31,6 +31,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
 use super::Forward;
+use super::headers::is_hop_by_hop_name as is_hop_by_hop;
 use crate::client::LeanConn;
 use crate::config::HttpConfig;
 use crate::errors::ProxyError;
@@ -495,22 +496,6 @@ fn connection_tokens<'h>(headers: &[httparse::Header<'h>]) -> Vec<&'h [u8]> {
                 && !t.eq_ignore_ascii_case(b"keep-alive")
         })
         .collect()
-}
-
-/// Hop-by-hop fields (RFC 9110 §7.6.1), as `headers::strip_hop_by_hop`
-/// removes them; `TE` is handled by the caller.
-fn is_hop_by_hop(name: &str) -> bool {
-    [
-        "connection",
-        "keep-alive",
-        "proxy-connection",
-        "transfer-encoding",
-        "upgrade",
-        "te",
-        "proxy-authenticate",
-    ]
-    .iter()
-    .any(|h| name.eq_ignore_ascii_case(h))
 }
 
 enum BodyError {
