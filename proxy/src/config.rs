@@ -47,6 +47,17 @@ pub struct Config {
     pub discovery: Option<DiscoveryConfig>,
     /// The proxy's mTLS identity; `None` leaves every connection plaintext.
     pub identity: Option<IdentityConfig>,
+    /// The tap API; `None` when no tap service identity is configured.
+    pub tap: Option<TapConfig>,
+}
+
+/// Where the tap API is served and who may use it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TapConfig {
+    /// The control port (Linkerd's 4190).
+    pub listen_addr: SocketAddr,
+    /// The only client identity allowed to open taps.
+    pub svc_name: String,
 }
 
 /// Where the proxy gets its certificate and what it trusts.
@@ -287,6 +298,16 @@ pub const VARS: &[VarDoc] = &[
         help: "The file holding the token that proves this workload's identity to the identity service; re-read at every renewal.",
     },
     VarDoc {
+        name: "STRAND_PROXY_CONTROL_LISTEN_ADDR",
+        default: "0.0.0.0:4190",
+        help: "The control port, where the tap API (io.linkerd.proxy.tap.Tap/Observe) is served over mTLS when STRAND_PROXY_TAP_SVC_NAME is set.",
+    },
+    VarDoc {
+        name: "STRAND_PROXY_TAP_SVC_NAME",
+        default: "(none: no tap API)",
+        help: "The identity a tap client must present (its certificate, from the same trust anchors) to open taps: live events of the requests this proxy handles. Needs the identity variables.",
+    },
+    VarDoc {
         name: "STRAND_PROXY_INBOUND_OPAQUE_TLS_WAIT",
         default: "500ms",
         help: "Inbound, on ports that skip protocol detection: how long to wait for a meshed client's TLS ClientHello before passing the connection through as plaintext (a server-speaks-first protocol with an unmeshed client waits this long).",
@@ -392,10 +413,12 @@ impl Config {
             },
             discovery: None,
             identity: None,
+            tap: None,
         };
         let mut config = config;
         config.discovery = p.discovery();
         config.identity = p.identity();
+        config.tap = p.tap(config.identity.is_some());
         if p.errors.is_empty() {
             Ok(config)
         } else {
@@ -557,6 +580,34 @@ impl Parser<'_> {
             trust_anchors_pem: trust_anchors_pem?,
             token_file: PathBuf::from(token_file?),
             opaque_tls_wait,
+        })
+    }
+
+    fn tap(&mut self, identity: bool) -> Option<TapConfig> {
+        let listen_addr = self.parse(
+            "STRAND_PROXY_CONTROL_LISTEN_ADDR",
+            "0.0.0.0:4190".parse().expect("valid"),
+            parse_addr,
+        );
+        let svc_name = self.parse("STRAND_PROXY_TAP_SVC_NAME", None, |v| {
+            parse_dns_like(v).map(Some)
+        })?;
+        if !identity {
+            // Taps show request metadata: only ever over mTLS. (An identity
+            // that is set but invalid has its own error already.)
+            if self.env.get("STRAND_PROXY_IDENTITY_SVC_ADDR").is_some() {
+                return None;
+            }
+            self.errors.push(ConfigError {
+                name: "STRAND_PROXY_TAP_SVC_NAME",
+                value: svc_name,
+                reason: "the tap API is served over mTLS only: set the identity variables (STRAND_PROXY_IDENTITY_SVC_ADDR, ...) too".into(),
+            });
+            return None;
+        }
+        Some(TapConfig {
+            listen_addr,
+            svc_name,
         })
     }
 

@@ -40,6 +40,7 @@ mod task;
 mod upgrade;
 
 pub use body::ProxyBody;
+pub(crate) use headers::{authority as request_authority, grpc_status as grpc_status_of};
 
 /// How many endpoints a request tries when connecting fails (nothing was
 /// sent yet, so trying another is safe).
@@ -66,6 +67,10 @@ pub struct Forward {
     pub reset_client: Option<Arc<AtomicBool>>,
     /// This connection's recently used metric handles.
     pub handles: HandleCache,
+    /// The proxy's open taps.
+    pub taps: Arc<crate::tap::Taps>,
+    /// The client's address.
+    pub source: SocketAddr,
 }
 
 /// How a served connection ended, for the connection's log line.
@@ -96,6 +101,11 @@ impl Forward {
         let start = Instant::now();
         let authority = headers::authority(&req).map(|a| self.handles.authority(a));
         let grpc = headers::is_grpc(req.headers());
+        let mut tap = if self.taps.is_active() {
+            self.tap(&req)
+        } else {
+            None
+        };
         // The connection's `tls` label, or the chosen endpoint's labels.
         let mut ep = EndpointLabels::tls(self.tls.clone());
 
@@ -141,8 +151,13 @@ impl Forward {
                 };
                 self.metrics
                     .response_latency_cached(&self.handles, &rsp_labels, start);
+                if let Some(t) = tap.as_mut() {
+                    t.response_init(rsp.status(), rsp.headers(), &rsp_labels.target);
+                }
                 let reset = self.reset_client.clone();
-                Ok(rsp.map(|b| ProxyBody::upstream(b, self.clone(), rsp_labels, h1, reset)))
+                Ok(rsp.map(|b| {
+                    ProxyBody::upstream(b, self.clone(), rsp_labels, h1, reset).with_tap(tap)
+                }))
             }
             Err(e) => {
                 tracing::info!(direction = self.direction.as_str(), target = %self.target, error = %e, "request failed");
@@ -157,9 +172,30 @@ impl Forward {
                 self.metrics
                     .response_latency_cached(&self.handles, &rsp_labels, start);
                 self.metrics.response_end_cached(&self.handles, &rsp_labels);
+                if let Some(mut t) = tap {
+                    t.response_init(rsp.status(), rsp.headers(), &rsp_labels.target);
+                    t.data(rsp.body().len());
+                    t.response_end(None);
+                }
                 Ok(rsp.map(ProxyBody::full))
             }
         }
+    }
+
+    /// Offers a request to the open taps.
+    fn tap(&self, req: &Request<Incoming>) -> Option<Box<crate::tap::Tapped>> {
+        let labels = match &self.route {
+            crate::discovery::Route::Meshed(meta) => Some(&meta.labels),
+            _ => None,
+        };
+        let conn = crate::tap::ConnMeta {
+            direction: self.direction,
+            source: self.source,
+            destination: self.target,
+            tls: &self.tls,
+            labels,
+        };
+        self.taps.tap(req, &conn)
     }
 
     async fn send(
@@ -398,7 +434,7 @@ where
 
 /// Runs a hyper server connection to completion; when `drain` fires, asks
 /// it to finish its in-flight requests and close (`graceful`).
-async fn drive<C>(
+pub(crate) async fn drive<C>(
     conn: C,
     drain: CancellationToken,
     graceful: impl FnOnce(Pin<&mut C>),

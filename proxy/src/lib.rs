@@ -27,6 +27,7 @@ pub mod io;
 pub mod metrics;
 pub mod orig_dst;
 pub mod proxy;
+pub mod tap;
 pub mod tcp;
 
 pub use config::Config;

@@ -31,6 +31,7 @@ use crate::identity::LocalIdentity;
 use crate::io::{AsTcp, CountingIo, MaybeTls, PrefixedIo, ResetOnDrop, ServerIo};
 use crate::metrics::{Direction, Metrics, NoTlsReason, Peer, PeerId, TcpLabels, Tls};
 use crate::orig_dst::{self, OrigDst, SoOriginalDst};
+use crate::tap::Taps;
 use crate::tcp::{self, TcpError};
 
 /// A proxy, configured but not yet listening.
@@ -50,6 +51,10 @@ pub struct Bound {
     shutdown: CancellationToken,
     /// The identity and the task renewing its certificate.
     identity: Option<(Arc<LocalIdentity>, tokio::task::JoinHandle<()>)>,
+    /// The open taps, shared by both sides.
+    taps: Arc<Taps>,
+    /// The control listener (tap API), when a tap service is configured.
+    control: Option<TcpListener>,
 }
 
 /// One direction of the proxy.
@@ -68,6 +73,7 @@ struct Side {
     identity: Option<Arc<LocalIdentity>>,
     /// Inbound, opaque ports: how long to wait for a mesh ClientHello.
     opaque_tls_wait: Duration,
+    taps: Arc<Taps>,
 }
 
 // === impl Proxy ===
@@ -119,6 +125,11 @@ impl Proxy {
         let outbound = bind_all("outbound", &self.config.outbound.listen_addrs)?;
         let inbound = bind_all("inbound", &self.config.inbound.listen_addrs)?;
         let admin = bind("admin", self.config.admin_addr)?;
+        let control = match &self.config.tap {
+            Some(tap) => Some(bind("control (tap)", tap.listen_addr)?),
+            None => None,
+        };
+        let taps = Arc::new(Taps::default());
         let resolver = self.config.discovery.as_ref().map(Resolver::new);
         let side = |direction, config: &SideConfig, refuse_loopback, resolver| {
             let connector = Arc::new(Connector {
@@ -142,6 +153,7 @@ impl Proxy {
                 resolver,
                 identity: local_identity.clone(),
                 opaque_tls_wait,
+                taps: taps.clone(),
             })
         };
         let out_side = side(
@@ -159,6 +171,8 @@ impl Proxy {
             shutdown: CancellationToken::new(),
             config: self.config,
             identity,
+            taps,
+            control,
         })
     }
 }
@@ -255,6 +269,11 @@ impl Bound {
         self.metrics.clone()
     }
 
+    /// The control (tap) listener's address, when the tap API is on.
+    pub fn control_addr(&self) -> Option<SocketAddr> {
+        self.control.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
     /// Serves until shutdown is requested, then stops accepting, lets open
     /// connections finish within the grace period, and returns.
     pub async fn run(self) {
@@ -266,6 +285,8 @@ impl Bound {
             metrics,
             shutdown,
             identity,
+            taps,
+            control,
         } = self;
         tracing::info!(
             outbound = ?addrs(&outbound.0),
@@ -283,6 +304,18 @@ impl Bound {
             }),
             admin_stop.clone(),
         ));
+        let tap_task = match (control, &config.tap, &identity) {
+            (Some(listener), Some(tap), Some((identity, _))) => {
+                Some(tokio::spawn(crate::tap::serve(
+                    listener,
+                    identity.clone(),
+                    Arc::from(tap.svc_name.as_str()),
+                    taps,
+                    admin_stop.clone(),
+                )))
+            }
+            _ => None,
+        };
         let tracker = TaskTracker::new();
         for (listeners, side) in [outbound, inbound] {
             for listener in listeners {
@@ -308,6 +341,9 @@ impl Bound {
         }
         admin_stop.cancel();
         let _ = admin_task.await;
+        if let Some(task) = tap_task {
+            let _ = task.await;
+        }
         if let Some((_, task)) = identity {
             task.abort();
         }
@@ -461,6 +497,8 @@ impl Side {
                     blocked,
                     reset_client: reset_client.clone(),
                     handles: Default::default(),
+                    taps: self.taps.clone(),
+                    source: client,
                 });
                 let res = if let Some(flag) = reset_client {
                     let mut io = ResetOnDrop::new(io, flag.clone());

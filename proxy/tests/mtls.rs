@@ -174,6 +174,8 @@ struct TestProxy {
     outbound: SocketAddr,
     inbound: SocketAddr,
     admin: SocketAddr,
+    /// The tap API's port, when a tap service identity is configured.
+    control: Option<SocketAddr>,
     _shutdown: tokio_util::sync::DropGuard,
 }
 
@@ -244,6 +246,7 @@ async fn bind_proxy(env: Vec<(&str, String)>, orig_dst: SocketAddr) -> TestProxy
         outbound: bound.outbound_addr(),
         inbound: bound.inbound_addr(),
         admin: bound.admin_addr(),
+        control: bound.control_addr(),
         _shutdown: bound.shutdown_token().drop_guard(),
     };
     tokio::spawn(bound.run());
@@ -872,4 +875,250 @@ async fn an_upgrade_tunnels_over_mtls() {
         ) >= 1.0,
         "{out}"
     );
+}
+
+/// Opens tap connections as the holder of a certificate would: mTLS to a
+/// proxy's control port, verifying the proxy's identity.
+#[derive(Clone)]
+struct TapConnector {
+    addr: SocketAddr,
+    config: Arc<rustls::ClientConfig>,
+    server: rustls::pki_types::ServerName<'static>,
+}
+
+impl tower_service::Service<http::Uri> for TapConnector {
+    type Response = TokioIo<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>;
+    type Error = std::io::Error;
+    type Future = std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<Self::Response, Self::Error>> + Send>,
+    >;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _: http::Uri) -> Self::Future {
+        let this = self.clone();
+        Box::pin(async move {
+            let tcp = tokio::net::TcpStream::connect(this.addr).await?;
+            let tls = tokio_rustls::TlsConnector::from(this.config)
+                .connect(this.server, tcp)
+                .await?;
+            Ok(TokioIo::new(tls))
+        })
+    }
+}
+
+/// A tap client for the proxy whose identity is `server` on `addr`,
+/// presenting `client_chain` (or no certificate).
+async fn tap_client(
+    cp: &ControlPlane,
+    addr: SocketAddr,
+    server: &str,
+    client_chain: Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>,
+) -> Result<
+    linkerd2_proxy_api::tap::tap_client::TapClient<tonic::transport::Channel>,
+    tonic::transport::Error,
+> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls::pki_types::pem::PemObject::pem_slice_iter(cp.trust_anchors().as_bytes()) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_protocol_versions(&[&rustls::version::TLS13])
+    .unwrap()
+    .with_root_certificates(roots);
+    let config = match client_chain {
+        Some((chain, key)) => builder.with_client_auth_cert(chain, key).unwrap(),
+        None => builder.with_no_client_auth(),
+    };
+    let connector = TapConnector {
+        addr,
+        config: Arc::new(config),
+        server: rustls::pki_types::ServerName::try_from(server.to_string()).unwrap(),
+    };
+    let channel = tonic::transport::Endpoint::from_static("http://tap.invalid")
+        .connect_with_connector(connector)
+        .await?;
+    Ok(linkerd2_proxy_api::tap::tap_client::TapClient::new(channel))
+}
+
+fn observe_path_prefix(prefix: &str, limit: u32) -> linkerd2_proxy_api::tap::ObserveRequest {
+    use linkerd2_proxy_api::tap::observe_request::{self, r#match as m};
+    linkerd2_proxy_api::tap::ObserveRequest {
+        limit,
+        r#match: Some(observe_request::Match {
+            r#match: Some(m::Match::Http(m::Http {
+                r#match: Some(m::http::Match::Path(m::http::StringMatch {
+                    r#match: Some(m::http::string_match::Match::Prefix(prefix.to_string())),
+                })),
+            })),
+        }),
+        extract: Some(observe_request::Extract {
+            extract: Some(observe_request::extract::Extract::Http(
+                observe_request::extract::Http {
+                    extract: Some(observe_request::extract::http::Extract::Headers(
+                        observe_request::extract::http::Headers {},
+                    )),
+                },
+            )),
+        }),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tap_service_sees_live_requests_and_nobody_else_may_tap() {
+    use linkerd2_proxy_api::tap::tap_event::{self, http::Event};
+
+    let cp = ControlPlane::start(Duration::from_secs(3600)).await;
+    let app = app().await;
+    let tap_id = format!(
+        "tap.strand-viz.serviceaccount.identity.linkerd.{}",
+        "cluster.local"
+    );
+    let control = ("STRAND_PROXY_CONTROL_LISTEN_ADDR", "127.0.0.1:0");
+    let server = start_proxy_with(
+        &cp,
+        cp.identity_addr,
+        "server",
+        app,
+        &[control, ("STRAND_PROXY_TAP_SVC_NAME", tap_id.as_str())],
+    )
+    .await;
+    wait_ready(server.admin, Duration::from_secs(10)).await;
+    let control = server.control.expect("the tap API is on");
+    let issuer = cp.issuer();
+    let hour = Duration::from_secs(3600);
+    let now = SystemTime::now();
+
+    // Before any tap, a kept-alive connection's bodiless requests take the
+    // lean path; once a tap opens, its next request must be seen too.
+    let tcp = tokio::net::TcpStream::connect(server.inbound).await.unwrap();
+    let (mut kept, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let bodiless = |path: &str| {
+        Request::get(path)
+            .header("host", "server")
+            .body(http_body_util::Empty::<Bytes>::new())
+            .unwrap()
+    };
+    let rsp = kept.send_request(bodiless("/tapped/before")).await.unwrap();
+    assert_eq!(rsp.status(), 200);
+    rsp.into_body().collect().await.unwrap();
+
+    let mut tap = tap_client(
+        &cp,
+        control,
+        &id("server"),
+        Some(chain_from(&issuer, &tap_id, now, hour)),
+    )
+    .await
+    .unwrap();
+    let mut events = tap
+        .observe(observe_path_prefix("/tapped", 3))
+        .await
+        .unwrap()
+        .into_inner();
+    // The tap is registered when the call returns; these requests arrive on
+    // connections of their own, so whether they are lean does not matter.
+    let rsp = get(server.inbound, "/other", "server").await;
+    assert_eq!(rsp.status(), 200);
+    let rsp = kept.send_request(bodiless("/tapped/kept")).await.unwrap();
+    assert_eq!(rsp.status(), 200);
+    rsp.into_body().collect().await.unwrap();
+    for i in 1..=2 {
+        let rsp = get(server.inbound, &format!("/tapped/{i}?q=x"), "server").await;
+        assert_eq!(rsp.status(), 200);
+        assert_eq!(rsp.body(), "ping");
+    }
+    let mut seen = Vec::new();
+    while let Some(ev) = tokio::time::timeout(Duration::from_secs(10), events.message())
+        .await
+        .expect("the stream ends once its limit is reached")
+        .unwrap()
+    {
+        seen.push(ev);
+    }
+    let kinds: Vec<_> = seen
+        .iter()
+        .map(|e| match &e.event {
+            Some(tap_event::Event::Http(h)) => match h.event.as_ref().unwrap() {
+                Event::RequestInit(r) => format!("init {}", r.path),
+                Event::ResponseInit(r) => format!("response {}", r.http_status),
+                Event::ResponseEnd(r) => format!("end {} bytes", r.response_bytes),
+            },
+            None => "empty".to_string(),
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "init /tapped/kept",
+            "response 200",
+            "end 0 bytes",
+            "init /tapped/1?q=x",
+            "response 200",
+            "end 4 bytes",
+            "init /tapped/2?q=x",
+            "response 200",
+            "end 4 bytes"
+        ]
+    );
+    let first = &seen[3];
+    assert_eq!(
+        first.proxy_direction,
+        i32::from(tap_event::ProxyDirection::Inbound)
+    );
+    assert_eq!(
+        first.destination,
+        Some(app.into()),
+        "the destination is the original destination"
+    );
+    let labels = &first.source_meta.as_ref().unwrap().labels;
+    assert_eq!(labels["tls"], "no_identity", "{labels:?}");
+    let Some(tap_event::Event::Http(h)) = &first.event else {
+        unreachable!()
+    };
+    let Some(Event::RequestInit(init)) = &h.event else {
+        unreachable!()
+    };
+    assert_eq!(init.authority, "server");
+    assert!(
+        init.headers
+            .as_ref()
+            .unwrap()
+            .headers
+            .iter()
+            .any(|h| h.name == "host" && h.value == b"server")
+    );
+
+    // Another workload's certificate, or none: refused.
+    let web = chain_from(&issuer, &id("web"), now, hour);
+    for (who, chain) in [("web", Some(web)), ("no certificate", None)] {
+        let refused = match tap_client(&cp, control, &id("server"), chain).await {
+            Err(_) => true,
+            Ok(mut c) => c.observe(observe_path_prefix("/", 1)).await.is_err(),
+        };
+        assert!(refused, "{who} could tap");
+    }
+
+    // A tap that asks for nothing is refused with a reason.
+    let mut tap = tap_client(
+        &cp,
+        control,
+        &id("server"),
+        Some(chain_from(&issuer, &tap_id, now, hour)),
+    )
+    .await
+    .unwrap();
+    let status = tap.observe(observe_path_prefix("/", 0)).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+    assert!(status.message().contains("limit"), "{status:?}");
 }

@@ -118,3 +118,51 @@ fn readme_documents_every_variable_with_its_default() {
         );
     }
 }
+
+#[test]
+fn the_tap_api_needs_an_identity_and_a_tap_service_name() {
+    assert_eq!(Config::default().tap, None);
+    let identity = [
+        ("STRAND_PROXY_IDENTITY_SVC_ADDR", "10.0.0.1:8080"),
+        (
+            "STRAND_PROXY_IDENTITY_LOCAL_NAME",
+            "web.default.serviceaccount.identity.linkerd.cluster.local",
+        ),
+        (
+            "STRAND_PROXY_IDENTITY_TRUST_ANCHORS",
+            "-----BEGIN CERTIFICATE-----",
+        ),
+        ("STRAND_PROXY_IDENTITY_TOKEN_FILE", "/tmp/token"),
+    ];
+    let tap = "tap.strand-viz.serviceaccount.identity.linkerd.cluster.local";
+    let mut vars = identity.to_vec();
+    vars.push(("STRAND_PROXY_TAP_SVC_NAME", tap));
+    let c = Config::from_env(&env(&vars)).unwrap();
+    assert_eq!(
+        c.tap,
+        Some(TapConfig {
+            listen_addr: "0.0.0.0:4190".parse().unwrap(),
+            svc_name: tap.to_string(),
+        })
+    );
+
+    // Without an identity there is no mTLS, so no tap API.
+    let errs = Config::from_env(&env(&[("STRAND_PROXY_TAP_SVC_NAME", tap)])).unwrap_err();
+    assert_eq!(errs.0.len(), 1, "{errs:?}");
+    assert_eq!(errs.0[0].name, "STRAND_PROXY_TAP_SVC_NAME");
+    assert!(errs.0[0].reason.contains("mTLS"), "{errs:?}");
+
+    // A bad name and a bad address are reported by name.
+    let mut vars = identity.to_vec();
+    vars.push(("STRAND_PROXY_TAP_SVC_NAME", "not a name"));
+    vars.push(("STRAND_PROXY_CONTROL_LISTEN_ADDR", "4190"));
+    let errs = Config::from_env(&env(&vars)).unwrap_err();
+    let names: Vec<_> = errs.0.iter().map(|e| e.name).collect();
+    assert_eq!(
+        names,
+        [
+            "STRAND_PROXY_CONTROL_LISTEN_ADDR",
+            "STRAND_PROXY_TAP_SVC_NAME"
+        ]
+    );
+}

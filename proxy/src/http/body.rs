@@ -33,6 +33,8 @@ pub struct End {
     /// Raised when the upstream body fails, to reset an HTTP/1 client
     /// connection (see `io::ResetOnDrop`).
     reset_client: Option<Arc<AtomicBool>>,
+    /// The taps that took this request.
+    tap: Option<Box<crate::tap::Tapped>>,
 }
 
 // === impl ProxyBody ===
@@ -52,8 +54,17 @@ impl ProxyBody {
                 labels,
                 h1,
                 reset_client,
+                tap: None,
             }),
         }
+    }
+
+    /// Reports the body's bytes and end to the taps that took its request.
+    pub fn with_tap(mut self, tap: Option<Box<crate::tap::Tapped>>) -> Self {
+        if let ProxyBody::Upstream { end: Some(e), .. } = &mut self {
+            e.tap = tap;
+        }
+        self
     }
 
     pub fn full(data: Bytes) -> Self {
@@ -77,22 +88,29 @@ impl Body for ProxyBody {
                 let res = std::task::ready!(Pin::new(inner).poll_frame(cx));
                 match &res {
                     Some(Ok(frame)) => {
-                        if let (Some(trailers), Some(e)) = (frame.trailers_ref(), end.as_mut()) {
-                            e.labels.grpc_status =
-                                headers::grpc_status(trailers).or(e.labels.grpc_status);
+                        if let Some(e) = end.as_mut() {
+                            if let Some(trailers) = frame.trailers_ref() {
+                                e.labels.grpc_status =
+                                    headers::grpc_status(trailers).or(e.labels.grpc_status);
+                                if let Some(t) = &mut e.tap {
+                                    t.trailers(trailers);
+                                }
+                            } else if let (Some(t), Some(data)) = (&mut e.tap, frame.data_ref()) {
+                                t.data(data.len());
+                            }
                         }
                     }
-                    Some(Err(_)) => {
+                    Some(Err(err)) => {
                         if let Some(e) = end.take() {
                             if let Some(flag) = &e.reset_client {
                                 flag.store(true, Ordering::Release);
                             }
-                            e.finish(false);
+                            e.finish(false, Some(reset_reason(err)));
                         }
                     }
                     None => {
                         if let Some(e) = end.take() {
-                            e.finish(true);
+                            e.finish(true, None);
                         }
                     }
                 }
@@ -126,15 +144,28 @@ impl Drop for ProxyBody {
         if let ProxyBody::Upstream { inner, end } = self
             && let Some(e) = end.take()
         {
-            e.finish(inner.is_end_stream());
+            let clean = inner.is_end_stream();
+            e.finish(clean, (!clean).then_some(h2::Reason::CANCEL));
         }
     }
 }
 
 // === impl End ===
 
+/// The HTTP/2 reason an upstream body failed with, for taps.
+fn reset_reason(err: &hyper::Error) -> h2::Reason {
+    std::error::Error::source(err)
+        .and_then(|s| s.downcast_ref::<h2::Error>())
+        .and_then(h2::Error::reason)
+        .unwrap_or(h2::Reason::INTERNAL_ERROR)
+}
+
 impl End {
-    fn finish(mut self, clean: bool) {
+    /// Records the response's end; `reset` is how it failed, for taps.
+    fn finish(mut self, clean: bool, reset: Option<h2::Reason>) {
+        if let Some(t) = self.tap.take() {
+            t.response_end(reset);
+        }
         let l = &mut self.labels;
         let failed = !clean
             || l.status_code.is_some_and(|s| s >= 500)

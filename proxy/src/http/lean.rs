@@ -91,6 +91,7 @@ impl Forward {
             && self.resolver.is_none()
             && matches!(self.route, crate::discovery::Route::Direct)
             && self.tls.server_id().is_none()
+            && !self.taps.is_active()
     }
 }
 
@@ -151,6 +152,10 @@ where
             }
             Parsed::Other => break Lean::Fallback,
         };
+        if fwd.taps.is_active() {
+            // A tap opened: its events come from the general path.
+            break Lean::Fallback;
+        }
         match forward_one(io, buf, &mut rsp_buf, fwd, head, &mut upstream, drain).await {
             Ok(true) => {}
             Ok(false) => break Lean::Closed,

@@ -150,10 +150,18 @@ impl DstLabels {
     }
 
     fn encode(&self, enc: &mut LabelSetEncoder<'_>) -> fmt::Result {
-        for (k, v) in self.0.iter().flat_map(|set| set.iter()) {
+        for (k, v) in self.iter() {
             label(enc, k, v)?;
         }
         Ok(())
+    }
+
+    /// Each label as (`dst_<key>`, value).
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0
+            .iter()
+            .flat_map(|set| set.iter())
+            .map(|(k, v)| (&**k, &**v))
     }
 }
 
@@ -186,9 +194,18 @@ impl Tls {
     }
 
     fn encode(&self, enc: &mut LabelSetEncoder<'_>) -> fmt::Result {
+        self.visit_labels(|k, v| label(enc, k, v))
+    }
+
+    /// Calls `f` with each of the `tls` labels (`tls`, and `no_tls_reason`,
+    /// `client_id` or `server_id`).
+    pub fn visit_labels<E>(
+        &self,
+        mut f: impl FnMut(&'static str, &str) -> Result<(), E>,
+    ) -> Result<(), E> {
         match self {
             Tls::NoIdentity(reason) => {
-                label(enc, "tls", "no_identity")?;
+                f("tls", "no_identity")?;
                 let r = match reason {
                     NoTlsReason::NoTlsFromRemote => "no_tls_from_remote",
                     NoTlsReason::NotProvidedByServiceDiscovery => {
@@ -197,15 +214,15 @@ impl Tls {
                     NoTlsReason::Loopback => "loopback",
                     NoTlsReason::Disabled => "disabled",
                 };
-                label(enc, "no_tls_reason", r)
+                f("no_tls_reason", r)
             }
-            Tls::Opaque => label(enc, "tls", "opaque"),
+            Tls::Opaque => f("tls", "opaque"),
             Tls::Established(peer) => {
-                label(enc, "tls", "true")?;
+                f("tls", "true")?;
                 match peer {
-                    PeerId::Client(Some(id)) => label(enc, "client_id", id),
+                    PeerId::Client(Some(id)) => f("client_id", id),
                     PeerId::Client(None) => Ok(()),
-                    PeerId::Server(id) => label(enc, "server_id", id),
+                    PeerId::Server(id) => f("server_id", id),
                 }
             }
         }
