@@ -1,10 +1,12 @@
 //! `strand viz`: golden metrics per resource (`stat`), who talks to whom
-//! and whether over mTLS (`edges`), and a Prometheus configuration for the
-//! proxies (`prometheus-config`).
+//! and whether over mTLS (`edges`), a Prometheus configuration for the
+//! proxies (`prometheus-config`), and live requests (`tap`).
 //!
 //! The numbers come from the control plane's metrics API, which scrapes
 //! every proxy itself; with `--prometheus-url` the same questions go to a
 //! Prometheus server instead, in PromQL.
+
+mod tap;
 
 use crate::ctx::Ctx;
 use anyhow::{Context as _, bail};
@@ -33,6 +35,10 @@ enum VizCommand {
     Edges(EdgesArgs),
     /// Print a Prometheus configuration that scrapes every proxy.
     PrometheusConfig(PromConfigArgs),
+    /// Stream the live requests of a workload's, pod's or namespace's
+    /// proxies (`req`, `rsp` and `end` events), as `linkerd viz tap` does.
+    /// Needs the control plane's CA files (root).
+    Tap(tap::TapArgs),
 }
 
 /// Which namespaces and window, and where the numbers come from.
@@ -106,6 +112,7 @@ pub async fn viz(ctx: &Ctx, args: VizArgs) -> anyhow::Result<u8> {
         VizCommand::Stat(a) => stat(ctx, a).await,
         VizCommand::Edges(a) => edges(ctx, a).await,
         VizCommand::PrometheusConfig(a) => prometheus_config(ctx, a).await,
+        VizCommand::Tap(a) => tap::tap(ctx, a).await,
     }
 }
 

@@ -11,7 +11,7 @@ use rcgen::{
     CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
     KeyUsagePurpose, SanType, SignatureAlgorithm,
 };
-use rustls_pki_types::CertificateDer;
+use rustls_pki_types::{CertificateDer, PrivatePkcs8KeyDer};
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 use strand_controller_core::IdentityName;
@@ -45,6 +45,14 @@ pub struct Issued {
     pub leaf: CertificateDer<'static>,
     /// The issuer's certificate: what the workload sends after its leaf.
     pub intermediates: Vec<CertificateDer<'static>>,
+    pub valid_until: SystemTime,
+}
+
+/// A certificate chain (leaf first) with its private key.
+#[derive(Debug)]
+pub struct KeyedCert {
+    pub chain: Vec<CertificateDer<'static>>,
+    pub key: rustls_pki_types::PrivateKeyDer<'static>,
     pub valid_until: SystemTime,
 }
 
@@ -135,6 +143,30 @@ impl Issuer {
         lifetime: Duration,
     ) -> Result<Issued, Rejection> {
         self.sign_at(csr_der, identity, lifetime, SystemTime::now())
+    }
+
+    /// A new P-256 key and a certificate for it naming `identity`, through
+    /// the same CSR checks as any workload's (for the identity service's own
+    /// certificate, and tools such as the tap client).
+    pub fn issue_keyed(
+        &self,
+        identity: &IdentityName,
+        lifetime: Duration,
+    ) -> Result<KeyedCert, Rejection> {
+        let internal = |e: String| Rejection::issuer_unavailable(e);
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
+            .map_err(|e| internal(format!("cannot make a key: {e}")))?;
+        let csr = rcgen::CertificateParams::new(vec![identity.to_string()])
+            .and_then(|p| p.serialize_request(&key))
+            .map_err(|e| internal(format!("cannot make a CSR for {identity}: {e}")))?;
+        let issued = self.sign(csr.der(), identity, lifetime)?;
+        let mut chain = vec![issued.leaf];
+        chain.extend(issued.intermediates);
+        Ok(KeyedCert {
+            chain,
+            key: PrivatePkcs8KeyDer::from(key.serialize_der()).into(),
+            valid_until: issued.valid_until,
+        })
     }
 
     /// [`sign`](Self::sign) as if it were `now`.

@@ -39,7 +39,7 @@ pub use self::cert::{
     CertError, CertInfo, cert_expiry, cert_info, cert_infos, format_duration, format_time,
     parse_pem_certs,
 };
-pub use self::issuer::{DEFAULT_CERT_LIFETIME, Issued, Issuer};
+pub use self::issuer::{DEFAULT_CERT_LIFETIME, Issued, Issuer, KeyedCert};
 pub use self::metrics::Metrics;
 pub use self::rejection::{Reason, Rejection};
 pub use self::reload::{RELOAD_INTERVAL, Reload, ReloadingIssuer};
@@ -54,6 +54,14 @@ pub fn service_identity(
     trust: &strand_controller_core::TrustDomain,
 ) -> strand_controller_core::IdentityName {
     trust.service_account_identity("linkerd-identity", &trust.control_plane_namespace)
+}
+
+/// The tap service's name, as Linkerd's: the `tap` service account in
+/// `linkerd-viz`. Proxies let only this identity open taps.
+pub fn tap_identity(
+    trust: &strand_controller_core::TrustDomain,
+) -> strand_controller_core::IdentityName {
+    trust.service_account_identity("tap", "linkerd-viz")
 }
 
 #[cfg(test)]

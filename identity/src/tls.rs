@@ -12,7 +12,6 @@
 
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
-use rustls_pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
@@ -99,20 +98,11 @@ impl ServerCertificate {
     /// A new key and a certificate for it from `issuer`, through the same
     /// CSR checks as any workload's. Returns when it expires.
     pub fn renew(&self, issuer: &Issuer, lifetime: Duration) -> Result<SystemTime, Rejection> {
-        let internal = |e: String| Rejection::issuer_unavailable(e);
-        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
-            .map_err(|e| internal(format!("cannot make a key: {e}")))?;
-        let csr = rcgen::CertificateParams::new(vec![self.name.to_string()])
-            .and_then(|p| p.serialize_request(&key))
-            .map_err(|e| internal(format!("cannot make a CSR for {}: {e}", self.name)))?;
-        let issued = issuer.sign(csr.der(), &self.name, lifetime)?;
-        let der = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
-        let signing = rustls::crypto::aws_lc_rs::sign::any_ecdsa_type(&der)
-            .map_err(|e| internal(format!("rustls refuses the key: {e}")))?;
-        let mut chain = vec![issued.leaf];
-        chain.extend(issued.intermediates);
+        let issued = issuer.issue_keyed(&self.name, lifetime)?;
+        let signing = rustls::crypto::aws_lc_rs::sign::any_ecdsa_type(&issued.key)
+            .map_err(|e| Rejection::issuer_unavailable(format!("rustls refuses the key: {e}")))?;
         *self.current.write().unwrap_or_else(PoisonError::into_inner) = Some((
-            Arc::new(CertifiedKey::new(chain, signing)),
+            Arc::new(CertifiedKey::new(issued.chain, signing)),
             issued.valid_until,
         ));
         Ok(issued.valid_until)

@@ -188,11 +188,13 @@ impl Forward {
             crate::discovery::Route::Meshed(meta) => Some(&meta.labels),
             _ => None,
         };
+        // A service's endpoint, and so its TLS, is picked per request.
+        let balanced = matches!(&self.route, crate::discovery::Route::Balanced(_));
         let conn = crate::tap::ConnMeta {
             direction: self.direction,
             source: self.source,
             destination: self.target,
-            tls: &self.tls,
+            tls: (!balanced).then_some(&self.tls),
             labels,
         };
         self.taps.tap(req, &conn)

@@ -80,7 +80,9 @@ pub struct ConnMeta<'a> {
     pub source: SocketAddr,
     /// The original destination.
     pub destination: SocketAddr,
-    pub tls: &'a Tls,
+    /// The connection's `tls` labels: the client's inbound, the server's
+    /// outbound when known before an endpoint is picked.
+    pub tls: Option<&'a Tls>,
     /// Discovery's labels for the destination, when known up front.
     pub labels: Option<&'a BTreeMap<String, String>>,
 }
@@ -255,7 +257,9 @@ fn envelope(conn: &ConnMeta<'_>) -> api::TapEvent {
         Direction::Inbound => &mut source_labels,
         Direction::Outbound => &mut destination_labels,
     };
-    tls_labels(conn.tls, side);
+    if let Some(tls) = conn.tls {
+        tls_labels(tls, side);
+    }
     if let Some(labels) = conn.labels {
         destination_labels.extend(labels.iter().map(|(k, v)| (k.clone(), v.clone())));
     }
@@ -278,7 +282,8 @@ fn envelope(conn: &ConnMeta<'_>) -> api::TapEvent {
     }
 }
 
-/// The `tls` labels of the metrics, as tap metadata.
+/// The `tls` labels of the metrics, as tap metadata (`tls`, and
+/// `no_tls_reason`, `client_id` or `server_id`).
 fn tls_labels(tls: &Tls, into: &mut std::collections::HashMap<String, String>) {
     let _ = tls.visit_labels(|k, v| {
         into.insert(k.to_string(), v.to_string());
@@ -351,6 +356,10 @@ impl Tapped {
                 .envelope
                 .destination_meta
                 .get_or_insert_with(Default::default);
+            // Where the request went replaces what was known before.
+            for k in ["tls", "no_tls_reason", "server_id"] {
+                meta.labels.remove(k);
+            }
             tls_labels(&ep.tls, &mut meta.labels);
             meta.labels.extend(ep.dst.iter().map(|(k, v)| {
                 (

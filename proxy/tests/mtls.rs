@@ -877,41 +877,6 @@ async fn an_upgrade_tunnels_over_mtls() {
     );
 }
 
-/// Opens tap connections as the holder of a certificate would: mTLS to a
-/// proxy's control port, verifying the proxy's identity.
-#[derive(Clone)]
-struct TapConnector {
-    addr: SocketAddr,
-    config: Arc<rustls::ClientConfig>,
-    server: rustls::pki_types::ServerName<'static>,
-}
-
-impl tower_service::Service<http::Uri> for TapConnector {
-    type Response = TokioIo<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>;
-    type Error = std::io::Error;
-    type Future = std::pin::Pin<
-        Box<dyn std::future::Future<Output = Result<Self::Response, Self::Error>> + Send>,
-    >;
-
-    fn poll_ready(
-        &mut self,
-        _: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Result<(), Self::Error>> {
-        std::task::Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, _: http::Uri) -> Self::Future {
-        let this = self.clone();
-        Box::pin(async move {
-            let tcp = tokio::net::TcpStream::connect(this.addr).await?;
-            let tls = tokio_rustls::TlsConnector::from(this.config)
-                .connect(this.server, tcp)
-                .await?;
-            Ok(TokioIo::new(tls))
-        })
-    }
-}
-
 /// A tap client for the proxy whose identity is `server` on `addr`,
 /// presenting `client_chain` (or no certificate).
 async fn tap_client(
@@ -921,30 +886,60 @@ async fn tap_client(
     client_chain: Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>,
 ) -> Result<
     linkerd2_proxy_api::tap::tap_client::TapClient<tonic::transport::Channel>,
-    tonic::transport::Error,
+    strand_identity::client::ClientError,
 > {
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls::pki_types::pem::PemObject::pem_slice_iter(cp.trust_anchors().as_bytes()) {
-        roots.add(cert.unwrap()).unwrap();
-    }
-    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::aws_lc_rs::default_provider(),
-    ))
-    .with_protocol_versions(&[&rustls::version::TLS13])
-    .unwrap()
-    .with_root_certificates(roots);
-    let config = match client_chain {
-        Some((chain, key)) => builder.with_client_auth_cert(chain, key).unwrap(),
-        None => builder.with_no_client_auth(),
+    let anchors = cp.trust_anchors();
+    let channel = match client_chain {
+        Some((chain, key)) => {
+            strand_identity::client::mesh_channel(addr, anchors.as_bytes(), server, chain, key)
+                .await?
+        }
+        // Only the client certificate differs from what a tap client does.
+        None => {
+            let mut roots = rustls::RootCertStore::empty();
+            for cert in rustls::pki_types::pem::PemObject::pem_slice_iter(anchors.as_bytes()) {
+                roots.add(cert.unwrap()).unwrap();
+            }
+            let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+                rustls::crypto::aws_lc_rs::default_provider(),
+            ))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+            let name = rustls::pki_types::ServerName::try_from(server.to_string()).unwrap();
+            let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+            let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+                .connect(name, tcp)
+                .await;
+            // The proxy may accept the handshake and then close: either way
+            // no tap can be opened over it.
+            let Ok(tls) = tls else {
+                return Err(strand_identity::client::ClientError::ClientCert(
+                    "handshake refused".into(),
+                ));
+            };
+            let (mut tx, conn) = hyper::client::conn::http2::handshake(
+                hyper_util::rt::TokioExecutor::new(),
+                TokioIo::new(tls),
+            )
+            .await
+            .map_err(|e| strand_identity::client::ClientError::ClientCert(e.to_string()))?;
+            tokio::spawn(conn);
+            let rsp = tx
+                .send_request(
+                    Request::post("/io.linkerd.proxy.tap.Tap/Observe")
+                        .header("content-type", "application/grpc")
+                        .body(Full::new(Bytes::from_static(b"\0\0\0\0\0")))
+                        .unwrap(),
+                )
+                .await;
+            assert!(rsp.is_err(), "a client without a certificate got {rsp:?}");
+            return Err(strand_identity::client::ClientError::ClientCert(
+                "refused".into(),
+            ));
+        }
     };
-    let connector = TapConnector {
-        addr,
-        config: Arc::new(config),
-        server: rustls::pki_types::ServerName::try_from(server.to_string()).unwrap(),
-    };
-    let channel = tonic::transport::Endpoint::from_static("http://tap.invalid")
-        .connect_with_connector(connector)
-        .await?;
     Ok(linkerd2_proxy_api::tap::tap_client::TapClient::new(channel))
 }
 
@@ -998,7 +993,9 @@ async fn the_tap_service_sees_live_requests_and_nobody_else_may_tap() {
 
     // Before any tap, a kept-alive connection's bodiless requests take the
     // lean path; once a tap opens, its next request must be seen too.
-    let tcp = tokio::net::TcpStream::connect(server.inbound).await.unwrap();
+    let tcp = tokio::net::TcpStream::connect(server.inbound)
+        .await
+        .unwrap();
     let (mut kept, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
         .await
         .unwrap();

@@ -12,8 +12,9 @@ use super::pod::PROXY_UID;
 pub const TOKEN_FILE: &str = "identity-token";
 
 /// The proxy's identity variables shared by every replica: where the
-/// identity service is, its name, and the trust anchors (the contents of
-/// `ca.crt`). None when the control plane serves no identity.
+/// identity service is, its name, the trust anchors (the contents of
+/// `ca.crt`), and the tap service's identity (the tap API is on wherever
+/// identity is). None when the control plane serves no identity.
 pub fn shared_env(cluster: &LocalCluster) -> anyhow::Result<Vec<(String, String)>> {
     if !cluster.identity_enabled() {
         eprintln!(
@@ -36,6 +37,12 @@ pub fn shared_env(cluster: &LocalCluster) -> anyhow::Result<Vec<(String, String)
             cluster.identity_server_name.clone(),
         ),
         ("STRAND_PROXY_IDENTITY_TRUST_ANCHORS".into(), anchors),
+        // `strand viz tap` presents this identity.
+        (
+            "STRAND_PROXY_TAP_SVC_NAME".into(),
+            strand_identity::tap_identity(&strand_controller_core::TrustDomain::default())
+                .to_string(),
+        ),
     ])
 }
 

@@ -172,7 +172,7 @@ fn conn(tls: &Tls) -> ConnMeta<'_> {
         direction: Direction::Inbound,
         source: "[::ffff:10.0.0.7]:40000".parse().unwrap(),
         destination: "10.0.1.9:8080".parse().unwrap(),
-        tls,
+        tls: Some(tls),
         labels: None,
     }
 }
