@@ -265,19 +265,12 @@ fn demo_shows_golden_metrics_and_leaves_nothing_behind() {
 
     // Tap: web's live requests in both directions, over mTLS, with the
     // gRPC status of its calls to emoji and voting.
-    let tapped = mesh
-        .strand(&[
-            "viz",
-            "tap",
-            "deploy/web",
-            "-n",
-            "emojivoto",
-            "--max-requests",
-            "30",
-            "-o",
-            "json",
-        ])
-        .unwrap();
+    let tap_web = |flags: &[&str]| {
+        let mut args = vec!["viz", "tap", "deploy/web", "-n", "emojivoto"];
+        args.extend_from_slice(flags);
+        mesh.strand(&args).unwrap()
+    };
+    let tapped = tap_web(&["--max-requests", "30", "-o", "json"]);
     assert_eq!(tapped.code, Some(0), "{}{}", tapped.stdout, tapped.stderr);
     let events: Vec<Value> = tapped
         .stdout
@@ -321,19 +314,7 @@ fn demo_shows_golden_metrics_and_leaves_nothing_behind() {
         "{}",
         tapped.stdout
     );
-    let lines = mesh
-        .strand(&[
-            "viz",
-            "tap",
-            "deploy/web",
-            "-n",
-            "emojivoto",
-            "--path",
-            "/api/",
-            "--max-requests",
-            "2",
-        ])
-        .unwrap();
+    let lines = tap_web(&["--path", "/api/", "--max-requests", "2"]);
     assert_eq!(lines.code, Some(0), "{}{}", lines.stdout, lines.stderr);
     let first = lines.stdout.lines().next().unwrap_or_default();
     assert!(

@@ -1107,14 +1107,6 @@ async fn the_tap_service_sees_live_requests_and_nobody_else_may_tap() {
     }
 
     // A tap that asks for nothing is refused with a reason.
-    let mut tap = tap_client(
-        &cp,
-        control,
-        &id("server"),
-        Some(chain_from(&issuer, &tap_id, now, hour)),
-    )
-    .await
-    .unwrap();
     let status = tap.observe(observe_path_prefix("/", 0)).await.unwrap_err();
     assert_eq!(status.code(), tonic::Code::InvalidArgument);
     assert!(status.message().contains("limit"), "{status:?}");
