@@ -672,13 +672,7 @@ async fn tls_for_other_names_passes_through_a_meshed_inbound() {
 
     let mut roots = rustls::RootCertStore::empty();
     roots.add(cert.der().clone()).unwrap();
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::aws_lc_rs::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
+    let config = client_config_without_certificate(roots);
     let tcp = tokio::net::TcpStream::connect(server.inbound)
         .await
         .unwrap();
@@ -877,6 +871,17 @@ async fn an_upgrade_tunnels_over_mtls() {
     );
 }
 
+/// TLS client settings trusting `roots`, with no certificate of its own.
+fn client_config_without_certificate(roots: rustls::RootCertStore) -> rustls::ClientConfig {
+    rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth()
+}
+
 /// A tap client for the proxy whose identity is `server` on `addr`,
 /// presenting `client_chain` (or no certificate).
 async fn tap_client(
@@ -900,13 +905,7 @@ async fn tap_client(
             for cert in rustls::pki_types::pem::PemObject::pem_slice_iter(anchors.as_bytes()) {
                 roots.add(cert.unwrap()).unwrap();
             }
-            let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-                rustls::crypto::aws_lc_rs::default_provider(),
-            ))
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+            let config = client_config_without_certificate(roots);
             let name = rustls::pki_types::ServerName::try_from(server.to_string()).unwrap();
             let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
             let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
