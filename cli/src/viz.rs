@@ -7,6 +7,7 @@
 //! Prometheus server instead, in PromQL.
 
 mod tap;
+mod top;
 
 use crate::ctx::Ctx;
 use anyhow::{Context as _, bail};
@@ -39,6 +40,10 @@ enum VizCommand {
     /// proxies (`req`, `rsp` and `end` events), as `linkerd viz tap` does.
     /// Needs the control plane's CA files (root).
     Tap(tap::TapArgs),
+    /// A live table of the routes a workload's, pod's or namespace's
+    /// proxies see most (count, best/worst/last latency, success rate),
+    /// from their tap streams, as `linkerd viz top` shows it.
+    Top(top::TopArgs),
 }
 
 /// Which namespaces and window, and where the numbers come from.
@@ -113,6 +118,7 @@ pub async fn viz(ctx: &Ctx, args: VizArgs) -> anyhow::Result<u8> {
         VizCommand::Edges(a) => edges(ctx, a).await,
         VizCommand::PrometheusConfig(a) => prometheus_config(ctx, a).await,
         VizCommand::Tap(a) => tap::tap(ctx, a).await,
+        VizCommand::Top(a) => top::top(ctx, a).await,
     }
 }
 

@@ -329,6 +329,40 @@ fn demo_shows_golden_metrics_and_leaves_nothing_behind() {
         "--path /api/ matches web's inbound requests only: {}",
         lines.stdout
     );
+    // top: the same streams as a table of routes (printed once: no terminal).
+    let top = mesh
+        .strand(&[
+            "viz",
+            "top",
+            "deploy/web",
+            "-n",
+            "emojivoto",
+            "--max-requests",
+            "40",
+        ])
+        .unwrap();
+    assert_eq!(top.code, Some(0), "{}{}", top.stdout, top.stderr);
+    let mut rows = top.stdout.lines();
+    assert!(
+        rows.next()
+            .is_some_and(|h| h.starts_with("Source") && h.ends_with("Success Rate")),
+        "{}",
+        top.stdout
+    );
+    let rows: Vec<&str> = rows.collect();
+    assert!(
+        rows.iter()
+            .any(|r| r.contains(" GET ") && r.contains(" /api/")),
+        "{}",
+        top.stdout
+    );
+    assert!(
+        rows.iter().any(|r| r.contains(" POST ")
+            && r.contains(" /emojivoto.v1.")
+            && r.ends_with("100.00%")),
+        "{}",
+        top.stdout
+    );
 
     // The same answers from a real Prometheus scraping with the generated
     // configuration.

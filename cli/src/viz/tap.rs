@@ -32,6 +32,17 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Args, Debug)]
 pub struct TapArgs {
+    #[command(flatten)]
+    filter: TapFilter,
+    /// Lines as `linkerd viz tap` prints them, or `json`: one object per
+    /// event, with request and response headers.
+    #[arg(long, short = 'o', default_value = "line", value_parser = ["line", "json"])]
+    output: String,
+}
+
+/// Whose requests, and which: shared by `tap` and `top`.
+#[derive(Args, Debug)]
+pub struct TapFilter {
     /// `deploy/NAME`, `po/NAME` or `ns/NAME`: whose proxies to tap (both
     /// directions: requests the pods receive and send).
     resource: ResourceRef,
@@ -52,11 +63,7 @@ pub struct TapArgs {
     scheme: Option<String>,
     /// Stop after this many requests have ended (default: until Ctrl-C).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
-    max_requests: Option<u32>,
-    /// Lines as `linkerd viz tap` prints them, or `json`: one object per
-    /// event, with request and response headers.
-    #[arg(long, short = 'o', default_value = "line", value_parser = ["line", "json"])]
-    output: String,
+    pub max_requests: Option<u32>,
 }
 
 /// One pod to tap.
@@ -67,8 +74,26 @@ struct Target {
 }
 
 pub async fn tap(ctx: &Ctx, args: TapArgs) -> anyhow::Result<u8> {
-    let observe = observe_request(&args)?;
-    let targets = targets(ctx, &args).await?;
+    let json = args.output == "json";
+    let rx = open(ctx, &args.filter, json).await?;
+    each_event(rx, args.filter.max_requests, |ev| {
+        if json {
+            println!("{}", render_json(ev));
+        } else if let Some(line) = render_line(ev) {
+            println!("{line}");
+        }
+    })
+    .await
+}
+
+/// What a tap stream carries: events, or why a pod could not be tapped.
+pub type Events = mpsc::Receiver<Result<TapEvent, String>>;
+
+/// Opens a tap on every pod `filter` names (with headers when `headers`),
+/// all their events merged into one queue.
+pub async fn open(ctx: &Ctx, filter: &TapFilter, headers: bool) -> anyhow::Result<Events> {
+    let observe = observe_request(filter, headers)?;
+    let targets = targets(ctx, filter).await?;
     let trust = TrustDomain::default();
     let dir = crate::identity::identity_dir(ctx);
     let issuer = strand_identity::Issuer::load(&dir).with_context(|| {
@@ -82,8 +107,7 @@ pub async fn tap(ctx: &Ctx, args: TapArgs) -> anyhow::Result<u8> {
         .map_err(|e| anyhow::anyhow!("cannot issue the tap certificate: {e}"))?;
     let anchors = issuer.trust_anchors_pem().as_bytes().to_vec();
 
-    let json = args.output == "json";
-    let (tx, mut rx) = mpsc::channel::<Result<TapEvent, String>>(1024);
+    let (tx, rx) = mpsc::channel(1024);
     for t in targets {
         let (tx, anchors, observe) = (tx.clone(), anchors.clone(), observe.clone());
         let (chain, key) = (cert.chain.clone(), cert.key.clone_key());
@@ -99,8 +123,16 @@ pub async fn tap(ctx: &Ctx, args: TapArgs) -> anyhow::Result<u8> {
             }
         });
     }
-    drop(tx);
+    Ok(rx)
+}
 
+/// Calls `f` with each event until every stream ended, `max_requests`
+/// requests ended, or Ctrl-C. Exit code 1 when no pod could be tapped.
+pub async fn each_event(
+    mut rx: Events,
+    max_requests: Option<u32>,
+    mut f: impl FnMut(&TapEvent),
+) -> anyhow::Result<u8> {
     let mut ended = 0u32;
     let mut failures = 0usize;
     let mut events = 0usize;
@@ -119,14 +151,10 @@ pub async fn tap(ctx: &Ctx, args: TapArgs) -> anyhow::Result<u8> {
             }
         };
         events += 1;
-        if json {
-            println!("{}", render_json(&ev));
-        } else if let Some(line) = render_line(&ev) {
-            println!("{line}");
-        }
+        f(&ev);
         if is_end(&ev) {
             ended += 1;
-            if args.max_requests.is_some_and(|max| ended >= max) {
+            if max_requests.is_some_and(|max| ended >= max) {
                 break;
             }
         }
@@ -135,7 +163,7 @@ pub async fn tap(ctx: &Ctx, args: TapArgs) -> anyhow::Result<u8> {
 }
 
 /// The pods the resource names, meshed and with an address.
-async fn targets(ctx: &Ctx, args: &TapArgs) -> anyhow::Result<Vec<Target>> {
+async fn targets(ctx: &Ctx, args: &TapFilter) -> anyhow::Result<Vec<Target>> {
     let Some(name) = args.resource.name.as_deref() else {
         bail!("name what to tap: deploy/NAME, po/NAME or ns/NAME");
     };
@@ -189,7 +217,10 @@ async fn targets(ctx: &Ctx, args: &TapArgs) -> anyhow::Result<Vec<Target>> {
 }
 
 /// The tap request the flags describe: every flag given must match.
-fn observe_request(args: &TapArgs) -> anyhow::Result<linkerd2_proxy_api::tap::ObserveRequest> {
+fn observe_request(
+    args: &TapFilter,
+    with_headers: bool,
+) -> anyhow::Result<linkerd2_proxy_api::tap::ObserveRequest> {
     use m::http::string_match::Match as S;
     let http = |h: m::http::Match| observe_request::Match {
         r#match: Some(m::Match::Http(m::Http { r#match: Some(h) })),
@@ -238,7 +269,7 @@ fn observe_request(args: &TapArgs) -> anyhow::Result<linkerd2_proxy_api::tap::Ob
         r#match: (!all.is_empty()).then_some(observe_request::Match {
             r#match: Some(m::Match::All(m::Seq { matches: all })),
         }),
-        extract: (args.output == "json").then_some(headers),
+        extract: with_headers.then_some(headers),
     })
 }
 
@@ -291,12 +322,12 @@ fn is_end(ev: &TapEvent) -> bool {
     matches!(http_event(ev), Some(tap_event::http::Event::ResponseEnd(_)))
 }
 
-fn addr(a: Option<&linkerd2_proxy_api::net::TcpAddress>) -> String {
+pub(super) fn addr(a: Option<&linkerd2_proxy_api::net::TcpAddress>) -> String {
     a.and_then(|a| SocketAddr::try_from(*a).ok())
         .map_or_else(|| "?".to_string(), |a| a.to_string())
 }
 
-fn micros(d: Option<&prost_types::Duration>) -> u64 {
+pub(super) fn micros(d: Option<&prost_types::Duration>) -> u64 {
     d.map_or(0, |d| {
         u64::try_from(d.seconds).unwrap_or(0) * 1_000_000
             + u64::try_from(d.nanos).unwrap_or(0) / 1_000
@@ -419,7 +450,7 @@ fn render_json(ev: &TapEvent) -> serde_json::Value {
     doc
 }
 
-fn method_name(m: Option<&http_types::HttpMethod>) -> String {
+pub(super) fn method_name(m: Option<&http_types::HttpMethod>) -> String {
     use http_types::http_method::{Registered, Type};
     match m.and_then(|m| m.r#type.as_ref()) {
         Some(Type::Registered(r)) => Registered::try_from(*r)

@@ -27,7 +27,7 @@ fn flags_become_one_match_of_all_of_them() {
         "3",
     ])
     .unwrap();
-    let req = observe_request(&a).unwrap();
+    let req = observe_request(&a.filter, a.output == "json").unwrap();
     assert_eq!(req.limit, 3);
     assert!(req.extract.is_none(), "headers only for json");
     let Some(m::Match::All(seq)) = req.r#match.and_then(|m| m.r#match) else {
@@ -36,7 +36,7 @@ fn flags_become_one_match_of_all_of_them() {
     assert_eq!(seq.matches.len(), 2);
 
     let a = args(&["po/web-0", "-o", "json"]).unwrap();
-    let req = observe_request(&a).unwrap();
+    let req = observe_request(&a.filter, a.output == "json").unwrap();
     assert_eq!(req.limit, u32::MAX);
     assert!(req.r#match.is_none(), "no flag: every request");
     assert!(req.extract.is_some());
@@ -45,7 +45,7 @@ fn flags_become_one_match_of_all_of_them() {
 #[test]
 fn bad_flags_are_refused_clearly() {
     let refused = |argv: &[&str]| {
-        observe_request(&args(argv).unwrap())
+        observe_request(&args(argv).unwrap().filter, false)
             .unwrap_err()
             .to_string()
     };
