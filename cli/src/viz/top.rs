@@ -4,7 +4,6 @@
 //! success rate.
 
 use std::collections::HashMap;
-use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
@@ -174,25 +173,7 @@ impl Top {
                 format!("{:.2}%", 100.0 * s.successes as f64 / s.count as f64),
             ]);
         }
-        let widths: Vec<usize> = (0..table[0].len())
-            .map(|c| {
-                table
-                    .iter()
-                    .map(|r| r[c].chars().count())
-                    .max()
-                    .unwrap_or(0)
-            })
-            .collect();
-        let mut out = String::new();
-        for row in &table {
-            let mut line = String::new();
-            for (c, cell) in row.iter().enumerate() {
-                let _ = write!(line, "{cell:<w$}  ", w = widths[c]);
-            }
-            out.push_str(line.trim_end());
-            out.push('\n');
-        }
-        out
+        super::table(&table)
     }
 }
 
