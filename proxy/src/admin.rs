@@ -26,18 +26,7 @@ pub struct Admin {
 
 /// Serves admin requests until `stop` fires.
 pub async fn serve(listener: TcpListener, admin: Arc<Admin>, stop: CancellationToken) {
-    loop {
-        let (tcp, peer) = tokio::select! {
-            res = listener.accept() => match res {
-                Ok(pair) => pair,
-                Err(e) => {
-                    tracing::warn!(error = %e, "admin accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-            () = stop.cancelled() => return,
-        };
+    while let Some((tcp, peer)) = next_conn(&listener, &stop, "admin").await {
         let admin = admin.clone();
         tokio::spawn(async move {
             let svc = hyper::service::service_fn(move |req| {
@@ -50,6 +39,28 @@ pub async fn serve(listener: TcpListener, admin: Arc<Admin>, stop: CancellationT
                 .serve_connection(TokioIo::new(tcp), svc)
                 .await;
         });
+    }
+}
+
+/// The next connection on one of the proxy's own servers (admin, tap), or
+/// `None` once `stop` fires. Accept errors (EMFILE, say) are logged and
+/// retried after a pause.
+pub(crate) async fn next_conn(
+    listener: &TcpListener,
+    stop: &CancellationToken,
+    server: &str,
+) -> Option<(tokio::net::TcpStream, SocketAddr)> {
+    loop {
+        tokio::select! {
+            res = listener.accept() => match res {
+                Ok(pair) => return Some(pair),
+                Err(e) => {
+                    tracing::warn!(error = %e, "{server} accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+            },
+            () = stop.cancelled() => return None,
+        }
     }
 }
 

@@ -30,18 +30,7 @@ pub async fn serve(
     stop: CancellationToken,
 ) {
     let svc = api::tap_server::TapServer::new(TapService { taps });
-    loop {
-        let (tcp, peer) = tokio::select! {
-            res = listener.accept() => match res {
-                Ok(pair) => pair,
-                Err(e) => {
-                    tracing::warn!(error = %e, "tap accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-            () = stop.cancelled() => return,
-        };
+    while let Some((tcp, peer)) = crate::admin::next_conn(&listener, &stop, "tap").await {
         let (identity, client, svc, stop) =
             (identity.clone(), client.clone(), svc.clone(), stop.clone());
         tokio::spawn(async move {
