@@ -9,6 +9,7 @@ use strand_controller_local::ApiClient;
 /// The management API's default address (loopback only).
 pub const DEFAULT_API_ADDR: &str = "127.0.0.1:8089";
 
+#[derive(Clone, Debug)]
 pub struct Ctx {
     state_dir: PathBuf,
     api_addr: Option<SocketAddr>,

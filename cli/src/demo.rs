@@ -162,7 +162,7 @@ pub async fn demo(ctx: &Ctx, args: DemoArgs) -> anyhow::Result<u8> {
         .unwrap_or_default();
     let strand = invocation(ctx);
     println!(
-        "\nthe demo is up ({} pods ready in {:.1}s)\n\n  web page:   http://{web_ip}:8080/\n  try:        {strand} viz stat deploy -n {NAMESPACE}\n              {strand} viz stat deploy -n {NAMESPACE} --from deploy/web\n              {strand} viz edges deploy -n {NAMESPACE}\n              {strand} check\n              {strand} scale emoji -n {NAMESPACE} --replicas 3\n              {strand} get pods -n {NAMESPACE}\n  remove it:  {strand} demo --down\n",
+        "\nthe demo is up ({} pods ready in {:.1}s)\n\n  web page:   http://{web_ip}:8080/\n  try:        {strand} viz stat deploy -n {NAMESPACE}\n              {strand} viz stat deploy -n {NAMESPACE} --from deploy/web\n              {strand} viz edges deploy -n {NAMESPACE}\n              {strand} viz tap deploy/web -n {NAMESPACE}\n              {strand} viz dashboard    (then open http://127.0.0.1:50750/)\n              {strand} check\n              {strand} scale emoji -n {NAMESPACE} --replicas 3\n              {strand} get pods -n {NAMESPACE}\n  remove it:  {strand} demo --down\n",
         pods.len(),
         started.elapsed().as_secs_f64()
     );

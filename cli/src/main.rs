@@ -56,7 +56,8 @@ enum Command {
     /// Run a meshed demo application (emojivoto's shape: web, emoji, voting,
     /// vote-bot) and show its live metrics (needs root); `--down` removes it.
     Demo(demo::DemoArgs),
-    /// Traffic metrics: `stat`, `edges`, `prometheus-config`.
+    /// Traffic metrics and live requests: `stat`, `edges`, `tap`, `top`,
+    /// `dashboard`, `prometheus-config`.
     Viz(viz::VizArgs),
     /// Create or update resources from YAML documents.
     Apply(resources::ApplyArgs),

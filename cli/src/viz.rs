@@ -1,11 +1,13 @@
 //! `strand viz`: golden metrics per resource (`stat`), who talks to whom
 //! and whether over mTLS (`edges`), a Prometheus configuration for the
-//! proxies (`prometheus-config`), and live requests (`tap`).
+//! proxies (`prometheus-config`), live requests (`tap`, `top`), and the
+//! web dashboard (`dashboard`).
 //!
 //! The numbers come from the control plane's metrics API, which scrapes
 //! every proxy itself; with `--prometheus-url` the same questions go to a
 //! Prometheus server instead, in PromQL.
 
+mod dashboard;
 mod tap;
 mod top;
 
@@ -44,6 +46,11 @@ enum VizCommand {
     /// proxies see most (count, best/worst/last latency, success rate),
     /// from their tap streams, as `linkerd viz top` shows it.
     Top(top::TopArgs),
+    /// Serve the web dashboard on this host (namespaces, workloads, pods,
+    /// who calls whom, live requests) until Ctrl-C, as `linkerd viz
+    /// dashboard` opens it. Live requests need the control plane's CA files
+    /// (root).
+    Dashboard(dashboard::DashboardArgs),
 }
 
 /// Which namespaces and window, and where the numbers come from.
@@ -119,6 +126,7 @@ pub async fn viz(ctx: &Ctx, args: VizArgs) -> anyhow::Result<u8> {
         VizCommand::PrometheusConfig(a) => prometheus_config(ctx, a).await,
         VizCommand::Tap(a) => tap::tap(ctx, a).await,
         VizCommand::Top(a) => top::top(ctx, a).await,
+        VizCommand::Dashboard(a) => dashboard::dashboard(ctx, a).await,
     }
 }
 
@@ -133,10 +141,7 @@ async fn stat(ctx: &Ctx, args: StatArgs) -> anyhow::Result<u8> {
         to: args.to,
         window: args.scope.window,
     };
-    let rsp = match &args.scope.prometheus_url {
-        Some(url) => stat_prometheus(ctx, url, &req).await?,
-        None => stat_embedded(ctx, &req).await?,
-    };
+    let rsp = fetch_stat(ctx, args.scope.prometheus_url.as_deref(), &req).await?;
     if args.output == "json" {
         println!("{}", serde_json::to_string_pretty(&rsp)?);
     } else {
@@ -153,10 +158,37 @@ pub async fn stat_embedded(ctx: &Ctx, req: &StatRequest) -> anyhow::Result<StatR
     Ok(metrics_api(ctx)?.stat(req).await?)
 }
 
-async fn stat_prometheus(ctx: &Ctx, url: &str, req: &StatRequest) -> anyhow::Result<StatResponse> {
-    let prom = strand_viz::prom::PrometheusClient::new(url)?;
-    let inv = inventory(ctx, &prom).await?;
-    Ok(strand_viz::stat::stat(&prom, &inv, req).await?)
+/// Asks the control plane's metrics API, or the Prometheus server at
+/// `prometheus_url`.
+async fn fetch_stat(
+    ctx: &Ctx,
+    prometheus_url: Option<&str>,
+    req: &StatRequest,
+) -> anyhow::Result<StatResponse> {
+    match prometheus_url {
+        Some(url) => {
+            let prom = strand_viz::prom::PrometheusClient::new(url)?;
+            let inv = inventory(ctx, &prom).await?;
+            Ok(strand_viz::stat::stat(&prom, &inv, req).await?)
+        }
+        None => stat_embedded(ctx, req).await,
+    }
+}
+
+/// [`fetch_stat`] for `edges`.
+async fn fetch_edges(
+    ctx: &Ctx,
+    prometheus_url: Option<&str>,
+    req: &EdgesRequest,
+) -> anyhow::Result<EdgesResponse> {
+    match prometheus_url {
+        Some(url) => {
+            let prom = strand_viz::prom::PrometheusClient::new(url)?;
+            let inv = inventory(ctx, &prom).await?;
+            Ok(strand_viz::stat::edges(&prom, &inv, req).await?)
+        }
+        None => Ok(metrics_api(ctx)?.edges(req).await?),
+    }
 }
 
 async fn edges(ctx: &Ctx, args: EdgesArgs) -> anyhow::Result<u8> {
@@ -172,14 +204,7 @@ async fn edges(ctx: &Ctx, args: EdgesArgs) -> anyhow::Result<u8> {
         namespace: args.scope.namespace(),
         window: args.scope.window,
     };
-    let rsp = match &args.scope.prometheus_url {
-        Some(url) => {
-            let prom = strand_viz::prom::PrometheusClient::new(url)?;
-            let inv = inventory(ctx, &prom).await?;
-            strand_viz::stat::edges(&prom, &inv, &req).await?
-        }
-        None => metrics_api(ctx)?.edges(&req).await?,
-    };
+    let rsp = fetch_edges(ctx, args.scope.prometheus_url.as_deref(), &req).await?;
     if args.output == "json" {
         println!("{}", serde_json::to_string_pretty(&rsp)?);
     } else {

@@ -10,6 +10,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod browser;
 pub mod local;
 pub mod pcap;
 

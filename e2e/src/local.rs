@@ -81,6 +81,12 @@ impl LocalMesh {
         self.net.ns_name()
     }
 
+    /// The mesh's host network namespace (where the control plane's
+    /// loopback addresses are).
+    pub fn netns_path(&self) -> PathBuf {
+        self.net.netns_path()
+    }
+
     /// A command run inside the mesh's host network namespace. `nsenter`
     /// and not `ip netns exec`: the latter also gives the command a mount
     /// namespace of its own, which would hide the pod namespaces it

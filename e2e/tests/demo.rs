@@ -364,6 +364,8 @@ fn demo_shows_golden_metrics_and_leaves_nothing_behind() {
         top.stdout
     );
 
+    dashboard_shows_the_demo(&mesh);
+
     // The same answers from a real Prometheus scraping with the generated
     // configuration.
     let url = "http://127.0.0.1:9099";
@@ -455,6 +457,184 @@ fn demo_shows_golden_metrics_and_leaves_nothing_behind() {
 }
 
 /// The pid of the proxy of `pod` (the `strand-proxy` in its namespace).
+/// `strand viz dashboard` in the mesh's namespace; killed on drop.
+struct Dashboard {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Dashboard {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_dashboard(mesh: &LocalMesh) -> Dashboard {
+    use std::io::BufRead as _;
+    let mut child = mesh
+        .strand_cmd(&["viz", "dashboard", "--port", "0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    let mut dashboard = Dashboard {
+        child,
+        url: String::new(),
+    };
+    let first = rx.recv_timeout(Duration::from_secs(30)).unwrap();
+    dashboard.url = first
+        .strip_prefix("strand dashboard available at ")
+        .unwrap_or_else(|| panic!("{first}"))
+        .to_string();
+    dashboard
+}
+
+/// The web dashboard, as a user meets it in a browser: the namespace's
+/// workloads with their numbers, the edges over mTLS, a click through to
+/// web's page, and its live requests started and stopped with a button.
+fn dashboard_shows_the_demo(mesh: &LocalMesh) {
+    let dashboard = start_dashboard(mesh);
+    let url = &dashboard.url;
+    assert!(url.starts_with("http://127.0.0.1:"), "{url}");
+
+    // A request for another name (a page elsewhere rebinding its DNS name
+    // to this address) is refused.
+    let mut curl = mesh.ns_cmd("curl");
+    curl.args([
+        "-s",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        "-H",
+        "Host: evil.example",
+    ])
+    .arg(format!("{url}api/config"));
+    let refused = strand_e2e::local::run_bounded(curl, Duration::from_secs(20)).unwrap();
+    assert_eq!(refused.stdout, "403", "{refused:?}");
+
+    let browser = strand_e2e::browser::Browser::open(
+        Some(&mesh.netns_path()),
+        &format!("{url}#/namespaces/emojivoto"),
+    )
+    .unwrap();
+    let wait = Duration::from_secs(30);
+    // Workloads: every row of the metrics API's table, with traffic.
+    let rows = browser
+        .wait_for(
+            "(() => { const rows = [...document.querySelectorAll('#workloads tr[data-name]')];
+                 return rows.length >= 4 && rows.every(r => r.dataset.name === 'vote-bot' || r.cells[3].textContent.endsWith(' rps'))
+                   && Object.fromEntries(rows.map(r => [r.dataset.name, [...r.cells].map(c => c.textContent)])); })()",
+            wait,
+        )
+        .unwrap();
+    eprintln!("dashboard workloads: {rows}");
+    assert_eq!(rows["emoji"][1], "2/2", "{rows}");
+    let success = |name: &str| -> f64 {
+        rows[name][2]
+            .as_str()
+            .and_then(|s| s.strip_suffix('%'))
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("{name}: {rows}"))
+    };
+    assert_eq!(success("emoji"), 100.0, "{rows}");
+    assert!(success("voting") < 100.0, "voting fails on purpose: {rows}");
+    assert_eq!(rows["vote-bot"][3], "-", "nothing calls vote-bot: {rows}");
+    // Edges: web -> emoji over mTLS.
+    let secured = browser
+        .wait_for(
+            "document.querySelector('#edges tr[data-src=\"web\"][data-dst=\"emoji\"]')?.cells[4].textContent",
+            wait,
+        )
+        .unwrap();
+    assert_eq!(secured, "\u{2713} mTLS");
+
+    // A click through to web's page: what it calls, then its live requests.
+    browser
+        .eval("document.querySelector('#workloads tr[data-name=\"web\"] a').click()")
+        .unwrap();
+    let callees = browser
+        .wait_for(
+            "location.hash === '#/namespaces/emojivoto/deployments/web'
+               && [...document.querySelectorAll('#outbound tr[data-name]')].map(r => r.dataset.name).sort().join(',')",
+            wait,
+        )
+        .unwrap();
+    assert_eq!(callees, "emoji,voting");
+    browser
+        .eval("document.getElementById('tap-toggle').click()")
+        .unwrap();
+    let tapped = browser
+        .wait_for(
+            "(() => { const rows = [...document.querySelectorAll('#tap tr.tap-row.ended')];
+                 return rows.length >= 10 && rows.map(r => [...r.cells].map(c => c.textContent)); })()",
+            wait,
+        )
+        .unwrap();
+    let tapped = tapped.as_array().unwrap();
+    let has = |dir: &str, peer: &str, path: &str, grpc: &str| {
+        tapped.iter().any(|r| {
+            r[0] == dir
+                && r[1].as_str().unwrap().contains(peer)
+                && r[2] == "\u{2713}"
+                && r[4].as_str().unwrap().contains(path)
+                && r[5] == "200"
+                && r[6] == grpc
+        })
+    };
+    assert!(
+        has("inbound", "(default.emojivoto)", "/api/", ""),
+        "{tapped:#?}"
+    );
+    assert!(
+        has(
+            "outbound",
+            "(emoji.emojivoto)",
+            "/emojivoto.v1.EmojiService/",
+            "0"
+        ),
+        "{tapped:#?}"
+    );
+    browser
+        .eval("document.getElementById('tap-toggle').click()")
+        .unwrap();
+    browser
+        .wait_for(
+            "document.getElementById('tap-status').textContent.startsWith('stopped')",
+            wait,
+        )
+        .unwrap();
+    // Stopping ends the dashboard's tap streams to web's proxy.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let mut ss = mesh.ns_cmd("ss");
+        ss.args(["-Htn", "state", "established", "dport", "= :4190"]);
+        let open = strand_e2e::local::run_bounded(ss, Duration::from_secs(10)).unwrap();
+        if open.stdout.trim().is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "tap streams still open after Stop: {}",
+            open.stdout
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    drop(browser);
+    drop(dashboard);
+}
+
 fn proxy_pid(mesh: &LocalMesh, pod: &str) -> u32 {
     let netns = format!("{}_emojivoto_{pod}", mesh.name());
     let out = Command::new("ip")

@@ -255,7 +255,9 @@ impl Windowed for EdgesRequest {
     }
 }
 
-fn stat_request(q: &BTreeMap<String, String>) -> Result<StatRequest, String> {
+/// A `stat` question from its query parameters (`resource`, `namespace`,
+/// `from`, `to`, `window` in seconds).
+pub fn stat_request(q: &BTreeMap<String, String>) -> Result<StatRequest, String> {
     let resource: ResourceRef = q
         .get("resource")
         .ok_or("missing `resource` (deploy, po, svc, ns, optionally /NAME)")?
@@ -279,7 +281,9 @@ fn stat_request(q: &BTreeMap<String, String>) -> Result<StatRequest, String> {
     })
 }
 
-fn edges_request(q: &BTreeMap<String, String>) -> Result<EdgesRequest, String> {
+/// An `edges` question from its query parameters (`resource` `deploy` or
+/// `po`, `namespace`, `window` in seconds).
+pub fn edges_request(q: &BTreeMap<String, String>) -> Result<EdgesRequest, String> {
     let resource: ResourceRef = q
         .get("resource")
         .ok_or("missing `resource` (deploy or po)")?
@@ -315,7 +319,7 @@ fn window(q: &BTreeMap<String, String>) -> Result<Duration, String> {
 }
 
 /// `a=1&b=x%2Fy` into a map (the last of repeated keys wins).
-pub(crate) fn parse_query(q: &str) -> BTreeMap<String, String> {
+pub fn parse_query(q: &str) -> BTreeMap<String, String> {
     q.split('&')
         .filter(|kv| !kv.is_empty())
         .map(|kv| match kv.split_once('=') {

@@ -45,22 +45,22 @@ pub struct TapArgs {
 pub struct TapFilter {
     /// `deploy/NAME`, `po/NAME` or `ns/NAME`: whose proxies to tap (both
     /// directions: requests the pods receive and send).
-    resource: ResourceRef,
+    pub(super) resource: ResourceRef,
     /// The namespace of the resource.
     #[arg(long, short = 'n', default_value = "default")]
-    namespace: String,
+    pub(super) namespace: String,
     /// Only requests whose path starts with this (`/api`).
     #[arg(long, value_name = "PREFIX")]
-    path: Option<String>,
+    pub(super) path: Option<String>,
     /// Only requests with this method (`GET`, `POST`).
     #[arg(long)]
-    method: Option<String>,
+    pub(super) method: Option<String>,
     /// Only requests with this authority (`web-svc.emojivoto.svc.cluster.local:80`).
     #[arg(long)]
-    authority: Option<String>,
+    pub(super) authority: Option<String>,
     /// Only requests with this scheme (`http` or `https`).
     #[arg(long)]
-    scheme: Option<String>,
+    pub(super) scheme: Option<String>,
     /// Stop after this many requests have ended (default: until Ctrl-C).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub max_requests: Option<u32>,
@@ -318,7 +318,7 @@ fn http_event(ev: &TapEvent) -> Option<&tap_event::http::Event> {
     }
 }
 
-fn is_end(ev: &TapEvent) -> bool {
+pub(super) fn is_end(ev: &TapEvent) -> bool {
     matches!(http_event(ev), Some(tap_event::http::Event::ResponseEnd(_)))
 }
 
@@ -388,7 +388,7 @@ fn render_line(ev: &TapEvent) -> Option<String> {
 }
 
 /// One event as a JSON object.
-fn render_json(ev: &TapEvent) -> serde_json::Value {
+pub(super) fn render_json(ev: &TapEvent) -> serde_json::Value {
     use tap_event::http::Event;
     let outbound = ev.proxy_direction == i32::from(tap_event::ProxyDirection::Outbound);
     let labels =
