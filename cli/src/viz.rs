@@ -8,6 +8,7 @@
 //! Prometheus server instead, in PromQL.
 
 mod dashboard;
+mod grafana;
 mod tap;
 mod top;
 
@@ -51,6 +52,22 @@ enum VizCommand {
     /// dashboard` opens it. Live requests need the control plane's CA files
     /// (root).
     Dashboard(dashboard::DashboardArgs),
+    /// Write strand's Grafana dashboards and the provisioning files that
+    /// load them, as Linkerd's viz extension ships its own.
+    ///
+    /// The dashboards: top line, namespace, deployment, pod, authority and
+    /// the proxies' health. Writes DIR/dashboards/*.json, DIR/provisioning/dashboards/strand.yaml
+    /// (a file provider for DIR/dashboards, folder "strand") and
+    /// DIR/provisioning/datasources/strand.yaml (the default Prometheus
+    /// datasource, named "prometheus", at --prometheus-url). Start Grafana
+    /// with `GF_PATHS_PROVISIONING=DIR/provisioning grafana-server`, or copy
+    /// the two YAML files into its provisioning directory. The dashboards
+    /// read the proxies' metrics as a Prometheus scraping them with
+    /// `strand viz prometheus-config` labels them (namespace, pod,
+    /// deployment) and compute success rate, request rate and latency
+    /// percentiles as `strand viz stat` does. Existing files are kept
+    /// unless --force. Needs neither root nor a running control plane.
+    Grafana(grafana::GrafanaArgs),
 }
 
 /// Which namespaces and window, and where the numbers come from.
@@ -127,6 +144,7 @@ pub async fn viz(ctx: &Ctx, args: VizArgs) -> anyhow::Result<u8> {
         VizCommand::Tap(a) => tap::tap(ctx, a).await,
         VizCommand::Top(a) => top::top(ctx, a).await,
         VizCommand::Dashboard(a) => dashboard::dashboard(ctx, a).await,
+        VizCommand::Grafana(a) => grafana::grafana(a),
     }
 }
 

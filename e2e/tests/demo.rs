@@ -399,6 +399,7 @@ fn demo_shows_golden_metrics_and_leaves_nothing_behind() {
         let (ps, es) = (success(&prom, d).unwrap(), success(&embedded, d).unwrap());
         assert!((ps - es).abs() <= 0.03, "{d}: success {ps} vs {es}");
     }
+    grafana_queries_answer(&mesh, url);
     drop(prometheus);
 
     // strand check: everything passes.
@@ -457,6 +458,65 @@ fn demo_shows_golden_metrics_and_leaves_nothing_behind() {
 }
 
 /// The pid of the proxy of `pod` (the `strand-proxy` in its namespace).
+/// Every query of every Grafana dashboard strand ships, for web and its
+/// pod, against the real Prometheus: each is valid PromQL, and each has
+/// data unless it counts what a healthy all-mTLS demo never does
+/// (plaintext requests, failed connections, errors the proxy answered).
+fn grafana_queries_answer(mesh: &LocalMesh, prometheus: &str) {
+    use strand_viz::grafana::{Vars, substituted_queries};
+    let pod = pod_ips(mesh, "web")[0].0.clone();
+    let vars = Vars::new()
+        .set("namespace", "emojivoto")
+        .set("deployment", "web")
+        .set("pod", &pod)
+        .set("authority", "web-svc.emojivoto");
+    let queries = substituted_queries(&vars).unwrap();
+    assert!(queries.len() > 50, "{}", queries.len());
+    let mut empty = Vec::new();
+    for q in &queries {
+        let mut curl = mesh.ns_cmd("curl");
+        curl.args(["-sS", "--fail-with-body", "--max-time", "10", "-G"])
+            .arg("--data-urlencode")
+            .arg(format!("query={}", q.expr))
+            .arg(format!("{prometheus}/api/v1/query"));
+        let out = strand_e2e::local::run_bounded(curl, Duration::from_secs(20)).unwrap();
+        let v: Value = serde_json::from_str(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "{} / {}: {e}: {}{}",
+                q.dashboard, q.panel, out.stdout, out.stderr
+            )
+        });
+        assert_eq!(
+            v["status"], "success",
+            "{} / {}: {}\n{v}",
+            q.dashboard, q.panel, q.expr
+        );
+        if v["data"]["result"].as_array().is_none_or(Vec::is_empty) {
+            empty.push(q);
+        }
+    }
+    let may_be_empty = |e: &str| {
+        e.contains(r#"tls!="true""#)
+            || e.contains(r#"classification="failure""#)
+            || e.contains(r#"error!="""#)
+    };
+    let missing: Vec<String> = empty
+        .iter()
+        .filter(|q| !may_be_empty(&q.expr))
+        .map(|q| format!("{} / {}: {}", q.dashboard, q.panel, q.expr))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "panels without data:\n{}",
+        missing.join("\n")
+    );
+    eprintln!(
+        "grafana: {} queries, {} empty (no failures or plaintext)",
+        queries.len(),
+        empty.len()
+    );
+}
+
 /// `strand viz dashboard` in the mesh's namespace; killed on drop.
 struct Dashboard {
     child: Child,

@@ -13,6 +13,9 @@
 //! the store follows Prometheus's semantics (extrapolation, counter resets,
 //! staleness, bucket interpolation), so the stat code above them gives the
 //! same numbers either way.
+//!
+//! [`grafana`] holds the Grafana dashboards that ask a Prometheus the same
+//! questions, panel by panel.
 
 #![forbid(unsafe_code)]
 
@@ -20,6 +23,7 @@ pub mod api;
 pub mod client;
 mod fetch;
 pub mod functions;
+pub mod grafana;
 pub mod inventory;
 pub mod prom;
 pub mod promtext;

@@ -293,13 +293,18 @@ fn host_allowed(host: Option<&str>, listen: IpAddr) -> bool {
     }
 }
 
-/// The uids of the Grafana dashboards the page links to, by what they show.
-fn grafana_uids() -> serde_json::Value {
-    json!({
-        "deployment": "strand-deployment",
-        "pod": "strand-pod",
-        "namespace": "strand-namespace",
-    })
+/// The uids of the Grafana dashboards the page links to (`strand viz
+/// grafana` writes them), by the kind of page: `deployment`, `pod`,
+/// `namespace`. Each takes `var-namespace` and `var-<kind>`.
+fn grafana_uids() -> serde_json::Map<String, serde_json::Value> {
+    strand_viz::grafana::dashboards()
+        .into_iter()
+        .filter_map(|d| {
+            let kind = d.file_name.strip_suffix(".json")?;
+            matches!(kind, "deployment" | "pod" | "namespace")
+                .then(|| (kind.to_string(), serde_json::Value::String(d.uid)))
+        })
+        .collect()
 }
 
 fn answer<T: serde::Serialize>(res: anyhow::Result<T>) -> Response<Body> {

@@ -121,3 +121,21 @@ fn the_page_uses_only_what_the_server_serves() {
         "text is set with textContent only"
     );
 }
+
+#[test]
+fn grafana_links_name_shipped_dashboards_and_their_variables() {
+    let uids = grafana_uids();
+    for kind in ["deployment", "pod", "namespace"] {
+        let uid = uids[kind].as_str().unwrap();
+        let d = strand_viz::grafana::dashboards()
+            .into_iter()
+            .find(|d| d.uid == uid)
+            .unwrap();
+        // The page links with `var-namespace` and `var-<kind>`.
+        let vars = d.variables();
+        assert!(vars.iter().any(|v| v == "namespace"), "{uid}: {vars:?}");
+        if kind != "namespace" {
+            assert!(vars.iter().any(|v| v == kind), "{uid}: {vars:?}");
+        }
+    }
+}
