@@ -25,8 +25,8 @@ mod viz;
 ///
 /// Local mode runs the control plane and meshed workloads on one Linux host:
 /// `strand up` starts the control plane, `strand apply -f svc.yaml` adds
-/// Services, and `strand run --name web --port 8080 -- CMD` runs CMD in its own
-/// network namespace beside a proxy.
+/// Services (and Gateway API HTTPRoutes), and `strand run --name web --port
+/// 8080 -- CMD` runs CMD in its own network namespace beside a proxy.
 #[derive(Parser)]
 #[command(name = "strand", version, propagate_version = true)]
 struct Cli {

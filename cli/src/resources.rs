@@ -5,7 +5,7 @@ use anyhow::{Context as _, bail};
 use clap::Args;
 use std::io::Read as _;
 use std::path::PathBuf;
-use strand_controller_core::{Kind, Resource};
+use strand_controller_core::{HttpRoute, Kind, Resource};
 
 #[derive(Args, Debug)]
 pub struct ApplyArgs {
@@ -16,7 +16,7 @@ pub struct ApplyArgs {
 
 #[derive(Args, Debug)]
 pub struct GetArgs {
-    /// services (svc), workloads (deploy), or pods (po).
+    /// services (svc), workloads (deploy), pods (po), or httproutes.
     #[arg(value_parser = parse_kind)]
     kind: Kind,
     /// Show only this one.
@@ -42,7 +42,9 @@ pub struct DeleteArgs {
 
 fn parse_kind(s: &str) -> Result<Kind, String> {
     Kind::parse(s).ok_or_else(|| {
-        format!("unknown kind {s:?}: use services (svc), workloads (deploy) or pods (po)")
+        format!(
+            "unknown kind {s:?}: use services (svc), workloads (deploy), pods (po) or httproutes"
+        )
     })
 }
 
@@ -132,6 +134,7 @@ fn rows(kind: Kind, items: &[Resource], with_ns: bool) -> Vec<Vec<String>> {
         Kind::Service => vec!["NAME", "CLUSTER-IP", "PORT(S)", "SELECTOR", "AGE"],
         Kind::Workload => vec!["NAME", "READY", "PORTS", "COMMAND", "AGE"],
         Kind::Pod => vec!["NAME", "READY", "IP", "WORKLOAD", "PID", "AGE"],
+        Kind::HttpRoute => vec!["NAME", "PARENTS", "BACKENDS", "AGE"],
     };
     if with_ns {
         header.insert(0, "NAMESPACE");
@@ -179,6 +182,9 @@ fn rows(kind: Kind, items: &[Resource], with_ns: bool) -> Vec<Vec<String>> {
                 p.status.pid.map_or_else(|| "-".into(), |p| p.to_string()),
                 age,
             ],
+            Resource::HttpRoute(r) => {
+                vec![meta.name.clone(), route_parents(r), route_backends(r), age]
+            }
         };
         if with_ns {
             row.insert(0, meta.namespace.clone());
@@ -186,6 +192,45 @@ fn rows(kind: Kind, items: &[Resource], with_ns: bool) -> Vec<Vec<String>> {
         out.push(row);
     }
     out
+}
+
+/// `web:8080`, or `web` for every port.
+fn route_parents(r: &HttpRoute) -> String {
+    r.spec
+        .parent_refs
+        .iter()
+        .map(|p| match p.port {
+            Some(port) => format!("{}:{port}", p.name),
+            None => p.name.clone(),
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Every backend once, with its weight (as `name:port=weight`) when the
+/// route has a single rule, where weights compare; `<parent>` when no rule
+/// names a backend.
+fn route_backends(r: &HttpRoute) -> String {
+    let one_rule = r.spec.rules.len() == 1;
+    let mut out: Vec<String> = Vec::new();
+    for b in r.spec.rules.iter().flat_map(|rule| &rule.backend_refs) {
+        let name = match b.port {
+            Some(port) => format!("{}:{port}", b.name),
+            None => b.name.clone(),
+        };
+        let cell = if one_rule {
+            format!("{name}={}", b.weight())
+        } else {
+            name
+        };
+        if !out.contains(&cell) {
+            out.push(cell);
+        }
+    }
+    if out.is_empty() {
+        return "<parent>".into();
+    }
+    out.join(",")
 }
 
 fn join_map(m: &std::collections::BTreeMap<String, String>) -> String {
@@ -245,4 +290,38 @@ fn age_of(ts: &str) -> Option<String> {
         a if a < 172_800 => format!("{}h", a / 3600),
         a => format!("{}d", a / 86_400),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn route(text: &str) -> HttpRoute {
+        match strand_controller_core::parse_manifests(text)
+            .expect("valid")
+            .pop()
+        {
+            Some(Resource::HttpRoute(r)) => r,
+            other => panic!("not a route: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn route_rows_show_parents_and_weighted_backends() {
+        let head = "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: r}\nspec:\n  parentRefs: [{name: web, group: core, port: 8080}, {name: api, group: core}]\n";
+        let split = route(&format!(
+            "{head}  rules: [{{backendRefs: [{{name: v1, port: 8080, weight: 90}}, {{name: v2, port: 8080, weight: 10}}]}}]\n"
+        ));
+        assert_eq!(route_parents(&split), "web:8080,api");
+        assert_eq!(route_backends(&split), "v1:8080=90,v2:8080=10");
+        let two = route(&format!(
+            "{head}  rules: [{{backendRefs: [{{name: v1, port: 80}}]}}, {{backendRefs: [{{name: v1, port: 80}}]}}]\n"
+        ));
+        assert_eq!(route_backends(&two), "v1:80");
+        let none = route(&format!("{head}  rules: [{{}}]\n"));
+        assert_eq!(route_backends(&none), "<parent>");
+        let rows = rows(Kind::HttpRoute, &[Resource::HttpRoute(none)], true);
+        assert_eq!(rows[0], ["NAMESPACE", "NAME", "PARENTS", "BACKENDS", "AGE"]);
+        assert_eq!(rows[1], ["default", "r", "web:8080,api", "<parent>", "-"]);
+    }
 }

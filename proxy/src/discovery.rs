@@ -7,6 +7,16 @@
 //!                                                        └─ pick() per request / connection
 //! ```
 //!
+//! A service with HTTP routes attached (Gateway API HTTPRoutes) sends each
+//! request to the backend its matching rule picks by weight; each backend
+//! is a service of its own with its own balancer (its own routes, if any,
+//! do not apply: backends are leaves, as in Linkerd).
+//!
+//! ```text
+//!  Balanced(web) ──routes watch──▶ RouteTable { routes, backends: path ─▶ Balanced(web-v1), Balanced(web-v2) }
+//!  request ──route()──▶ rule (match precedence) ──weights──▶ backend ──pick()──▶ endpoint
+//! ```
+//!
 //! The control-plane conversation (policy and destination streams, caching,
 //! fail-fast, last-known endpoints) lives in `strand-proxy-discover`; this
 //! module keeps one balancer per service and hands out endpoints.
@@ -27,9 +37,13 @@ pub struct Resolver {
     discovery: Discovery,
     /// `.svc.<cluster domain>`: authorities with this suffix name services.
     service_suffix: Arc<str>,
-    /// One balancer per service, shared by every connection to it.
-    services: Arc<Mutex<HashMap<String, Weak<Balanced>>>>,
+    /// One balancer per service (and whether its routes apply), shared by
+    /// every connection to it.
+    services: Arc<Mutex<BalancerCache>>,
 }
+
+/// Balancers by service name and whether its routes apply.
+type BalancerCache = HashMap<(String, bool), Weak<Balanced>>;
 
 /// Where an outbound connection goes.
 #[derive(Clone)]
@@ -49,6 +63,27 @@ pub struct Balanced {
     /// How to reach and label each endpoint, kept in step with the balancer.
     meshed: Arc<RwLock<Arc<Meshed>>>,
     updater: tokio::task::JoinHandle<()>,
+    /// The attached routes and their backends; `None` for a backend (whose
+    /// routes do not apply) and while no route is attached.
+    routes: Arc<RwLock<Option<Arc<RouteTable>>>>,
+    routes_updater: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// A service's routes with a balancer for every backend they name.
+struct RouteTable {
+    routes: Arc<discover::HttpRoutes>,
+    backends: HashMap<Arc<str>, Result<Arc<Balanced>, Arc<str>>>,
+}
+
+/// Where one request to a service goes, by its routes.
+pub struct Routed {
+    /// The backend the request's rule picked; `None`: the service itself
+    /// (no route attached).
+    pub backend: Option<Arc<Balanced>>,
+    /// The rule's request timeout.
+    pub timeout: Option<std::time::Duration>,
+    /// The route's `<namespace>/<name>`.
+    pub route: Option<Arc<str>>,
 }
 
 /// Each endpoint: the identity it proves when meshed, whether it takes
@@ -165,7 +200,7 @@ impl Resolver {
         match self.discovery.resolve_addr(orig_dst).await? {
             discover::Resolution::Forward => Ok(Dst::Forward),
             discover::Resolution::Endpoint(meta) => Ok(Dst::Endpoint(meta)),
-            discover::Resolution::Service(svc) => Ok(Dst::Service(self.balanced(svc))),
+            discover::Resolution::Service(svc) => Ok(Dst::Service(self.balanced(svc, true).await)),
         }
     }
 
@@ -185,14 +220,62 @@ impl Resolver {
         Some(match self.discovery.resolve_name(&authority).await {
             Ok(discover::Resolution::Forward) => Route::Direct,
             Ok(discover::Resolution::Endpoint(meta)) => Route::Meshed(meta),
-            Ok(discover::Resolution::Service(svc)) => Route::Balanced(self.balanced(svc)),
+            Ok(discover::Resolution::Service(svc)) => {
+                Route::Balanced(self.balanced(svc, true).await)
+            }
             Err(e) => Route::Failed(e),
         })
     }
 
-    fn balanced(&self, service: Arc<discover::Service>) -> Arc<Balanced> {
+    /// A backend of a route: its balancer, or why there is none. Boxed:
+    /// [`Resolver::balanced`] awaits this, and this awaits it.
+    fn backend<'a>(
+        &'a self,
+        path: &'a str,
+    ) -> futures_util::future::BoxFuture<'a, Result<Arc<Balanced>, Arc<str>>> {
+        Box::pin(async move {
+            match self.discovery.resolve_name(path).await {
+                Ok(discover::Resolution::Service(svc)) => Ok(self.balanced(svc, false).await),
+                Ok(_) => Err(format!("backend {path} is not a mesh service").into()),
+                Err(e) => Err(e.to_string().into()),
+            }
+        })
+    }
+
+    /// The balancer of `service`; with `routed`, following the routes
+    /// attached to it (resolved before this returns, so a first request
+    /// already goes where its route says).
+    async fn balanced(&self, service: Arc<discover::Service>, routed: bool) -> Arc<Balanced> {
+        let key = (service.name.clone(), routed);
+        let existing = {
+            let services = self.services.lock().unwrap_or_else(|p| p.into_inner());
+            services.get(&key).and_then(Weak::upgrade)
+        };
+        if let Some(b) = existing {
+            return b;
+        }
+        let routes = Arc::new(RwLock::new(None));
+        let routes_updater = if routed {
+            let mut rx = service.routes.clone();
+            let first = rx.borrow_and_update().clone();
+            *routes.write().unwrap_or_else(|p| p.into_inner()) = self.route_table(first).await;
+            let (resolver, table) = (self.clone(), Arc::clone(&routes));
+            Some(tokio::spawn(async move {
+                while rx.changed().await.is_ok() {
+                    let current = rx.borrow_and_update().clone();
+                    let next = resolver.route_table(current).await;
+                    *table.write().unwrap_or_else(|p| p.into_inner()) = next;
+                }
+            }))
+        } else {
+            None
+        };
         let mut services = self.services.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(b) = services.get(&service.name).and_then(Weak::upgrade) {
+        // Another connection may have built it meanwhile: one balancer.
+        if let Some(b) = services.get(&key).and_then(Weak::upgrade) {
+            if let Some(t) = routes_updater {
+                t.abort();
+            }
             return b;
         }
         services.retain(|_, w| w.strong_count() > 0);
@@ -225,9 +308,22 @@ impl Resolver {
             balancer,
             meshed: meshed_map,
             updater,
+            routes,
+            routes_updater,
         });
-        services.insert(b.name.clone(), Arc::downgrade(&b));
+        services.insert(key, Arc::downgrade(&b));
         b
+    }
+
+    /// The backends' balancers of `routes`; `None` when none is attached.
+    async fn route_table(&self, routes: Arc<discover::HttpRoutes>) -> Option<Arc<RouteTable>> {
+        if routes.is_empty() {
+            return None;
+        }
+        let paths = routes.backend_paths();
+        let resolved = futures_util::future::join_all(paths.iter().map(|p| self.backend(p))).await;
+        let backends = paths.into_iter().zip(resolved).collect();
+        Some(Arc::new(RouteTable { routes, backends }))
     }
 }
 
@@ -251,6 +347,57 @@ impl Balanced {
 
     pub fn protocol(&self) -> Protocol {
         *self.service.protocol.borrow()
+    }
+
+    /// Where a request goes by the service's routes: the backend its
+    /// rule picks by weight, with the rule's timeout.
+    pub fn route<B>(&self, req: &http::Request<B>) -> Result<Routed, crate::errors::ProxyError> {
+        use crate::errors::ProxyError;
+        let table = self
+            .routes
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let Some(table) = table else {
+            return Ok(Routed {
+                backend: None,
+                timeout: None,
+                route: None,
+            });
+        };
+        let Some((route, rule)) = table.routes.select(req.method(), req.uri(), req.headers())
+        else {
+            return Err(ProxyError::NoRoute(self.name.clone()));
+        };
+        let total: u64 = rule.backends.iter().map(|b| u64::from(b.weight)).sum();
+        if total == 0 {
+            return Err(ProxyError::NoBackends(route.name.clone()));
+        }
+        let mut n = fastrand::u64(0..total);
+        let picked = rule
+            .backends
+            .iter()
+            .find(|b| {
+                let w = u64::from(b.weight);
+                if n < w {
+                    return true;
+                }
+                n -= w;
+                false
+            })
+            .unwrap_or(&rule.backends[0]);
+        match table.backends.get(&picked.path) {
+            Some(Ok(backend)) => Ok(Routed {
+                backend: Some(Arc::clone(backend)),
+                timeout: rule.request_timeout,
+                route: Some(route.name.clone()),
+            }),
+            Some(Err(why)) => Err(ProxyError::Backend {
+                path: picked.path.clone(),
+                reason: why.clone(),
+            }),
+            None => Err(ProxyError::NoBackends(route.name.clone())),
+        }
     }
 
     /// An endpoint for one request, or `None` when the service has none.
@@ -292,6 +439,9 @@ impl Balanced {
 impl Drop for Balanced {
     fn drop(&mut self) {
         self.updater.abort();
+        if let Some(t) = &self.routes_updater {
+            t.abort();
+        }
     }
 }
 

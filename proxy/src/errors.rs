@@ -42,6 +42,20 @@ pub enum ProxyError {
     ShuttingDown,
     #[error("service {0} has no endpoints")]
     NoEndpoints(String),
+    #[error("no route of service {0} matches the request")]
+    NoRoute(String),
+    #[error("the matching rule of route {0} has no backend")]
+    NoBackends(std::sync::Arc<str>),
+    #[error("route backend {path} is unavailable: {reason}")]
+    Backend {
+        path: std::sync::Arc<str>,
+        reason: std::sync::Arc<str>,
+    },
+    #[error("request timed out after {timeout:?} (route {route})")]
+    RouteTimeout {
+        timeout: Duration,
+        route: std::sync::Arc<str>,
+    },
     #[error("discovery failed: {0}")]
     Discovery(#[from] strand_proxy_discover::DiscoveryError),
 }
@@ -67,6 +81,7 @@ impl Guard {
 /// gRPC status codes the proxy answers with.
 const GRPC_UNAVAILABLE: u32 = 14;
 const GRPC_DEADLINE_EXCEEDED: u32 = 4;
+const GRPC_NOT_FOUND: u32 = 5;
 
 // === impl ProxyError ===
 
@@ -83,16 +98,24 @@ impl ProxyError {
             ProxyError::Upstream { .. } | ProxyError::UpstreamIo { .. } => "upstream",
             ProxyError::ShuttingDown => "shutdown",
             ProxyError::NoEndpoints(_) => "no_endpoints",
+            ProxyError::NoRoute(_) => "no_route",
+            ProxyError::NoBackends(_) => "no_backends",
+            ProxyError::Backend { .. } => "backend",
+            ProxyError::RouteTimeout { .. } => "timeout",
             ProxyError::Discovery(_) => "discovery",
         }
     }
 
     pub fn http_status(&self) -> StatusCode {
         match self {
-            ProxyError::ConnectTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
-            ProxyError::ShuttingDown | ProxyError::NoEndpoints(_) => {
+            ProxyError::ConnectTimeout { .. } | ProxyError::RouteTimeout { .. } => {
+                StatusCode::GATEWAY_TIMEOUT
+            }
+            ProxyError::ShuttingDown | ProxyError::NoEndpoints(_) | ProxyError::Backend { .. } => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
+            ProxyError::NoRoute(_) => StatusCode::NOT_FOUND,
+            ProxyError::NoBackends(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ProxyError::Discovery(e) => match e {
                 strand_proxy_discover::DiscoveryError::Timeout { .. } => {
                     StatusCode::SERVICE_UNAVAILABLE
@@ -110,7 +133,10 @@ impl ProxyError {
 
     pub fn grpc_status(&self) -> u32 {
         match self {
-            ProxyError::ConnectTimeout { .. } => GRPC_DEADLINE_EXCEEDED,
+            ProxyError::ConnectTimeout { .. } | ProxyError::RouteTimeout { .. } => {
+                GRPC_DEADLINE_EXCEEDED
+            }
+            ProxyError::NoRoute(_) => GRPC_NOT_FOUND,
             _ => GRPC_UNAVAILABLE,
         }
     }

@@ -267,6 +267,26 @@ impl Forward {
     async fn send_balanced(
         &self,
         service: &crate::discovery::Balanced,
+        req: Request<Incoming>,
+        h1: Option<&StickyH1>,
+        out: &mut EndpointLabels,
+    ) -> Result<Response<Incoming>, ProxyError> {
+        let routed = service.route(&req)?;
+        let service = routed.backend.as_deref().unwrap_or(service);
+        let send = self.send_picked(service, req, h1, out);
+        match (routed.timeout, routed.route) {
+            (Some(timeout), Some(route)) => tokio::time::timeout(timeout, send)
+                .await
+                .unwrap_or(Err(ProxyError::RouteTimeout { timeout, route })),
+            _ => send.await,
+        }
+    }
+
+    /// [`Forward::send_balanced`] once the service (or its route's
+    /// backend) is known.
+    async fn send_picked(
+        &self,
+        service: &crate::discovery::Balanced,
         mut req: Request<Incoming>,
         h1: Option<&StickyH1>,
         out: &mut EndpointLabels,

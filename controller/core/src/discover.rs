@@ -1,8 +1,9 @@
-use crate::IdentityName;
+use crate::{HttpRouteApi, HttpRouteMatch, IdentityName};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::watch;
 
 /// What a proxy asks about: a name from an authority, or an original destination address.
@@ -46,6 +47,47 @@ pub struct ServicePortView {
     pub app_protocol: Option<String>,
     /// Ready endpoints only, by address.
     pub endpoints: BTreeMap<SocketAddr, Endpoint>,
+    /// The HTTPRoutes of the service's namespace attached to this port, in
+    /// Gateway API's order (oldest first, then by name). Empty: clients
+    /// route every request to the service itself.
+    pub http_routes: Vec<OutboundHttpRoute>,
+}
+
+/// An HTTPRoute as the outbound policy of one service port serves it: its
+/// rules with Gateway API's defaults filled in and its backends resolved
+/// against the services that exist.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OutboundHttpRoute {
+    pub api: HttpRouteApi,
+    pub namespace: String,
+    pub name: String,
+    pub rules: Vec<OutboundRouteRule>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OutboundRouteRule {
+    /// Never empty, and every match has a path: a rule without matches
+    /// gets one match of prefix `/`, a match without a path that prefix.
+    pub matches: Vec<HttpRouteMatch>,
+    /// Backends with a weight above zero whose service and port exist, in
+    /// the route's order; a rule without backendRefs has the parent service
+    /// port (weight 1). Empty when none is left: requests get 500.
+    pub backends: Vec<OutboundBackend>,
+    /// Gateway API's `timeouts.request`; `None` when absent or `0s`.
+    pub request_timeout: Option<Duration>,
+    /// Gateway API's `timeouts.backendRequest`; `None` when absent or `0s`.
+    pub backend_request_timeout: Option<Duration>,
+}
+
+/// One port of a service that a rule sends a share of its requests to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OutboundBackend {
+    pub service: ServiceKey,
+    pub port: u16,
+    /// `<name>.<namespace>.svc.<cluster-domain>`
+    pub fqdn: String,
+    /// 1..=1,000,000, relative to the rule's other backends.
+    pub weight: u32,
 }
 
 /// The latest view of a service port; `None` while it does not exist.

@@ -18,18 +18,26 @@ mod discover;
 mod identity;
 mod manifest;
 mod meta;
+mod route;
 mod service;
 mod workload;
 
 pub use self::cluster::{CLUSTER_FILE, IDENTITY_DIR, LocalCluster};
 pub use self::discover::{
-    DiscoverServices, Endpoint, ServiceKey, ServicePortView, ServiceWatch, Target,
+    DiscoverServices, Endpoint, OutboundBackend, OutboundHttpRoute, OutboundRouteRule, ServiceKey,
+    ServicePortView, ServiceWatch, Target,
 };
 pub use self::identity::{IdentityName, TrustDomain};
 pub use self::manifest::{
     ManifestError, parse_manifests, parse_manifests_numbered, parse_resource_json,
 };
 pub use self::meta::{Kind, ObjectMeta, ResourceKey, validate_dns_label, validate_dns_subdomain};
+pub use self::route::{
+    GATEWAY_API_GROUP, GatewayDuration, HttpBackendRef, HttpHeaderMatch, HttpMethod, HttpPathMatch,
+    HttpQueryParamMatch, HttpRoute, HttpRouteApi, HttpRouteMatch, HttpRouteRule, HttpRouteSpec,
+    HttpRouteTimeouts, LINKERD_POLICY_GROUP, MAX_WEIGHT, ParentReference, PathMatchType,
+    RouteStatus, ValueMatchType,
+};
 pub use self::service::{Service, ServicePort, ServiceSpec, ServiceStatus, TargetPort};
 pub use self::workload::{
     ContainerPort, Pod, PodSpec, PodStatus, WORKLOAD_LABEL, Workload, WorkloadSpec, WorkloadStatus,
@@ -61,6 +69,7 @@ pub enum Resource {
     Service(Service),
     Workload(Workload),
     Pod(Pod),
+    HttpRoute(HttpRoute),
 }
 
 // === impl Resource ===
@@ -71,6 +80,15 @@ impl Resource {
             Self::Service(_) => Kind::Service,
             Self::Workload(_) => Kind::Workload,
             Self::Pod(_) => Kind::Pod,
+            Self::HttpRoute(_) => Kind::HttpRoute,
+        }
+    }
+
+    /// The `apiVersion` the resource was written as.
+    pub fn api_version(&self) -> &'static str {
+        match self {
+            Self::HttpRoute(r) => r.api.api_version(),
+            _ => self.kind().api_version(),
         }
     }
 
@@ -79,6 +97,7 @@ impl Resource {
             Self::Service(s) => &s.metadata,
             Self::Workload(w) => &w.metadata,
             Self::Pod(p) => &p.metadata,
+            Self::HttpRoute(r) => &r.metadata,
         }
     }
 
@@ -87,6 +106,7 @@ impl Resource {
             Self::Service(s) => &mut s.metadata,
             Self::Workload(w) => &mut w.metadata,
             Self::Pod(p) => &mut p.metadata,
+            Self::HttpRoute(r) => &mut r.metadata,
         }
     }
 
@@ -101,6 +121,7 @@ impl Resource {
             Self::Service(s) => s.validate(),
             Self::Workload(w) => w.validate(),
             Self::Pod(p) => p.validate(),
+            Self::HttpRoute(r) => r.validate(),
         }
     }
 
@@ -110,13 +131,13 @@ impl Resource {
             Self::Service(s) => serde_json::to_value(s),
             Self::Workload(w) => serde_json::to_value(w),
             Self::Pod(p) => serde_json::to_value(p),
+            Self::HttpRoute(r) => serde_json::to_value(r),
         }
         .expect("resources always serialize");
         if let Some(obj) = v.as_object_mut() {
-            let kind = self.kind();
             let mut doc = serde_json::Map::new();
-            doc.insert("apiVersion".into(), kind.api_version().into());
-            doc.insert("kind".into(), kind.name().into());
+            doc.insert("apiVersion".into(), self.api_version().into());
+            doc.insert("kind".into(), self.kind().name().into());
             doc.append(obj);
             return serde_json::Value::Object(doc);
         }

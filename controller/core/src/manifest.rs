@@ -1,4 +1,4 @@
-use crate::{FieldError, Kind, Resource};
+use crate::{FieldError, HttpRoute, HttpRouteApi, Kind, Resource};
 use serde::Deserialize;
 use serde_json::Value;
 use std::fmt;
@@ -88,14 +88,19 @@ fn parse_value(document: usize, value: Value) -> Result<Resource, ManifestError>
                 ),
             )
         })?;
-    if api_version != kind.api_version() {
+    if !kind.api_versions().contains(&api_version.as_str()) {
+        let served: Vec<_> = kind
+            .api_versions()
+            .iter()
+            .map(|v| format!("{v:?}"))
+            .collect();
         return Err(err(
             None,
             FieldError::new(
                 "apiVersion",
                 format!(
-                    "{kind_name} is served as {:?}, not {api_version:?}",
-                    kind.api_version()
+                    "{kind_name} is served as {}, not {api_version:?}",
+                    served.join(" or ")
                 ),
             ),
         ));
@@ -117,6 +122,10 @@ fn parse_value(document: usize, value: Value) -> Result<Resource, ManifestError>
         Kind::Service => typed(value).map(Resource::Service),
         Kind::Workload => typed(value).map(Resource::Workload),
         Kind::Pod => typed(value).map(Resource::Pod),
+        Kind::HttpRoute => typed(value).map(|mut r: HttpRoute| {
+            r.api = HttpRouteApi::from_api_version(&api_version).unwrap_or_default();
+            Resource::HttpRoute(r)
+        }),
     }
     .map_err(|e| err(name.clone(), e))?;
     resource.validate().map_err(|e| err(name, e))?;

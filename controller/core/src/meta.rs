@@ -9,6 +9,7 @@ pub enum Kind {
     Service,
     Workload,
     Pod,
+    HttpRoute,
 }
 
 /// `metadata` of every resource.
@@ -94,20 +95,28 @@ pub fn validate_dns_subdomain(field: &str, value: &str) -> Result<(), FieldError
 // === impl Kind ===
 
 impl Kind {
-    pub const ALL: [Kind; 3] = [Kind::Service, Kind::Workload, Kind::Pod];
+    pub const ALL: [Kind; 4] = [Kind::Service, Kind::Workload, Kind::Pod, Kind::HttpRoute];
 
     pub fn name(self) -> &'static str {
         match self {
             Self::Service => "Service",
             Self::Workload => "Workload",
             Self::Pod => "Pod",
+            Self::HttpRoute => "HTTPRoute",
         }
     }
 
+    /// The `apiVersion` written out (the first of [`Kind::api_versions`]).
     pub fn api_version(self) -> &'static str {
+        self.api_versions()[0]
+    }
+
+    /// Every `apiVersion` the kind is accepted as.
+    pub fn api_versions(self) -> &'static [&'static str] {
         match self {
-            Self::Service => "v1",
-            Self::Workload | Self::Pod => "local.strand.io/v1alpha1",
+            Self::Service => &["v1"],
+            Self::Workload | Self::Pod => &["local.strand.io/v1alpha1"],
+            Self::HttpRoute => &["gateway.networking.k8s.io/v1", "policy.linkerd.io/v1beta3"],
         }
     }
 
@@ -117,6 +126,7 @@ impl Kind {
             Self::Service => "services",
             Self::Workload => "workloads",
             Self::Pod => "pods",
+            Self::HttpRoute => "httproutes",
         }
     }
 
@@ -128,6 +138,10 @@ impl Kind {
                 Some(Self::Workload)
             }
             "pod" | "pods" | "po" => Some(Self::Pod),
+            "httproute"
+            | "httproutes"
+            | "httproutes.gateway.networking.k8s.io"
+            | "httproutes.policy.linkerd.io" => Some(Self::HttpRoute),
             _ => None,
         }
     }

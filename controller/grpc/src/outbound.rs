@@ -8,7 +8,10 @@
 //! malformed request (no target, a bad address) is `InvalidArgument`.
 //!
 //! A watch sends the policy, then a new one whenever its inputs change
-//! (protocol, name). While the service is gone nothing is sent: the proxy
+//! (protocol, name, the HTTPRoutes attached to the port and the services
+//! they send to). Lookups by address and by authority reach the same
+//! service port, so both see the same routes. While the service is gone
+//! nothing is sent: the proxy
 //! keeps the last policy, and its balancer learns from `Destination/Get`
 //! that the service has no endpoints.
 
@@ -24,6 +27,7 @@ use strand_controller_core::{DiscoverServices, ServiceKey, ServicePortView, Serv
 use tonic::{Request, Response, Status};
 
 mod policy;
+mod routes;
 
 /// The port an authority without one means (HTTP's, as Linkerd assumes).
 const DEFAULT_AUTHORITY_PORT: u16 = 80;
@@ -34,7 +38,6 @@ pub struct OutboundPolicyService<D: ?Sized> {
     shared: Shared,
 }
 
-/// The policy updates of one watch.
 /// What an outbound target is.
 enum Lookup {
     Service(ServiceKey, u16),
@@ -42,6 +45,7 @@ enum Lookup {
     Pod(Box<strand_controller_core::Endpoint>),
 }
 
+/// The policy updates of one watch.
 struct PolicyUpdates {
     rx: ServiceWatch,
     last: Option<policy::Inputs>,
@@ -140,6 +144,7 @@ fn inputs(view: &ServicePortView) -> policy::Inputs {
         fqdn: view.fqdn.clone(),
         port: view.port,
         protocol: convert::protocol(view),
+        http_routes: view.http_routes.clone(),
     }
 }
 
@@ -171,6 +176,7 @@ impl Updates for PolicyUpdates {
                             && last.port == view.port
                             && last.service == view.service
                             && last.protocol == convert::protocol(view)
+                            && last.http_routes == view.http_routes
                     });
                     if !unchanged {
                         let inputs = inputs(view);

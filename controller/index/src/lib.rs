@@ -1,11 +1,14 @@
-//! The control plane's in-memory index of services, pods and workloads.
+//! The control plane's in-memory index of services, pods, workloads and
+//! HTTPRoutes.
 //!
 //! Both modes feed it: local mode from its embedded store, Kubernetes mode
 //! from kube watches. It is synchronous and does no I/O. Every change goes
 //! through one mutator path, which works out which services the change can
 //! affect, recomputes only their watched ports, and publishes a new
 //! [`ServicePortView`](strand_controller_core::ServicePortView) through a
-//! `tokio::sync::watch` channel only when the view really changed. The gRPC
+//! `tokio::sync::watch` channel only when the view really changed. A view
+//! carries its port's endpoints and the HTTPRoutes attached to the port,
+//! their backends resolved. The gRPC
 //! discovery layer reads it through
 //! [`DiscoverServices`](strand_controller_core::DiscoverServices), the DNS
 //! server through [`Index::resolve_name`].
@@ -20,6 +23,7 @@
 #![forbid(unsafe_code)]
 
 mod index;
+mod routes;
 mod state;
 mod view;
 mod watches;

@@ -1,14 +1,17 @@
 //! The resources themselves and the maps that find them.
 //!
 //! Mutations report which services' views they may have changed into a
-//! [`Dirty`] set; the index recomputes only those.
+//! [`Dirty`] set; the index recomputes only those. An HTTPRoute change
+//! dirties the services it attaches to; a service change also dirties the
+//! services whose routes send to it.
 
-use crate::view;
+use crate::{routes, view};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use strand_controller_core::{
-    Kind, Pod, Resource, ResourceKey, Service, ServiceKey, ServicePortView, TrustDomain, Workload,
+    HttpRoute, Kind, Pod, Resource, ResourceKey, Service, ServiceKey, ServicePortView, TrustDomain,
+    Workload,
 };
 
 /// Every resource, grouped by namespace, and the cluster IP map.
@@ -32,6 +35,8 @@ struct Namespace {
     pods: BTreeMap<String, Pod>,
     /// Kept for listing only; endpoints come from pods.
     workloads: BTreeMap<String, Workload>,
+    /// Attached to services of this namespace, sending to services of it.
+    http_routes: BTreeMap<String, HttpRoute>,
 }
 
 // === impl State ===
@@ -46,6 +51,7 @@ impl State {
                 let ns = self.namespace_mut(&w.metadata.namespace);
                 ns.workloads.insert(w.metadata.name.clone(), w);
             }
+            Resource::HttpRoute(r) => self.apply_route(r, dirty),
         }
     }
 
@@ -60,6 +66,7 @@ impl State {
                     if let Some(ip) = old.cluster_ip() {
                         unclaim(&mut self.cluster_ips, ip, &service);
                     }
+                    ns.backend_changed(&key.namespace, &key.name, dirty);
                     dirty.insert(service);
                 }
             }
@@ -70,6 +77,12 @@ impl State {
             }
             Kind::Workload => {
                 ns.workloads.remove(&key.name);
+            }
+            Kind::HttpRoute => {
+                if let Some(old) = ns.http_routes.remove(&key.name) {
+                    tracing::debug!(route = %key, "HTTPRoute removed");
+                    mark_parents(&key.namespace, &old, dirty);
+                }
             }
         }
         if ns.is_empty() {
@@ -101,8 +114,16 @@ impl State {
     ) -> Option<Arc<ServicePortView>> {
         let ns = self.namespaces.get(&key.namespace)?;
         let service = ns.services.get(&key.name)?;
-        view::service_port_view(service, port, ns.pods.values(), cluster_domain, trust)
-            .map(Arc::new)
+        let mut view =
+            view::service_port_view(service, port, ns.pods.values(), cluster_domain, trust)?;
+        view.http_routes = routes::attached(
+            service,
+            port,
+            ns.http_routes.values(),
+            &ns.services,
+            cluster_domain,
+        );
+        Some(Arc::new(view))
     }
 
     /// `host` must be `<svc>.<ns>.svc.<cluster_domain>`, any case, with or
@@ -193,6 +214,11 @@ impl State {
                         .keys()
                         .map(move |name| key(Kind::Workload, name)),
                 )
+                .chain(
+                    n.http_routes
+                        .keys()
+                        .map(move |name| key(Kind::HttpRoute, name)),
+                )
         })
     }
 
@@ -203,6 +229,14 @@ impl State {
         let old = ns.services.insert(key.name.clone(), service);
         if old.is_some() && old.as_ref() == ns.services.get(&key.name) {
             return;
+        }
+        // A service appearing, going or changing its ports changes the
+        // backends of routes that send to it.
+        let ports_changed = old.as_ref().is_none_or(|o| {
+            Some(&o.spec.ports) != ns.services.get(&key.name).map(|s| &s.spec.ports)
+        });
+        if ports_changed {
+            ns.backend_changed(&key.namespace, &key.name, dirty);
         }
         let old_ip = old.and_then(|old| old.cluster_ip());
         if old_ip != new_ip {
@@ -216,6 +250,24 @@ impl State {
         dirty.insert(key);
     }
 
+    fn apply_route(&mut self, route: HttpRoute, dirty: &mut Dirty) {
+        let namespace = route.metadata.namespace.clone();
+        let name = route.metadata.name.clone();
+        let ns = self.namespace_mut(&namespace);
+        let old = ns.http_routes.insert(name.clone(), route);
+        let Some(new) = ns.http_routes.get(&name) else {
+            return;
+        };
+        if old.as_ref() == Some(new) {
+            return;
+        }
+        if let Some(old) = &old {
+            mark_parents(&namespace, old, dirty);
+        }
+        mark_parents(&namespace, new, dirty);
+        ns.report_backends(new);
+    }
+
     fn apply_pod(&mut self, pod: Pod, trust: &TrustDomain, dirty: &mut Dirty) {
         let namespace = pod.metadata.namespace.clone();
         let name = pod.metadata.name.clone();
@@ -225,6 +277,14 @@ impl State {
         if old.as_ref() != new {
             ns.pod_changed(&namespace, old.as_ref(), new, trust, dirty);
         }
+    }
+}
+
+/// Marks the services `route` attaches to (existing or not: a service that
+/// appears later computes its view with the route).
+fn mark_parents(namespace: &str, route: &HttpRoute, dirty: &mut Dirty) {
+    for parent in route.parent_services() {
+        dirty.insert(ServiceKey::new(namespace, parent));
     }
 }
 
@@ -257,7 +317,43 @@ fn unclaim(ips: &mut HashMap<IpAddr, Vec<ServiceKey>>, ip: IpAddr, key: &Service
 
 impl Namespace {
     fn is_empty(&self) -> bool {
-        self.services.is_empty() && self.pods.is_empty() && self.workloads.is_empty()
+        self.services.is_empty()
+            && self.pods.is_empty()
+            && self.workloads.is_empty()
+            && self.http_routes.is_empty()
+    }
+
+    /// Service `name` appeared, went or changed its ports: marks the parents
+    /// of the routes that send to it, and says what those routes now lack.
+    fn backend_changed(&self, namespace: &str, name: &str, dirty: &mut Dirty) {
+        for route in self.http_routes.values() {
+            if route.backend_services().any(|b| b == name) {
+                mark_parents(namespace, route, dirty);
+                self.report_backends(route);
+            }
+        }
+    }
+
+    /// Logs the backends of `route` that get no traffic because their
+    /// service or port does not exist (once per change, not per view).
+    fn report_backends(&self, route: &HttpRoute) {
+        let mut missing = 0;
+        for u in routes::unresolved(route, &self.services) {
+            missing += 1;
+            tracing::warn!(
+                route = %format_args!("{}/{}", route.metadata.namespace, route.metadata.name),
+                backend = %u.backend.name,
+                port = u.backend.port.unwrap_or_default(),
+                reason = u.reason,
+                "HTTPRoute backend left out until it exists",
+            );
+        }
+        if missing == 0 {
+            tracing::debug!(
+                route = %format_args!("{}/{}", route.metadata.namespace, route.metadata.name),
+                "HTTPRoute backends all exist",
+            );
+        }
     }
 
     /// Marks the services of this namespace whose endpoints a pod change

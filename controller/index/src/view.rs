@@ -7,7 +7,8 @@ use strand_controller_core::{
 };
 
 /// The view of one port of `service`, with endpoints chosen from `pods` (the
-/// pods of the service's namespace). `None` when the service lacks the port.
+/// pods of the service's namespace) and no routes (see `routes::attached`).
+/// `None` when the service lacks the port.
 ///
 /// Two pods claiming one address (a stale pod record in local mode) collapse
 /// into one endpoint: the later pod in `pods` order wins, so callers pass a
@@ -33,6 +34,7 @@ pub(crate) fn service_port_view<'a>(
         opaque: service.opaque_ports().contains(&port),
         app_protocol: service_port.app_protocol.clone(),
         endpoints,
+        http_routes: Vec::new(),
     })
 }
 

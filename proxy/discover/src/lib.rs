@@ -41,9 +41,11 @@ mod cache;
 mod destination;
 mod policy;
 mod reconnect;
+mod routes;
 
 pub use crate::destination::{EndpointMeta, Endpoints};
 pub use crate::policy::Protocol;
+pub use crate::routes::{HttpRoute, HttpRoutes, HttpRule, PathMatch, RouteMatch, WeightedBackend};
 
 /// Where the control plane is and how patient to be with it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -96,6 +98,9 @@ pub struct Service {
     /// has stopped (the [`Discovery`] was dropped, or the control plane now
     /// refuses the target); the last value stays readable.
     pub endpoints: watch::Receiver<Endpoints>,
+    /// The HTTP routes attached to the service (empty: none, the
+    /// endpoints above serve every request); changes when the policy does.
+    pub routes: watch::Receiver<Arc<HttpRoutes>>,
     _target: Arc<Target>,
 }
 
@@ -296,6 +301,7 @@ async fn answer(target: &Arc<Target>) -> Option<Result<Resolution, DiscoveryErro
                 name,
                 protocol,
                 mut endpoints,
+                routes,
             } => {
                 // The policy may change again before the endpoints arrive;
                 // then the new answer is the one to wait for.
@@ -319,6 +325,7 @@ async fn answer(target: &Arc<Target>) -> Option<Result<Resolution, DiscoveryErro
                     name: name.to_string(),
                     protocol,
                     endpoints,
+                    routes,
                     _target: target.clone(),
                 }))));
             }

@@ -21,6 +21,7 @@ use tonic::{Code, Status};
 use crate::cache::{Key, TaskGuard};
 use crate::destination::EndpointMeta;
 use crate::reconnect::{Backoff, Outage};
+use crate::routes::HttpRoutes;
 use crate::{Ctx, Endpoints, destination};
 
 /// How the proxy should treat a service's connections.
@@ -42,8 +43,13 @@ pub(crate) enum Decision {
     /// Connect to the original destination; with what the control plane
     /// says about it when it is a meshed workload (identity, H2 hint).
     Forward(Option<Arc<EndpointMeta>>),
-    /// Balance over the endpoints of `Destination/Get{path}`.
-    Balance { path: String, protocol: Protocol },
+    /// Balance over the endpoints of `Destination/Get{path}`, or over
+    /// the backends of the attached routes' rules when there are any.
+    Balance {
+        path: String,
+        protocol: Protocol,
+        routes: Arc<HttpRoutes>,
+    },
     /// An answer this proxy cannot act on.
     Invalid(String),
 }
@@ -66,6 +72,7 @@ pub(crate) enum State {
         name: Arc<str>,
         protocol: watch::Receiver<Protocol>,
         endpoints: watch::Receiver<Endpoints>,
+        routes: watch::Receiver<Arc<HttpRoutes>>,
     },
     /// The control plane's answer was unusable.
     Invalid(Arc<str>),
@@ -80,6 +87,7 @@ struct PolicyWatch {
     state: watch::Sender<State>,
     protocol: watch::Sender<Protocol>,
     endpoints: watch::Sender<Endpoints>,
+    routes: watch::Sender<Arc<HttpRoutes>>,
     /// The destination path being watched and the task watching it.
     balancing: Option<(String, TaskGuard)>,
     backoff: Backoff,
@@ -105,6 +113,7 @@ pub(crate) async fn watch(ctx: Ctx, key: Key, state: watch::Sender<State>, forwa
         state,
         protocol: watch::Sender::new(Protocol::Detect),
         endpoints: watch::Sender::new(Endpoints::default()),
+        routes: watch::Sender::new(Arc::default()),
         balancing: None,
     };
     loop {
@@ -172,8 +181,9 @@ macro_rules! routes {
 
 /// What `policy` means for the proxy. The default route decides (a route
 /// the control plane synthesised, else the first route with a backend); a
-/// balancer backend in it wins over a forward backend. Per-route backends
-/// and traffic splits are not modelled yet: one target, one backend.
+/// balancer backend in it wins over a forward backend, and its path is the
+/// target's own endpoints (what opaque connections use). Routes attached
+/// to the target come along as [`HttpRoutes`].
 pub(crate) fn classify(policy: &OutboundPolicy) -> Decision {
     use proxy_protocol::Kind;
     let Some(kind) = policy.protocol.as_ref().and_then(|p| p.kind.as_ref()) else {
@@ -229,6 +239,7 @@ pub(crate) fn classify(policy: &OutboundPolicy) -> Decision {
             Decision::Balance {
                 path: dst.path.clone(),
                 protocol,
+                routes: Arc::new(HttpRoutes::from_policy(policy)),
             }
         }
         _ => Decision::Invalid("a balancer backend has no destination path".into()),
@@ -273,9 +284,21 @@ impl PolicyWatch {
                     endpoint,
                 });
             }
-            Decision::Balance { path, protocol } => {
+            Decision::Balance {
+                path,
+                protocol,
+                routes,
+            } => {
                 self.protocol
                     .send_if_modified(|current| std::mem::replace(current, protocol) != protocol);
+                self.routes.send_if_modified(|current| {
+                    let changed = **current != *routes;
+                    if changed {
+                        tracing::debug!(dst = %self.key, routes = routes.routes.len(), "routes");
+                        *current = routes;
+                    }
+                    changed
+                });
                 if self.balancing.as_ref().is_some_and(|(p, _)| *p == path) {
                     return;
                 }
@@ -288,6 +311,7 @@ impl PolicyWatch {
                     name: path.into(),
                     protocol: self.protocol.subscribe(),
                     endpoints: self.endpoints.subscribe(),
+                    routes: self.routes.subscribe(),
                 });
             }
             Decision::Invalid(reason) => {

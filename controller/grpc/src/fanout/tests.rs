@@ -30,6 +30,7 @@ fn view(ids: &[u8]) -> Arc<ServicePortView> {
         opaque: false,
         app_protocol: None,
         endpoints,
+        http_routes: Vec::new(),
     })
 }
 

@@ -1,8 +1,11 @@
-//! The outbound policy of a service port, shaped like the default policy of
-//! Linkerd's policy controller (no HTTPRoutes yet): one route per protocol
-//! matching everything, sending to one balancer over the service's
-//! endpoints (`Destination/Get` on `<fqdn>:<port>`).
+//! The outbound policy of a service port, shaped like the policy of
+//! Linkerd's policy controller: by default one route per protocol matching
+//! everything, sending to one balancer over the service's endpoints
+//! (`Destination/Get` on `<fqdn>:<port>`). HTTPRoutes attached to the port
+//! replace the default HTTP route (module `routes`); the gRPC and opaque
+//! routes stay the default ones.
 
+use super::routes;
 use crate::convert::{self, Protocol};
 use crate::destination::endpoints::weighted_addr;
 use linkerd2_proxy_api::grpc_route::GrpcRouteMatch;
@@ -13,7 +16,7 @@ use linkerd2_proxy_api::outbound::{
     grpc_route, http_route, opaque_route, proxy_protocol,
 };
 use std::time::Duration;
-use strand_controller_core::{Endpoint, ServiceKey};
+use strand_controller_core::{Endpoint, OutboundHttpRoute, ServiceKey};
 
 /// Linkerd's protocol detection timeout: a client that has sent nothing by
 /// then is proxied as opaque.
@@ -38,13 +41,25 @@ pub(crate) struct Inputs {
     pub(crate) fqdn: String,
     pub(crate) port: u16,
     pub(crate) protocol: Protocol,
+    /// The HTTPRoutes attached to the port, in order.
+    pub(crate) http_routes: Vec<OutboundHttpRoute>,
 }
 
-/// The policy for a service port.
+/// The policy for a service port. With HTTPRoutes attached, its HTTP
+/// routes are exactly those (Linkerd's semantics: a request no route
+/// matches gets no route, and the proxy answers 404); without, one default
+/// route sends every request to the service.
 pub(crate) fn build(inputs: &Inputs) -> OutboundPolicy {
-    with_backend(
+    let backend = balancer(&inputs.service, inputs.port, &inputs.fqdn);
+    let http_routes = if inputs.http_routes.is_empty() {
+        vec![http(&backend)]
+    } else {
+        inputs.http_routes.iter().map(routes::http_route).collect()
+    };
+    with_routes(
         inputs.protocol,
-        balancer(inputs),
+        &backend,
+        &http_routes,
         convert::service_metadata(&inputs.service, inputs.port),
     )
 }
@@ -61,9 +76,10 @@ pub(crate) fn forward(ep: &Endpoint) -> OutboundPolicy {
         }),
         kind: Some(backend::Kind::Forward(forward_addr(ep))),
     };
-    with_backend(
+    with_routes(
         Protocol::Detect,
-        backend,
+        &backend,
+        &[http(&backend)],
         convert::default_metadata("forward"),
     )
 }
@@ -77,31 +93,38 @@ fn forward_addr(ep: &Endpoint) -> linkerd2_proxy_api::destination::WeightedAddr 
     addr
 }
 
-fn with_backend(protocol: Protocol, backend: Backend, metadata: Metadata) -> OutboundPolicy {
+/// A policy whose opaque and gRPC routes send to `backend` and whose HTTP
+/// routes are `http_routes`.
+fn with_routes(
+    protocol: Protocol,
+    backend: &Backend,
+    http_routes: &[HttpRoute],
+    metadata: Metadata,
+) -> OutboundPolicy {
     let kind = match protocol {
-        Protocol::Opaque => proxy_protocol::Kind::Opaque(opaque(&backend)),
+        Protocol::Opaque => proxy_protocol::Kind::Opaque(opaque(backend)),
         Protocol::Http1 => proxy_protocol::Kind::Http1(proxy_protocol::Http1 {
-            routes: vec![http(&backend)],
+            routes: http_routes.to_vec(),
             failure_accrual: None,
         }),
         Protocol::Http2 => proxy_protocol::Kind::Http2(proxy_protocol::Http2 {
-            routes: vec![http(&backend)],
+            routes: http_routes.to_vec(),
             failure_accrual: None,
         }),
         Protocol::Grpc => proxy_protocol::Kind::Grpc(proxy_protocol::Grpc {
-            routes: vec![grpc(&backend)],
+            routes: vec![grpc(backend)],
             failure_accrual: None,
         }),
         Protocol::Detect => proxy_protocol::Kind::Detect(proxy_protocol::Detect {
             timeout: convert::duration(DETECT_TIMEOUT),
             // What to do when detection finds neither HTTP version.
-            opaque: Some(opaque(&backend)),
+            opaque: Some(opaque(backend)),
             http1: Some(proxy_protocol::Http1 {
-                routes: vec![http(&backend)],
+                routes: http_routes.to_vec(),
                 failure_accrual: None,
             }),
             http2: Some(proxy_protocol::Http2 {
-                routes: vec![http(&backend)],
+                routes: http_routes.to_vec(),
                 failure_accrual: None,
             }),
         }),
@@ -112,9 +135,11 @@ fn with_backend(protocol: Protocol, backend: Backend, metadata: Metadata) -> Out
     }
 }
 
-fn balancer(inputs: &Inputs) -> Backend {
+/// A balancer over port `port` of `service`, whose endpoints come from
+/// `Destination/Get` on `<fqdn>:<port>`.
+pub(super) fn balancer(service: &ServiceKey, port: u16, fqdn: &str) -> Backend {
     Backend {
-        metadata: Some(convert::service_metadata(&inputs.service, inputs.port)),
+        metadata: Some(convert::service_metadata(service, port)),
         queue: Some(Queue {
             capacity: QUEUE_CAPACITY,
             failfast_timeout: convert::duration(QUEUE_FAILFAST),
@@ -123,7 +148,7 @@ fn balancer(inputs: &Inputs) -> Backend {
             discovery: Some(backend::EndpointDiscovery {
                 kind: Some(backend::endpoint_discovery::Kind::Dst(
                     backend::endpoint_discovery::DestinationGet {
-                        path: format!("{}:{}", inputs.fqdn, inputs.port),
+                        path: format!("{fqdn}:{port}"),
                     },
                 )),
             }),

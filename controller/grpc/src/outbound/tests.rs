@@ -9,6 +9,7 @@ fn inputs(protocol: Protocol) -> policy::Inputs {
         fqdn: "web.default.svc.cluster.local".into(),
         port: 8080,
         protocol,
+        http_routes: Vec::new(),
     }
 }
 
@@ -115,4 +116,113 @@ fn authorities_default_to_port_80() {
     );
     assert!(parse_authority("").is_err());
     assert!(parse_authority("web:http").is_err());
+}
+
+/// One attached route with one rule sending to `backends` (`name` -> weight).
+fn with_route(protocol: Protocol, backends: &[(&str, u32)]) -> policy::Inputs {
+    use strand_controller_core::{
+        HttpRouteApi, HttpRouteMatch, OutboundBackend, OutboundHttpRoute, OutboundRouteRule,
+    };
+    let rule = OutboundRouteRule {
+        matches: vec![HttpRouteMatch::default()],
+        backends: backends
+            .iter()
+            .map(|(name, weight)| OutboundBackend {
+                service: ServiceKey::new("default", *name),
+                port: 8080,
+                fqdn: format!("{name}.default.svc.cluster.local"),
+                weight: *weight,
+            })
+            .collect(),
+        request_timeout: Some(std::time::Duration::from_secs(2)),
+        backend_request_timeout: Some(std::time::Duration::from_millis(500)),
+    };
+    policy::Inputs {
+        http_routes: vec![OutboundHttpRoute {
+            api: HttpRouteApi::LinkerdV1beta3,
+            namespace: "default".into(),
+            name: "split".into(),
+            rules: vec![rule],
+        }],
+        ..inputs(protocol)
+    }
+}
+
+#[test]
+fn attached_routes_replace_the_default_http_route_only() {
+    let policy = policy::build(&with_route(Protocol::Http2, &[("a", 3), ("b", 1)]));
+    let Some(proxy_protocol::Kind::Http2(h2)) = policy.protocol.and_then(|p| p.kind) else {
+        panic!("HTTP/2");
+    };
+    let [route] = &h2.routes[..] else {
+        panic!("the attached route alone");
+    };
+    let Some(metadata::Kind::Resource(r)) = route.metadata.clone().and_then(|m| m.kind) else {
+        panic!("resource metadata");
+    };
+    assert_eq!(
+        (&*r.group, &*r.kind, &*r.name, r.port),
+        ("policy.linkerd.io", "HTTPRoute", "split", 0)
+    );
+    let rule = &route.rules[0];
+    let Some(http_route::distribution::Kind::RandomAvailable(random)) =
+        rule.backends.as_ref().and_then(|d| d.kind.as_ref())
+    else {
+        panic!("random-available: {rule:?}");
+    };
+    let got: Vec<(String, u32)> = random
+        .backends
+        .iter()
+        .map(|w| {
+            let b = w.backend.as_ref().and_then(|b| b.backend.as_ref());
+            (balancer(b.expect("backend")).0, w.weight)
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("a.default.svc.cluster.local:8080".to_string(), 3),
+            ("b.default.svc.cluster.local:8080".to_string(), 1)
+        ]
+    );
+    let t = rule.timeouts.expect("timeouts");
+    let d = |d: Option<_>| std::time::Duration::try_from(d.expect("set")).expect("valid");
+    assert_eq!(d(t.request), std::time::Duration::from_secs(2));
+    assert_eq!(d(t.response), std::time::Duration::from_millis(500));
+    #[expect(deprecated, reason = "checking what older proxies read")]
+    let legacy = rule.request_timeout;
+    assert_eq!(legacy, t.response);
+
+    // gRPC and opaque ports keep their default routes.
+    let kind = |p| {
+        policy::build(&with_route(p, &[("a", 1)]))
+            .protocol
+            .and_then(|p| p.kind)
+    };
+    let Some(proxy_protocol::Kind::Grpc(g)) = kind(Protocol::Grpc) else {
+        panic!("gRPC");
+    };
+    assert!(matches!(
+        g.routes[0].metadata.clone().and_then(|m| m.kind),
+        Some(metadata::Kind::Default(_))
+    ));
+    assert!(matches!(
+        kind(Protocol::Opaque),
+        Some(proxy_protocol::Kind::Opaque(_))
+    ));
+}
+
+#[test]
+fn a_rule_without_backends_is_empty() {
+    let policy = policy::build(&with_route(Protocol::Http1, &[]));
+    let Some(proxy_protocol::Kind::Http1(h1)) = policy.protocol.and_then(|p| p.kind) else {
+        panic!("HTTP/1");
+    };
+    assert!(matches!(
+        h1.routes[0].rules[0]
+            .backends
+            .as_ref()
+            .and_then(|d| d.kind.as_ref()),
+        Some(http_route::distribution::Kind::Empty(_))
+    ));
 }

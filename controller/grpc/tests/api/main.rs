@@ -1,5 +1,6 @@
 //! The servers end to end: a real tonic server on 127.0.0.1:0 over a fake
-//! index, asked by the clients of `linkerd2-proxy-api`.
+//! index (over the real one for HTTPRoutes, fed with parsed manifests),
+//! asked by the clients of `linkerd2-proxy-api`.
 
 mod support;
 
@@ -7,6 +8,7 @@ mod destination;
 mod lifecycle;
 mod policy;
 mod profile;
+mod routes;
 
 use std::fmt::Debug;
 use tonic::Streaming;

@@ -20,10 +20,11 @@ pub struct FakeDiscover {
     ports: Mutex<HashMap<(ServiceKey, u16), Slot>>,
 }
 
-/// A running server; dropping it stops the server.
-pub struct TestServer {
+/// A running server over `D` (the fake index unless told); dropping it
+/// stops the server.
+pub struct TestServer<D: ?Sized = FakeDiscover> {
     pub addr: SocketAddr,
-    pub discovery: Discovery<FakeDiscover>,
+    pub discovery: Discovery<D>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<Result<(), tonic::transport::Error>>>,
 }
@@ -63,6 +64,7 @@ pub fn view(eps: impl IntoIterator<Item = Endpoint>) -> ServicePortView {
         opaque: false,
         app_protocol: None,
         endpoints: eps.into_iter().map(|e| (e.addr, e)).collect(),
+        http_routes: Vec::new(),
     }
 }
 
@@ -139,9 +141,9 @@ impl DiscoverServices for FakeDiscover {
 
 // === impl TestServer ===
 
-impl TestServer {
+impl<D: DiscoverServices> TestServer<D> {
     /// Serves `fake` on an ephemeral loopback port.
-    pub async fn start(fake: Arc<FakeDiscover>) -> Self {
+    pub async fn start(fake: Arc<D>) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind 127.0.0.1:0");
@@ -186,7 +188,7 @@ impl TestServer {
     }
 }
 
-impl Drop for TestServer {
+impl<D: ?Sized> Drop for TestServer<D> {
     fn drop(&mut self) {
         if let Some(task) = self.task.take() {
             task.abort();

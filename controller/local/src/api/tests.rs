@@ -553,3 +553,58 @@ async fn pod_tokens_need_a_minter() {
     assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(headers[header::ALLOW], "POST");
 }
+
+#[tokio::test]
+async fn http_routes_through_the_client() {
+    let h = Harness::start().await;
+    let client = h.client();
+    let route = "apiVersion: policy.linkerd.io/v1beta3\nkind: HTTPRoute\nmetadata: {name: canary, namespace: shop}\nspec:\n  parentRefs: [{name: web, group: core, kind: Service}]\n  rules: [{backendRefs: [{name: web-v2, port: 80, weight: 10}]}]\n";
+    let applied = client.apply(route).await.expect("apply");
+    assert_eq!(
+        (applied[0].kind, applied[0].action),
+        (Kind::HttpRoute, Action::Created)
+    );
+
+    // `httproutes` in paths; the document keeps its API version.
+    let (status, _, body) = h
+        .raw(
+            Method::GET,
+            "/api/v1/httproutes?namespace=shop",
+            Some(h.token.bearer()),
+            "",
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let items = &json(&body)["items"];
+    assert_eq!(items[0]["apiVersion"], "policy.linkerd.io/v1beta3");
+    assert_eq!(items[0]["kind"], "HTTPRoute");
+    let listed = client.list(Kind::HttpRoute, None).await.expect("list");
+    let got = client
+        .get(Kind::HttpRoute, "shop", "canary")
+        .await
+        .expect("get");
+    assert_eq!(listed, std::slice::from_ref(&got));
+    assert_eq!(
+        Some(&got),
+        h.store.get(Kind::HttpRoute, "shop", "canary").as_ref()
+    );
+
+    // Refusals name the field.
+    let bad = route.replace("weight: 10", "weight: 1000001");
+    let err = client.apply(&bad).await.expect_err("rejected");
+    assert_eq!(
+        err.to_string(),
+        "document 1 (HTTPRoute shop/canary): spec.rules[0].backendRefs[0].weight: must be 0..=1000000"
+    );
+
+    let deleted = client
+        .delete(Kind::HttpRoute, "shop", "canary")
+        .await
+        .expect("delete");
+    assert_eq!(deleted, got);
+    let err = client
+        .get(Kind::HttpRoute, "shop", "canary")
+        .await
+        .expect_err("gone");
+    assert_eq!(err.to_string(), "HTTPRoute shop/canary not found");
+}

@@ -11,7 +11,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
-use strand_controller_core::{Kind, Resource, ResourceKey};
+use strand_controller_core::{HttpRoute, HttpRouteApi, Kind, Resource, ResourceKey};
 
 /// Bumped on an incompatible change of the snapshot's layout.
 const SNAPSHOT_FORMAT: u32 = 1;
@@ -103,7 +103,7 @@ pub(super) fn decode_resource(value: Value) -> Result<Resource, String> {
     let Value::Object(mut obj) = value else {
         return Err("a stored object is not a JSON object".into());
     };
-    obj.remove("apiVersion");
+    let api_version = obj.remove("apiVersion");
     let kind = match obj.remove("kind") {
         Some(Value::String(k)) => k,
         _ => return Err("a stored object has no kind".into()),
@@ -113,6 +113,15 @@ pub(super) fn decode_resource(value: Value) -> Result<Resource, String> {
         Some(Kind::Service) => serde_json::from_value(value).map(Resource::Service),
         Some(Kind::Workload) => serde_json::from_value(value).map(Resource::Workload),
         Some(Kind::Pod) => serde_json::from_value(value).map(Resource::Pod),
+        Some(Kind::HttpRoute) => serde_json::from_value(value).map(|mut r: HttpRoute| {
+            // Which of the route's API versions it was written as.
+            r.api = api_version
+                .as_ref()
+                .and_then(Value::as_str)
+                .and_then(HttpRouteApi::from_api_version)
+                .unwrap_or_default();
+            Resource::HttpRoute(r)
+        }),
         None => return Err(format!("a stored object has an unknown kind {kind:?}")),
     };
     res.map_err(|e| format!("a stored {kind} is not valid: {e}"))

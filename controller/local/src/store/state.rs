@@ -185,6 +185,7 @@ impl State {
                         w.status = o.status.clone();
                     }
                 }
+                Resource::HttpRoute(_) => {}
             }
         }
 
@@ -338,7 +339,7 @@ impl State {
                     self.pods.reserve(ip, &key);
                 }
             }
-            Resource::Workload(_) => {}
+            Resource::Workload(_) | Resource::HttpRoute(_) => {}
         }
     }
 
@@ -355,7 +356,7 @@ impl State {
                     self.pods.release(ip, &key);
                 }
             }
-            Resource::Workload(_) => {}
+            Resource::Workload(_) | Resource::HttpRoute(_) => {}
         }
     }
 }

@@ -121,6 +121,7 @@ fn balance(path: &str, protocol: Protocol) -> Decision {
     Decision::Balance {
         path: path.into(),
         protocol,
+        routes: Arc::default(),
     }
 }
 
@@ -257,8 +258,31 @@ fn classify_table() {
         ),
     ];
     for (name, policy, want) in cases {
-        assert_eq!(classify(&policy), want, "{name}");
+        // The attached routes ride along (`routes::tests` covers them).
+        let got = match classify(&policy) {
+            Decision::Balance {
+                path,
+                protocol,
+                routes,
+            } => {
+                let attached = policy_routes(&policy);
+                assert_eq!(routes.routes.len(), attached, "{name}");
+                Decision::Balance {
+                    path,
+                    protocol,
+                    routes: Arc::default(),
+                }
+            }
+            other => other,
+        };
+        assert_eq!(got, want, "{name}");
     }
+}
+
+/// How many HTTP routes of `policy` are resources (not defaults), each
+/// counted once however many protocols list it.
+fn policy_routes(policy: &OutboundPolicy) -> usize {
+    crate::routes::HttpRoutes::from_policy(policy).routes.len()
 }
 
 #[test]

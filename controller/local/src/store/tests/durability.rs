@@ -259,3 +259,110 @@ async fn the_state_dir_is_locked() {
     drop(store);
     assert!(!lock.exists(), "released on drop");
 }
+
+/// An HTTPRoute `name` written as `api_version`, splitting web's requests
+/// between web-v1 and web-v2.
+fn route_doc(api_version: &str, name: &str, v1: u32, v2: u32) -> String {
+    format!(
+        "apiVersion: {api_version}\nkind: HTTPRoute\nmetadata: {{name: {name}, namespace: shop}}\nspec:\n  parentRefs: [{{name: web, group: core, kind: Service, port: 80}}]\n  rules:\n  - matches: [{{path: {{type: PathPrefix, value: /api}}, method: GET}}]\n    backendRefs: [{{name: web-v1, port: 80, weight: {v1}}}, {{name: web-v2, port: 80, weight: {v2}}}]\n    timeouts: {{request: 2s, backendRequest: 500ms}}\n"
+    )
+}
+
+fn route(store: &Store, name: &str) -> strand_controller_core::HttpRoute {
+    match store.get(Kind::HttpRoute, "shop", name) {
+        Some(Resource::HttpRoute(r)) => r,
+        other => panic!("{name}: {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn http_routes_round_trip_through_log_snapshot_and_watch() {
+    use strand_controller_core::HttpRouteApi;
+    let dir = TempDir::new("routes");
+    let config = StoreConfig {
+        compact_records: 4,
+        ..dir.config()
+    };
+    let store = Store::open(config.clone()).await.expect("open");
+    let text = [
+        service("shop", "web", 80),
+        route_doc("gateway.networking.k8s.io/v1", "canary", 90, 10),
+        route_doc("policy.linkerd.io/v1beta3", "linkerd", 1, 1),
+    ]
+    .join("---\n");
+    let applied = store.apply(text).await.expect("apply");
+    assert_eq!(
+        actions(&applied)[1],
+        ("HTTPRoute shop/canary".to_string(), Action::Created)
+    );
+    // The same again is unchanged; new weights configure it.
+    let again = store
+        .apply(route_doc("gateway.networking.k8s.io/v1", "canary", 90, 10))
+        .await
+        .expect("again");
+    assert_eq!(again[0].action, Action::Unchanged);
+    let changed = store
+        .apply(route_doc("gateway.networking.k8s.io/v1", "canary", 0, 100))
+        .await
+        .expect("configure");
+    assert_eq!(changed[0].action, Action::Configured);
+    let canary = route(&store, "canary");
+    assert_eq!(canary.metadata.generation, 2);
+    assert!(canary.metadata.creation_timestamp.is_some());
+    assert_eq!(canary.spec.rules[0].backend_refs[0].weight(), 0);
+    // Switching API version is a change, kept as written.
+    let moved = store
+        .apply(route_doc("policy.linkerd.io/v1beta3", "canary", 0, 100))
+        .await
+        .expect("configure");
+    assert_eq!(moved[0].action, Action::Configured);
+    assert_eq!(route(&store, "canary").api, HttpRouteApi::LinkerdV1beta3);
+    store
+        .apply(route_doc("gateway.networking.k8s.io/v1", "canary", 0, 100))
+        .await
+        .expect("configure");
+    let names: Vec<_> = store
+        .list(Kind::HttpRoute, Some("shop"))
+        .iter()
+        .map(|r| r.meta().name.clone())
+        .collect();
+    assert_eq!(names, ["canary", "linkerd"]);
+    assert!(store.list(Kind::HttpRoute, Some("default")).is_empty());
+
+    // Watch events carry routes as documents a client parses back.
+    let mut watch = store.watch();
+    loop {
+        let ev = watch.next().await.expect("event");
+        if ev.change == Change::Synced {
+            break;
+        }
+        let back = WatchEvent::from_json(ev.to_json()).expect("parses back");
+        assert_eq!(back, ev);
+    }
+
+    // Through a restart (snapshot plus log), both API versions kept.
+    assert!(config.state_dir.join(SNAPSHOT_FILE).exists(), "compacted");
+    let before = everything(&store);
+    drop(watch);
+    drop(store);
+    let store = Store::open(config).await.expect("reopen");
+    assert_eq!(everything(&store), before);
+    assert_eq!(route(&store, "canary").api, HttpRouteApi::GatewayV1);
+    assert_eq!(route(&store, "linkerd").api, HttpRouteApi::LinkerdV1beta3);
+    let json = store
+        .get(Kind::HttpRoute, "shop", "linkerd")
+        .expect("stored")
+        .to_json();
+    assert_eq!(json["apiVersion"], "policy.linkerd.io/v1beta3");
+    assert_eq!(
+        json["spec"]["rules"][0]["timeouts"]["backendRequest"],
+        "500ms"
+    );
+
+    let deleted = store
+        .delete(Kind::HttpRoute, "shop", "canary")
+        .await
+        .expect("delete");
+    assert!(deleted.is_some());
+    assert!(store.get(Kind::HttpRoute, "shop", "canary").is_none());
+}

@@ -1,0 +1,139 @@
+//! HTTPRoutes as `outbound::HttpRoute`s, as Linkerd's policy controller
+//! serves them for a Service parent:
+//!
+//! - `metadata`: `Resource{group: gateway.networking.k8s.io | policy.linkerd.io,
+//!   kind: HTTPRoute, name, namespace}`; no `hosts`.
+//! - one `Rule` per rule, its matches as written (the index fills in
+//!   Gateway API's defaults: prefix `/` for a rule or match without a path).
+//! - backends: `RandomAvailable` over one balancer per backend Service port
+//!   (weighted), or `Empty` when no backend is left (the proxy answers 500).
+//! - timeouts: Gateway API's `request` is `Timeouts.request` (the whole
+//!   request, from its start to the response's end); `backendRequest` is
+//!   `Timeouts.response` (one request to a backend, until its response
+//!   ends), also written to the deprecated `Rule.request_timeout`, as the
+//!   API asks. `0s` or absent: no timeout. No retries.
+
+use super::policy;
+use crate::convert;
+use linkerd2_proxy_api::http_route::{
+    self as api, HeaderMatch, PathMatch, QueryParamMatch, header_match, path_match,
+    query_param_match,
+};
+use linkerd2_proxy_api::http_types::{HttpMethod, http_method};
+use linkerd2_proxy_api::meta::{Metadata, Resource, metadata};
+use linkerd2_proxy_api::outbound::{HttpRoute, http_route};
+use strand_controller_core::{
+    HttpRouteMatch, OutboundBackend, OutboundHttpRoute, OutboundRouteRule, PathMatchType,
+};
+
+/// The route's kind in `Metadata`.
+const HTTP_ROUTE_KIND: &str = "HTTPRoute";
+
+pub(super) fn http_route(route: &OutboundHttpRoute) -> HttpRoute {
+    HttpRoute {
+        metadata: Some(Metadata {
+            kind: Some(metadata::Kind::Resource(Resource {
+                group: route.api.group().to_string(),
+                kind: HTTP_ROUTE_KIND.to_string(),
+                name: route.name.clone(),
+                namespace: route.namespace.clone(),
+                section: String::new(),
+                port: 0,
+            })),
+        }),
+        hosts: Vec::new(),
+        rules: route.rules.iter().map(rule).collect(),
+    }
+}
+
+fn rule(rule: &OutboundRouteRule) -> http_route::Rule {
+    let distribution = if rule.backends.is_empty() {
+        http_route::distribution::Kind::Empty(http_route::distribution::Empty {})
+    } else {
+        http_route::distribution::Kind::RandomAvailable(http_route::distribution::RandomAvailable {
+            backends: rule.backends.iter().map(backend).collect(),
+        })
+    };
+    let timeouts = api::Timeouts {
+        request: rule.request_timeout.and_then(convert::duration),
+        response: rule.backend_request_timeout.and_then(convert::duration),
+        idle: None,
+    };
+    #[expect(
+        deprecated,
+        reason = "the API asks servers to keep setting it, to timeouts.response, for older proxies"
+    )]
+    let legacy = http_route::Rule {
+        request_timeout: timeouts.response,
+        ..Default::default()
+    };
+    http_route::Rule {
+        matches: rule.matches.iter().map(route_match).collect(),
+        filters: Vec::new(),
+        backends: Some(http_route::Distribution {
+            kind: Some(distribution),
+        }),
+        timeouts: Some(timeouts),
+        retry: None,
+        allow_l5d_request_headers: false,
+        ..legacy
+    }
+}
+
+fn backend(b: &OutboundBackend) -> http_route::WeightedRouteBackend {
+    http_route::WeightedRouteBackend {
+        weight: b.weight,
+        backend: Some(http_route::RouteBackend {
+            backend: Some(policy::balancer(&b.service, b.port, &b.fqdn)),
+            ..Default::default()
+        }),
+    }
+}
+
+fn route_match(m: &HttpRouteMatch) -> api::HttpRouteMatch {
+    api::HttpRouteMatch {
+        path: m.path.as_ref().map(|p| PathMatch {
+            kind: Some(match p.kind {
+                PathMatchType::Exact => path_match::Kind::Exact(p.value.clone()),
+                PathMatchType::PathPrefix => path_match::Kind::Prefix(p.value.clone()),
+                // Refused when the route is applied; never reaches here.
+                PathMatchType::RegularExpression => path_match::Kind::Regex(p.value.clone()),
+            }),
+        }),
+        headers: m
+            .headers
+            .iter()
+            .map(|h| HeaderMatch {
+                name: h.name.clone(),
+                value: Some(header_match::Value::Exact(h.value.clone().into_bytes())),
+            })
+            .collect(),
+        query_params: m
+            .query_params
+            .iter()
+            .map(|q| QueryParamMatch {
+                name: q.name.clone(),
+                value: Some(query_param_match::Value::Exact(q.value.clone())),
+            })
+            .collect(),
+        method: m.method.map(|method| HttpMethod {
+            r#type: Some(http_method::Type::Registered(method_of(method).into())),
+        }),
+    }
+}
+
+fn method_of(m: strand_controller_core::HttpMethod) -> http_method::Registered {
+    use http_method::Registered;
+    use strand_controller_core::HttpMethod as M;
+    match m {
+        M::Get => Registered::Get,
+        M::Head => Registered::Head,
+        M::Post => Registered::Post,
+        M::Put => Registered::Put,
+        M::Delete => Registered::Delete,
+        M::Connect => Registered::Connect,
+        M::Options => Registered::Options,
+        M::Trace => Registered::Trace,
+        M::Patch => Registered::Patch,
+    }
+}

@@ -1,0 +1,234 @@
+//! HTTPRoutes in local mode, as a user runs a canary and a blue/green
+//! switch: `strand apply` a route attached to a Service, and the clients'
+//! proxies split its requests by weight, match paths, time requests out,
+//! and follow every change to the route live.
+//!
+//! ```text
+//!  client ─▶ proxy ─▶ web (Service: app=web)
+//!                       └─ HTTPRoute web-split: /delay → web-v2 (300 ms timeout); / → web-v1 80, web-v2 20
+//! ```
+
+#![allow(clippy::unwrap_used)]
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use strand_e2e::local::LocalMesh;
+use strand_testkit::{bin_path, require_root};
+
+const SERVICES: &str = "apiVersion: v1
+kind: Service
+metadata: {name: web}
+spec: {selector: {app: web}, ports: [{port: 8080}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web-v1}
+spec: {selector: {version: v1}, ports: [{port: 8080}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web-v2}
+spec: {selector: {version: v2}, ports: [{port: 8080}]}
+";
+
+const WEB: &str = "http://web.default.svc.cluster.local:8080";
+
+fn route(rules: &str) -> String {
+    format!(
+        "apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: web-split}}
+spec:
+  parentRefs: [{{name: web, kind: Service, group: core, port: 8080}}]
+  rules:
+{rules}"
+    )
+}
+
+fn testapp() -> String {
+    bin_path("strand-testapp").to_str().unwrap().to_string()
+}
+
+/// `count` GETs of `path` from a meshed client: how many each version's
+/// pods served, and the statuses.
+fn spread(mesh: &LocalMesh, path: &str, count: u32) -> (BTreeMap<String, u32>, serde_json::Value) {
+    let app = testapp();
+    let url = format!("{WEB}{path}");
+    let count = count.to_string();
+    let out = mesh
+        .strand(&[
+            "run",
+            "--name",
+            "client",
+            "--",
+            &app,
+            "http-client",
+            "--url",
+            &url,
+            "--count",
+            &count,
+        ])
+        .unwrap();
+    let line = out
+        .stdout
+        .lines()
+        .rfind(|l| l.starts_with('{'))
+        .unwrap_or_else(|| panic!("{}\n{}", out.stdout, out.stderr));
+    let v: serde_json::Value = serde_json::from_str(line).unwrap();
+    let mut by_version = BTreeMap::new();
+    for (pod, n) in v["served_by"].as_object().unwrap() {
+        let version = pod.rsplit_once('-').map_or(pod.as_str(), |(w, _)| w);
+        *by_version.entry(version.to_string()).or_default() += n.as_u64().unwrap() as u32;
+    }
+    (by_version, v)
+}
+
+/// Status and `l5d-proxy-error` of one GET from a meshed client.
+fn get(mesh: &LocalMesh, path: &str) -> (u16, String) {
+    let script = format!("curl -s -o /dev/null -D - --max-time 10 '{WEB}{path}' | tr -d '\\r'");
+    let out = mesh.run_script("curl", &[], &script).unwrap();
+    let status = out
+        .stdout
+        .lines()
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("{}\n{}", out.stdout, out.stderr));
+    let error = out
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("l5d-proxy-error: "))
+        .unwrap_or_default()
+        .to_string();
+    (status, error)
+}
+
+/// Retries `check` for up to 30 s: a route change reaches the proxies
+/// through their policy streams, within moments.
+fn eventually(what: &str, mut check: impl FnMut() -> Result<(), String>) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match check() {
+            Ok(()) => return,
+            Err(e) if Instant::now() > deadline => panic!("{what}: {e}"),
+            Err(_) => std::thread::sleep(Duration::from_millis(500)),
+        }
+    }
+}
+
+#[test]
+fn an_httproute_splits_matches_times_out_and_follows_changes() {
+    if !require_root() {
+        return;
+    }
+    let mut mesh = LocalMesh::up("routes").unwrap();
+    assert_eq!(mesh.apply(SERVICES).unwrap().code, Some(0));
+    let app = testapp();
+    for version in ["v1", "v2"] {
+        let name = format!("web-{version}");
+        let label = format!("version={version}");
+        mesh.spawn_run(
+            &name,
+            &[
+                "--name",
+                &name,
+                "--label",
+                "app=web",
+                "--label",
+                &label,
+                "--port",
+                "8080",
+                "--",
+                &app,
+                "http",
+                "--listen",
+                "0.0.0.0:8080",
+            ],
+        )
+        .unwrap();
+        mesh.wait_ready_pods(&name, 1, Duration::from_secs(60))
+            .unwrap();
+    }
+
+    // No route: the Service's own endpoints, both versions.
+    let (by, summary) = spread(&mesh, "/", 40);
+    assert_eq!(summary["ok"], 40, "{summary}");
+    assert_eq!(by.len(), 2, "{summary}");
+
+    // A canary: 80/20 for `/`, and `/delay` to v2 only, within 300 ms.
+    let canary = route(
+        "    - matches: [{path: {type: PathPrefix, value: /delay}}]
+      backendRefs: [{name: web-v2, port: 8080}]
+      timeouts: {request: 300ms}
+    - backendRefs:
+        - {name: web-v1, port: 8080, weight: 80}
+        - {name: web-v2, port: 8080, weight: 20}
+",
+    );
+    let applied = mesh.apply(&canary).unwrap();
+    assert_eq!(applied.code, Some(0), "{applied:?}");
+    let listed = mesh.strand(&["get", "httproutes"]).unwrap();
+    assert!(listed.stdout.contains("web-split"), "{listed:?}");
+    eventually("the canary split", || {
+        let (by, summary) = spread(&mesh, "/", 200);
+        let (v1, v2) = (
+            by.get("web-v1").copied().unwrap_or(0),
+            by.get("web-v2").copied().unwrap_or(0),
+        );
+        // 160 and 40 expected; these bounds are over 5 standard deviations.
+        eprintln!("canary: {by:?}");
+        if summary["ok"] == 200 && (120..=190).contains(&v1) && (10..=80).contains(&v2) {
+            Ok(())
+        } else {
+            Err(format!("{summary}"))
+        }
+    });
+    let (by, summary) = spread(&mesh, "/delay?ms=10", 20);
+    assert_eq!(summary["ok"], 20, "{summary}");
+    assert_eq!(by.keys().collect::<Vec<_>>(), ["web-v2"], "{summary}");
+    let (status, error) = get(&mesh, "/delay?ms=3000");
+    assert_eq!(status, 504, "{error}");
+    assert!(error.contains("timed out after 300ms"), "{error}");
+
+    // Blue/green: everything to v2, at once.
+    let green = route(
+        "    - backendRefs:
+        - {name: web-v1, port: 8080, weight: 0}
+        - {name: web-v2, port: 8080, weight: 1}
+",
+    );
+    assert_eq!(mesh.apply(&green).unwrap().code, Some(0));
+    eventually("the switch to v2", || {
+        let (by, summary) = spread(&mesh, "/", 50);
+        if summary["ok"] == 50 && by.keys().collect::<Vec<_>>() == ["web-v2"] {
+            Ok(())
+        } else {
+            Err(format!("{summary}"))
+        }
+    });
+
+    // Only `/api` is routed: anything else has no route.
+    let api_only = route(
+        "    - matches: [{path: {type: PathPrefix, value: /api}}]
+      backendRefs: [{name: web-v1, port: 8080}]
+",
+    );
+    assert_eq!(mesh.apply(&api_only).unwrap().code, Some(0));
+    eventually("no route for /", || match get(&mesh, "/") {
+        (404, e) if e.contains("no route") => Ok(()),
+        other => Err(format!("{other:?}")),
+    });
+
+    // The route deleted: the Service's own endpoints again.
+    let deleted = mesh.strand(&["delete", "httproute", "web-split"]).unwrap();
+    assert_eq!(deleted.code, Some(0), "{deleted:?}");
+    eventually("both versions again", || {
+        let (by, summary) = spread(&mesh, "/", 40);
+        if summary["ok"] == 40 && by.len() == 2 {
+            Ok(())
+        } else {
+            Err(format!("{summary}"))
+        }
+    });
+}

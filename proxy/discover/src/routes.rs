@@ -1,0 +1,360 @@
+//! A service's HTTP routes, as the outbound policy gives them (Gateway API
+//! HTTPRoutes attached to the service): which rule a request matches, and
+//! the weighted backends and timeouts of that rule.
+//!
+//! ```text
+//!  policy ──from_policy──▶ HttpRoutes ──select(method, uri, headers)──▶ HttpRule
+//!                           (empty: no routes attached,                 ├─ backends: [(weight, dst path)]
+//!                            the service's own endpoints serve)         └─ timeouts
+//! ```
+//!
+//! A rule is chosen as the Gateway API orders matches: an exact path over
+//! a prefix, a longer prefix over a shorter one, then a method, then more
+//! header matches, then more query matches; ties go to the earlier route
+//! (the control plane lists routes oldest first) and the earlier rule.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use linkerd2_proxy_api::http_route as api;
+use linkerd2_proxy_api::meta::{Metadata, metadata};
+use linkerd2_proxy_api::outbound::{
+    Backend, OutboundPolicy, backend, http_route::distribution::Kind as Dist, proxy_protocol,
+};
+
+/// The routes of a service; empty when none is attached to it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HttpRoutes {
+    pub routes: Vec<HttpRoute>,
+}
+
+/// One attached route (an HTTPRoute).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HttpRoute {
+    /// `<namespace>/<name>`, for logs and errors.
+    pub name: Arc<str>,
+    pub rules: Vec<HttpRule>,
+}
+
+/// One rule of a route: when it applies and where its requests go.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HttpRule {
+    /// Any one of these must match; the policy always lists at least one.
+    pub matches: Vec<RouteMatch>,
+    /// The backends, by weight (none: the proxy answers with an error).
+    pub backends: Vec<WeightedBackend>,
+    /// The longest a request may wait for its response.
+    pub request_timeout: Option<Duration>,
+}
+
+/// What a request must look like; every part given must match.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RouteMatch {
+    pub path: Option<PathMatch>,
+    /// Header name (lowercase) and exact value.
+    pub headers: Vec<(String, Vec<u8>)>,
+    /// Query parameter name and exact value.
+    pub query: Vec<(String, String)>,
+    pub method: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PathMatch {
+    Exact(String),
+    /// A prefix of whole path segments: `/api` matches `/api` and
+    /// `/api/x`, not `/apix`.
+    Prefix(String),
+    /// A regular expression, which this proxy does not evaluate: the match
+    /// never applies.
+    Unsupported,
+}
+
+/// A backend of a rule: a service's destination path and its share.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WeightedBackend {
+    pub weight: u32,
+    /// The destination path of its endpoints (`<fqdn>:<port>`).
+    pub path: Arc<str>,
+}
+
+/// How specific a match is, compared field by field (greater wins).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct Precedence {
+    exact_path: bool,
+    prefix_len: usize,
+    method: bool,
+    headers: usize,
+    query: usize,
+}
+
+// === impl HttpRoutes ===
+
+impl HttpRoutes {
+    /// The routes the control plane attached to the target: its HTTP
+    /// routes that are resources (the routes it synthesises by default
+    /// stand for "no route attached"). The same route listed for HTTP/1
+    /// and HTTP/2 counts once.
+    pub fn from_policy(policy: &OutboundPolicy) -> HttpRoutes {
+        use proxy_protocol::Kind;
+        let lists = match policy.protocol.as_ref().and_then(|p| p.kind.as_ref()) {
+            Some(Kind::Detect(d)) => vec![
+                d.http1.as_ref().map(|h| &h.routes),
+                d.http2.as_ref().map(|h| &h.routes),
+            ],
+            Some(Kind::Http1(h)) => vec![Some(&h.routes)],
+            Some(Kind::Http2(h)) => vec![Some(&h.routes)],
+            _ => Vec::new(),
+        };
+        let mut routes: Vec<HttpRoute> = Vec::new();
+        for route in lists.into_iter().flatten().flatten() {
+            let Some(name) = resource_name(&route.metadata) else {
+                continue;
+            };
+            if routes.iter().any(|r| r.name == name) {
+                continue;
+            }
+            let rules = route.rules.iter().map(rule).collect();
+            routes.push(HttpRoute { name, rules });
+        }
+        HttpRoutes { routes }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.routes.is_empty()
+    }
+
+    /// Every backend path any rule names, once each.
+    pub fn backend_paths(&self) -> Vec<Arc<str>> {
+        let mut paths: Vec<Arc<str>> = Vec::new();
+        for b in self
+            .routes
+            .iter()
+            .flat_map(|r| &r.rules)
+            .flat_map(|r| &r.backends)
+        {
+            if !paths.contains(&b.path) {
+                paths.push(b.path.clone());
+            }
+        }
+        paths
+    }
+
+    /// The rule a request matches (and its route), by the Gateway API's
+    /// precedence; `None` when no rule matches.
+    pub fn select(
+        &self,
+        method: &http::Method,
+        uri: &http::Uri,
+        headers: &http::HeaderMap,
+    ) -> Option<(&HttpRoute, &HttpRule)> {
+        let mut best: Option<(Precedence, &HttpRoute, &HttpRule)> = None;
+        for route in &self.routes {
+            for rule in &route.rules {
+                for m in &rule.matches {
+                    let Some(p) = m.matches(method, uri, headers) else {
+                        continue;
+                    };
+                    // Strictly greater: earlier routes and rules win ties.
+                    if best.as_ref().is_none_or(|(b, _, _)| p > *b) {
+                        best = Some((p, route, rule));
+                    }
+                }
+            }
+        }
+        best.map(|(_, route, rule)| (route, rule))
+    }
+}
+
+// === impl RouteMatch ===
+
+impl RouteMatch {
+    /// This match's precedence when the request matches it.
+    fn matches(
+        &self,
+        method: &http::Method,
+        uri: &http::Uri,
+        headers: &http::HeaderMap,
+    ) -> Option<Precedence> {
+        let path = uri.path();
+        let (exact_path, prefix_len) = match &self.path {
+            None => (false, 0),
+            Some(PathMatch::Exact(p)) => (p == path).then_some((true, p.len()))?,
+            Some(PathMatch::Prefix(p)) => {
+                // `/a/` is the prefix `/a`, and as specific.
+                let p = p.trim_end_matches('/');
+                prefix_matches(p, path).then_some((false, p.len()))?
+            }
+            Some(PathMatch::Unsupported) => return None,
+        };
+        if self.method.as_deref().is_some_and(|m| m != method.as_str()) {
+            return None;
+        }
+        for (name, value) in &self.headers {
+            if !headers
+                .get_all(name.as_str())
+                .iter()
+                .any(|v| v.as_bytes() == value.as_slice())
+            {
+                return None;
+            }
+        }
+        for (name, value) in &self.query {
+            let query = uri.query().unwrap_or("");
+            let found = query
+                .split('&')
+                .filter_map(|kv| kv.split_once('=').or(Some((kv, ""))))
+                .any(|(k, v)| k == name && v == value);
+            if !found {
+                return None;
+            }
+        }
+        Some(Precedence {
+            exact_path,
+            prefix_len,
+            method: self.method.is_some(),
+            headers: self.headers.len(),
+            query: self.query.len(),
+        })
+    }
+}
+
+/// A prefix match of whole segments (`prefix` without a trailing `/`).
+fn prefix_matches(prefix: &str, path: &str) -> bool {
+    if prefix.is_empty() {
+        return true;
+    }
+    match path.strip_prefix(prefix) {
+        Some(rest) => rest.is_empty() || rest.starts_with('/'),
+        None => false,
+    }
+}
+
+/// `<namespace>/<name>` of a route that is a resource; `None` for the
+/// control plane's default routes.
+fn resource_name(meta: &Option<Metadata>) -> Option<Arc<str>> {
+    match meta.as_ref()?.kind.as_ref()? {
+        metadata::Kind::Resource(r) => Some(format!("{}/{}", r.namespace, r.name).into()),
+        metadata::Kind::Default(_) => None,
+    }
+}
+
+fn rule(rule: &linkerd2_proxy_api::outbound::http_route::Rule) -> HttpRule {
+    let matches = if rule.matches.is_empty() {
+        // The Gateway API's default: every request.
+        vec![RouteMatch::default()]
+    } else {
+        rule.matches.iter().map(route_match).collect()
+    };
+    let backends = match rule.backends.as_ref().and_then(|d| d.kind.as_ref()) {
+        Some(Dist::RandomAvailable(r)) => r
+            .backends
+            .iter()
+            .filter(|w| w.weight > 0)
+            .filter_map(|w| {
+                let path = balancer_path(w.backend.as_ref()?.backend.as_ref()?)?;
+                Some(WeightedBackend {
+                    weight: w.weight,
+                    path,
+                })
+            })
+            .collect(),
+        Some(Dist::FirstAvailable(f)) => f
+            .backends
+            .iter()
+            .filter_map(|b| balancer_path(b.backend.as_ref()?))
+            .take(1)
+            .map(|path| WeightedBackend { weight: 1, path })
+            .collect(),
+        Some(Dist::Empty(_)) | None => Vec::new(),
+    };
+    // One attempt per request: the shorter of the whole request's and the
+    // backend request's timeouts.
+    let timeout = |d: Option<prost_types::Duration>| {
+        d.and_then(|d| Duration::try_from(d).ok())
+            .filter(|d| !d.is_zero())
+    };
+    let request_timeout =
+        rule.timeouts
+            .as_ref()
+            .and_then(|t| match (timeout(t.request), timeout(t.response)) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            });
+    HttpRule {
+        matches,
+        backends,
+        request_timeout,
+    }
+}
+
+fn route_match(m: &api::HttpRouteMatch) -> RouteMatch {
+    use api::{header_match, path_match, query_param_match};
+    let path = m
+        .path
+        .as_ref()
+        .and_then(|p| p.kind.as_ref())
+        .map(|k| match k {
+            path_match::Kind::Exact(p) => PathMatch::Exact(p.clone()),
+            path_match::Kind::Prefix(p) => PathMatch::Prefix(p.clone()),
+            path_match::Kind::Regex(_) => PathMatch::Unsupported,
+        });
+    let mut unsupported = false;
+    let headers = m
+        .headers
+        .iter()
+        .filter_map(|h| match &h.value {
+            Some(header_match::Value::Exact(v)) => Some((h.name.to_ascii_lowercase(), v.clone())),
+            _ => {
+                unsupported = true;
+                None
+            }
+        })
+        .collect();
+    let query = m
+        .query_params
+        .iter()
+        .filter_map(|q| match &q.value {
+            Some(query_param_match::Value::Exact(v)) => Some((q.name.clone(), v.clone())),
+            _ => {
+                unsupported = true;
+                None
+            }
+        })
+        .collect();
+    let method = m.method.as_ref().and_then(|m| {
+        use linkerd2_proxy_api::http_types::http_method::{Registered, Type};
+        match m.r#type.as_ref()? {
+            Type::Registered(r) => Registered::try_from(*r)
+                .ok()
+                .map(|r| r.as_str_name().to_string()),
+            Type::Unregistered(s) => Some(s.clone()),
+        }
+    });
+    RouteMatch {
+        // A match this proxy cannot evaluate must not match everything.
+        path: if unsupported {
+            Some(PathMatch::Unsupported)
+        } else {
+            path
+        },
+        headers,
+        query,
+        method,
+    }
+}
+
+/// The destination path of a balancer backend.
+fn balancer_path(b: &Backend) -> Option<Arc<str>> {
+    match b.kind.as_ref()? {
+        backend::Kind::Balancer(bal) => match bal.discovery.as_ref()?.kind.as_ref()? {
+            backend::endpoint_discovery::Kind::Dst(dst) if !dst.path.is_empty() => {
+                Some(dst.path.as_str().into())
+            }
+            _ => None,
+        },
+        backend::Kind::Forward(_) => None,
+    }
+}
+
+#[cfg(test)]
+mod tests;
