@@ -232,3 +232,100 @@ fn an_httproute_splits_matches_times_out_and_follows_changes() {
         }
     });
 }
+
+/// `count` POSTs of a 1,000-byte body to `/flaky` (whose server fails
+/// every other request) from a meshed client, and the client proxy's
+/// retry counters after them.
+fn flaky_posts(mesh: &LocalMesh, count: u32, chunked: bool) -> (u64, String) {
+    let app = testapp();
+    let chunked = if chunked { "--chunked" } else { "" };
+    let script = format!(
+        "{app} http-client --url {WEB}/flaky --method POST --body-bytes 1000 {chunked} --count {count} --expect-status 200 || true; \
+         curl -s http://127.0.0.1:4191/metrics | grep '^outbound_http_route_retry' || true"
+    );
+    let out = mesh.run_script("client", &[], &script).unwrap();
+    // The summary is the client's last line on stdout, or the end of its
+    // error line when a status was not the expected one.
+    let all = format!("{}\n{}", out.stdout, out.stderr);
+    let v: serde_json::Value = all
+        .lines()
+        .filter_map(|l| serde_json::from_str(&l[l.find("{\"ok\"")?..]).ok())
+        .next_back()
+        .unwrap_or_else(|| panic!("no summary: {all}"));
+    (v["ok"].as_u64().unwrap(), all)
+}
+
+#[test]
+fn a_route_with_retries_resends_failed_requests_with_their_bodies() {
+    if !require_root() {
+        return;
+    }
+    let mut mesh = LocalMesh::up("retries").unwrap();
+    assert_eq!(mesh.apply(SERVICES).unwrap().code, Some(0));
+    let app = testapp();
+    // One replica: its every-other-request failures are deterministic.
+    mesh.spawn_run(
+        "web-v1",
+        &[
+            "--name",
+            "web-v1",
+            "--label",
+            "app=web",
+            "--label",
+            "version=v1",
+            "--port",
+            "8080",
+            "--",
+            &app,
+            "http",
+            "--listen",
+            "0.0.0.0:8080",
+        ],
+    )
+    .unwrap();
+    mesh.wait_ready_pods("web-v1", 1, Duration::from_secs(60))
+        .unwrap();
+    let to_v1 = |annotations: &str| {
+        format!(
+            "apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata:
+  name: web-retry
+  annotations: {{{annotations}}}
+spec:
+  parentRefs: [{{name: web, kind: Service, group: core, port: 8080}}]
+  rules:
+    - backendRefs: [{{name: web-v1, port: 8080}}]
+"
+        )
+    };
+
+    // No retries: half of the requests fail.
+    assert_eq!(mesh.apply(&to_v1("")).unwrap().code, Some(0));
+    let (ok, out) = flaky_posts(&mesh, 20, false);
+    assert_eq!(ok, 10, "{out}");
+
+    // One retry on 5xx: every request succeeds on its second attempt, with
+    // its whole body (the server answers with the bytes it read).
+    let retry = to_v1(r#""retry.linkerd.io/http": 5xx, "retry.linkerd.io/limit": "1""#);
+    let applied = mesh.apply(&retry).unwrap();
+    assert_eq!(applied.code, Some(0), "{applied:?}");
+    // Each client is a new pod whose proxy asks for the policy afresh, so
+    // the route applied above is the one it follows.
+    let (ok, out) = flaky_posts(&mesh, 20, false);
+    eprintln!("with retries: {out}");
+    assert_eq!(ok, 20, "{out}");
+    // The server read the whole body on the attempt that succeeded.
+    assert!(out.contains(r#"last_body":"{\"bytes\":1000}"#), "{out}");
+    let counter = |name: &str| {
+        out.lines()
+            .find(|l| l.starts_with(name) && l.contains(r#"route_name="web-retry""#))
+            .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .unwrap_or_else(|| panic!("{name}: {out}"))
+    };
+    assert_eq!(counter("outbound_http_route_retry_requests_total{"), 20.0);
+    assert_eq!(counter("outbound_http_route_retry_successes_total{"), 20.0);
+    // A body of unknown length is not kept, so it is not retried.
+    let (ok, out) = flaky_posts(&mesh, 20, true);
+    assert_eq!(ok, 10, "{out}");
+}

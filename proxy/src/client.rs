@@ -25,6 +25,8 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use hyper::body::Incoming;
+
+use crate::http::RequestBody;
 use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpStream;
@@ -78,7 +80,7 @@ pub struct LeanConn {
 /// attempts so that concurrent first requests share one connection.
 #[derive(Debug, Default)]
 struct H2Slot {
-    tx: Option<http2::SendRequest<Incoming>>,
+    tx: Option<http2::SendRequest<RequestBody>>,
     connecting: Arc<tokio::sync::Mutex<()>>,
 }
 
@@ -87,7 +89,7 @@ struct H2Slot {
 #[derive(Debug)]
 struct H1Conn {
     addr: SocketAddr,
-    tx: http1::SendRequest<Incoming>,
+    tx: http1::SendRequest<RequestBody>,
     conn: Pin<Box<H1Driver>>,
     /// When the last request on it started: the connection has been idle
     /// at most this long once its response ended.
@@ -96,7 +98,7 @@ struct H1Conn {
     done: bool,
 }
 
-type H1Connection = http1::Connection<TokioIo<UpstreamIo>, Incoming>;
+type H1Connection = http1::Connection<TokioIo<UpstreamIo>, RequestBody>;
 
 /// hyper's connection future with the connection's metrics.
 #[derive(Debug)]
@@ -347,7 +349,7 @@ impl HttpClient {
         &self,
         addr: SocketAddr,
         tls: Tls,
-    ) -> Result<(http1::SendRequest<Incoming>, H1Connection, TcpConn), ProxyError> {
+    ) -> Result<(http1::SendRequest<RequestBody>, H1Connection, TcpConn), ProxyError> {
         let (io, metrics) = self.connector.connect(addr, tls).await?;
         let (tx, conn) = http1::Builder::new()
             .handshake(TokioIo::new(io))
@@ -382,7 +384,7 @@ impl HttpClient {
         self: &Arc<Self>,
         addr: SocketAddr,
         tls: &Tls,
-        req: http::Request<Incoming>,
+        req: http::Request<RequestBody>,
     ) -> Result<http::Response<Incoming>, ProxyError> {
         let mut req = req;
         let mut fresh = false;
@@ -445,7 +447,7 @@ impl HttpClient {
         &self,
         addr: SocketAddr,
         tls: &Tls,
-    ) -> Result<http1::SendRequest<Incoming>, ProxyError> {
+    ) -> Result<http1::SendRequest<RequestBody>, ProxyError> {
         let (tx, c, mut metrics) = self.h1_handshake(addr, tls.clone()).await?;
         tokio::spawn(async move {
             if let Err(e) = c.with_upgrades().await {
@@ -462,7 +464,7 @@ impl HttpClient {
         self: &Arc<Self>,
         addr: SocketAddr,
         tls: &Tls,
-    ) -> Result<http2::SendRequest<Incoming>, ProxyError> {
+    ) -> Result<http2::SendRequest<RequestBody>, ProxyError> {
         let connecting = {
             let mut h2 = self.lock_h2();
             let slot = h2.entry(addr).or_default();
@@ -596,7 +598,7 @@ impl StickyH1 {
         &self,
         addr: SocketAddr,
         tls: &Tls,
-        req: http::Request<Incoming>,
+        req: http::Request<RequestBody>,
     ) -> Result<http::Response<Incoming>, ProxyError> {
         let upstream = |source| ProxyError::Upstream { addr, source };
         self.ready(addr, tls, false).await?;
@@ -669,11 +671,11 @@ impl StickyH1 {
 
     fn try_send(
         &self,
-        req: http::Request<Incoming>,
+        req: http::Request<RequestBody>,
     ) -> impl Future<
         Output = Result<
             http::Response<Incoming>,
-            hyper::client::conn::TrySendError<http::Request<Incoming>>,
+            hyper::client::conn::TrySendError<http::Request<RequestBody>>,
         >,
     > + use<> {
         let mut slot = self.lock();

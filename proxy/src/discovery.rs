@@ -80,10 +80,14 @@ pub struct Routed {
     /// The backend the request's rule picked; `None`: the service itself
     /// (no route attached).
     pub backend: Option<Arc<Balanced>>,
-    /// The rule's request timeout.
+    /// The rule's request timeout (retries included).
     pub timeout: Option<std::time::Duration>,
+    /// The rule's timeout of one attempt.
+    pub backend_timeout: Option<std::time::Duration>,
     /// The route's `<namespace>/<name>`.
     pub route: Option<Arc<str>>,
+    /// The rule's retries.
+    pub retry: Option<discover::RetryPolicy>,
 }
 
 /// Each endpoint: the identity it proves when meshed, whether it takes
@@ -352,6 +356,16 @@ impl Balanced {
     /// Where a request goes by the service's routes: the backend its
     /// rule picks by weight, with the rule's timeout.
     pub fn route<B>(&self, req: &http::Request<B>) -> Result<Routed, crate::errors::ProxyError> {
+        self.route_head(req.method(), req.uri(), req.headers())
+    }
+
+    /// [`Balanced::route`] for a request's head.
+    pub fn route_head(
+        &self,
+        method: &http::Method,
+        uri: &http::Uri,
+        headers: &http::HeaderMap,
+    ) -> Result<Routed, crate::errors::ProxyError> {
         use crate::errors::ProxyError;
         let table = self
             .routes
@@ -362,11 +376,12 @@ impl Balanced {
             return Ok(Routed {
                 backend: None,
                 timeout: None,
+                backend_timeout: None,
                 route: None,
+                retry: None,
             });
         };
-        let Some((route, rule)) = table.routes.select(req.method(), req.uri(), req.headers())
-        else {
+        let Some((route, rule)) = table.routes.select(method, uri, headers) else {
             return Err(ProxyError::NoRoute(self.name.clone()));
         };
         let total: u64 = rule.backends.iter().map(|b| u64::from(b.weight)).sum();
@@ -390,7 +405,9 @@ impl Balanced {
             Some(Ok(backend)) => Ok(Routed {
                 backend: Some(Arc::clone(backend)),
                 timeout: rule.request_timeout,
+                backend_timeout: rule.backend_timeout,
                 route: Some(route.name.clone()),
+                retry: rule.retry.clone(),
             }),
             Some(Err(why)) => Err(ProxyError::Backend {
                 path: picked.path.clone(),

@@ -51,6 +51,8 @@ pub enum ProxyError {
         path: std::sync::Arc<str>,
         reason: std::sync::Arc<str>,
     },
+    #[error("reading the request body failed: {0}")]
+    ClientBody(hyper::Error),
     #[error("request timed out after {timeout:?} (route {route})")]
     RouteTimeout {
         timeout: Duration,
@@ -102,6 +104,7 @@ impl ProxyError {
             ProxyError::NoBackends(_) => "no_backends",
             ProxyError::Backend { .. } => "backend",
             ProxyError::RouteTimeout { .. } => "timeout",
+            ProxyError::ClientBody(_) => "client_body",
             ProxyError::Discovery(_) => "discovery",
         }
     }
@@ -115,6 +118,7 @@ impl ProxyError {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             ProxyError::NoRoute(_) => StatusCode::NOT_FOUND,
+            ProxyError::ClientBody(_) => StatusCode::BAD_REQUEST,
             ProxyError::NoBackends(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ProxyError::Discovery(e) => match e {
                 strand_proxy_discover::DiscoveryError::Timeout { .. } => {

@@ -36,11 +36,14 @@ mod body;
 mod headers;
 pub mod lean;
 mod orig_proto;
+mod request_body;
+mod retry;
 mod task;
 mod upgrade;
 
 pub use body::ProxyBody;
 pub(crate) use headers::{authority as request_authority, grpc_status as grpc_status_of};
+pub use request_body::RequestBody;
 
 /// How many endpoints a request tries when connecting fails (nothing was
 /// sent yet, so trying another is safe).
@@ -123,9 +126,11 @@ impl Forward {
                 // HTTP/1 carried over HTTP/2 from another proxy: back to
                 // HTTP/1 for the application, on a pooled connection.
                 let addr = self.target;
+                let req = req.map(RequestBody::from);
                 self.client.send_h1_detached(addr, &ep.tls, req).await
             } else {
-                self.send(req, h1.as_deref(), &mut ep).await
+                self.send(req.map(RequestBody::from), h1.as_deref(), &mut ep)
+                    .await
             }
         };
         let labels = TargetLabels {
@@ -202,7 +207,7 @@ impl Forward {
 
     async fn send(
         &self,
-        req: Request<Incoming>,
+        req: Request<RequestBody>,
         h1: Option<&StickyH1>,
         out: &mut EndpointLabels,
     ) -> Result<Response<Incoming>, ProxyError> {
@@ -240,7 +245,7 @@ impl Forward {
     async fn send_meshed(
         &self,
         meta: &strand_proxy_discover::EndpointMeta,
-        mut req: Request<Incoming>,
+        mut req: Request<RequestBody>,
         h1: Option<&StickyH1>,
         out: &mut EndpointLabels,
     ) -> Result<Response<Incoming>, ProxyError> {
@@ -267,14 +272,88 @@ impl Forward {
     async fn send_balanced(
         &self,
         service: &crate::discovery::Balanced,
-        req: Request<Incoming>,
+        req: Request<RequestBody>,
         h1: Option<&StickyH1>,
         out: &mut EndpointLabels,
     ) -> Result<Response<Incoming>, ProxyError> {
         let routed = service.route(&req)?;
-        let service = routed.backend.as_deref().unwrap_or(service);
-        let send = self.send_picked(service, req, h1, out);
-        match (routed.timeout, routed.route) {
+        let (Some(route), Some(policy)) = (routed.route.clone(), routed.retry.clone()) else {
+            return self.send_routed(service, routed, req, h1, out).await;
+        };
+        let deadline = routed.timeout.map(|t| (tokio::time::Instant::now() + t, t));
+        let (head, body) = req.into_parts();
+        let (data, trailers) = match retry::replayable(body, policy.max_request_bytes).await? {
+            retry::Replay::Buffered(data, trailers) => (data, trailers),
+            retry::Replay::Streaming(body) => {
+                let req = Request::from_parts(head, body);
+                return self.send_routed(service, routed, req, h1, out).await;
+            }
+        };
+        let labels = || crate::metrics::route_labels(service.name(), &route);
+        let mut routed = routed;
+        let mut retries = 0;
+        loop {
+            let req = retry::rebuild(&head, RequestBody::buffered(data.clone(), trailers.clone()));
+            let backend = routed.backend.as_deref().unwrap_or(service);
+            let attempt = self.send_picked(backend, req, h1, out);
+            let per_try = min_some(policy.timeout, routed.backend_timeout);
+            let res = retry::within(attempt, per_try, deadline, &route).await;
+            let again = match &res {
+                Ok(rsp) => policy.retries(rsp.status().as_u16()),
+                Err(retry::Failed::Try(_)) => true,
+                // Never reached the server (connect, TLS): safe to resend.
+                Err(retry::Failed::Send(e)) => e.is_retryable(),
+                Err(retry::Failed::Route(_)) => false,
+            };
+            if !again || retries >= policy.max_retries {
+                if again {
+                    self.metrics
+                        .route_retry_limit_exceeded
+                        .get_or_create(&labels())
+                        .inc();
+                } else if retries > 0 && res.is_ok() {
+                    self.metrics
+                        .route_retry_successes
+                        .get_or_create(&labels())
+                        .inc();
+                }
+                return res.map_err(retry::Failed::into_error);
+            }
+            drop(res);
+            retries += 1;
+            let delay = policy.delay(retries, fastrand::f64());
+            if let Some((at, timeout)) = deadline
+                && tokio::time::Instant::now() + delay >= at
+            {
+                return Err(ProxyError::RouteTimeout { timeout, route });
+            }
+            tokio::time::sleep(delay).await;
+            self.metrics
+                .route_retry_requests
+                .get_or_create(&labels())
+                .inc();
+            // Each attempt draws its backend anew.
+            routed = service.route_head(&head.method, &head.uri, &head.headers)?;
+        }
+    }
+
+    /// Sends once to the backend `routed` names (or `service` itself),
+    /// within the route's timeout.
+    async fn send_routed(
+        &self,
+        service: &crate::discovery::Balanced,
+        routed: crate::discovery::Routed,
+        req: Request<RequestBody>,
+        h1: Option<&StickyH1>,
+        out: &mut EndpointLabels,
+    ) -> Result<Response<Incoming>, ProxyError> {
+        let backend = routed.backend.as_deref().unwrap_or(service);
+        let send = self.send_picked(backend, req, h1, out);
+        // One attempt: the shorter of the request's and the attempt's.
+        match (
+            min_some(routed.timeout, routed.backend_timeout),
+            routed.route,
+        ) {
             (Some(timeout), Some(route)) => tokio::time::timeout(timeout, send)
                 .await
                 .unwrap_or(Err(ProxyError::RouteTimeout { timeout, route })),
@@ -287,7 +366,7 @@ impl Forward {
     async fn send_picked(
         &self,
         service: &crate::discovery::Balanced,
-        mut req: Request<Incoming>,
+        mut req: Request<RequestBody>,
         h1: Option<&StickyH1>,
         out: &mut EndpointLabels,
     ) -> Result<Response<Incoming>, ProxyError> {
@@ -351,7 +430,7 @@ impl Forward {
         &self,
         handle: strand_proxy_balance::RequestHandle<SocketAddr>,
         ep: crate::discovery::EndpointTls,
-        req: Request<Incoming>,
+        req: Request<RequestBody>,
         h1: Option<&StickyH1>,
         out: &mut EndpointLabels,
     ) -> Result<Response<Incoming>, ProxyError> {
@@ -392,7 +471,7 @@ impl Forward {
     async fn send_to(
         &self,
         addr: SocketAddr,
-        req: Request<Incoming>,
+        req: Request<RequestBody>,
         h1: Option<&StickyH1>,
         tls: &Tls,
     ) -> Result<Response<Incoming>, ProxyError> {
@@ -407,6 +486,17 @@ impl Forward {
             // their own; others get a pooled one driven by its own task.
             None => self.client.send_h1_detached(addr, tls, req).await,
         }
+    }
+}
+
+/// The shorter of two optional durations.
+fn min_some(
+    a: Option<std::time::Duration>,
+    b: Option<std::time::Duration>,
+) -> Option<std::time::Duration> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
     }
 }
 

@@ -63,6 +63,27 @@ pub struct Metrics {
     tcp_connection_duration_ms: HistogramFamily<TcpCloseLabels>,
     /// Connections closed by the proxy because of bad input, by reason.
     pub protocol_errors: Family<Vec<(&'static str, &'static str)>, Counter>,
+    /// Retries of HTTP route rules, by route: sent, requests that
+    /// succeeded after retrying, and requests that ran out of retries.
+    pub route_retry_requests: Family<RouteLabels, Counter>,
+    pub route_retry_successes: Family<RouteLabels, Counter>,
+    pub route_retry_limit_exceeded: Family<RouteLabels, Counter>,
+}
+
+/// An HTTP route's labels, as Linkerd's `outbound_http_route_*` metrics
+/// carry them.
+pub type RouteLabels = Vec<(&'static str, String)>;
+
+/// The labels of the route `<namespace>/<name>` of the service `parent`
+/// (its `<fqdn>:<port>`).
+pub fn route_labels(parent: &str, route: &str) -> RouteLabels {
+    let (namespace, name) = route.split_once('/').unwrap_or(("", route));
+    vec![
+        ("parent", parent.to_string()),
+        ("route_kind", "HTTPRoute".to_string()),
+        ("route_namespace", namespace.to_string()),
+        ("route_name", name.to_string()),
+    ]
 }
 
 /// An open connection's metric handles. Dropping it records the close.
@@ -146,6 +167,9 @@ impl Metrics {
             tcp_write_bytes_total: Family::default(),
             tcp_connection_duration_ms: Family::new_with_constructor(duration_histogram),
             protocol_errors: Family::default(),
+            route_retry_requests: Family::default(),
+            route_retry_successes: Family::default(),
+            route_retry_limit_exceeded: Family::default(),
         };
         let r = &mut m.registry;
         r.register(
@@ -192,6 +216,21 @@ impl Metrics {
             "tcp_connection_duration_ms",
             "Connection lifetimes, in milliseconds",
             m.tcp_connection_duration_ms.clone(),
+        );
+        r.register(
+            "outbound_http_route_retry_requests",
+            "Requests an HTTP route's rule sent again after a retryable failure",
+            m.route_retry_requests.clone(),
+        );
+        r.register(
+            "outbound_http_route_retry_successes",
+            "Requests that succeeded after one or more retries",
+            m.route_retry_successes.clone(),
+        );
+        r.register(
+            "outbound_http_route_retry_limit_exceeded",
+            "Requests whose last permitted retry failed too",
+            m.route_retry_limit_exceeded.clone(),
         );
         r.register(
             "inbound_protocol_errors",

@@ -1,9 +1,8 @@
-use crate::{HttpRouteApi, HttpRouteMatch, IdentityName};
+use crate::{HttpRouteApi, HttpRouteMatch, IdentityName, RouteRetry, RouteTimeouts};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::sync::watch;
 
 /// What a proxy asks about: a name from an authority, or an original destination address.
@@ -73,10 +72,12 @@ pub struct OutboundRouteRule {
     /// the route's order; a rule without backendRefs has the parent service
     /// port (weight 1). Empty when none is left: requests get 500.
     pub backends: Vec<OutboundBackend>,
-    /// Gateway API's `timeouts.request`; `None` when absent or `0s`.
-    pub request_timeout: Option<Duration>,
-    /// Gateway API's `timeouts.backendRequest`; `None` when absent or `0s`.
-    pub backend_request_timeout: Option<Duration>,
+    /// The rule's Gateway API timeouts, overridden by the route's
+    /// `timeout.linkerd.io/*` annotations.
+    pub timeouts: RouteTimeouts,
+    /// From the route's `retry.linkerd.io/*` annotations; `None`: each
+    /// request is sent once.
+    pub retry: Option<RouteRetry>,
 }
 
 /// One port of a service that a rule sends a share of its requests to.

@@ -35,8 +35,10 @@ pub use self::meta::{Kind, ObjectMeta, ResourceKey, validate_dns_label, validate
 pub use self::route::{
     GATEWAY_API_GROUP, GatewayDuration, HttpBackendRef, HttpHeaderMatch, HttpMethod, HttpPathMatch,
     HttpQueryParamMatch, HttpRoute, HttpRouteApi, HttpRouteMatch, HttpRouteRule, HttpRouteSpec,
-    HttpRouteTimeouts, LINKERD_POLICY_GROUP, MAX_WEIGHT, ParentReference, PathMatchType,
-    RouteStatus, ValueMatchType,
+    HttpRouteTimeouts, LINKERD_POLICY_GROUP, MAX_RETRY_LIMIT, MAX_WEIGHT, ParentReference,
+    PathMatchType, RETRY_HTTP, RETRY_LIMIT, RETRY_TIMEOUT, ROUTE_ANNOTATIONS, RouteAnnotations,
+    RouteRetry, RouteStatus, RouteTimeouts, TIMEOUT_IDLE, TIMEOUT_REQUEST, TIMEOUT_RESPONSE,
+    ValueMatchType,
 };
 pub use self::service::{Service, ServicePort, ServiceSpec, ServiceStatus, TargetPort};
 pub use self::workload::{

@@ -149,7 +149,19 @@ fn typed<T: serde::de::DeserializeOwned>(value: Value) -> Result<T, FieldError> 
                 };
                 FieldError::new(full, "is required")
             }
-            None => FieldError::new(if path == "." { String::new() } else { path }, inner),
+            None => {
+                // A label or annotation value that YAML read as a number or
+                // a boolean: name the key as validation does, and say why.
+                for map in ["metadata.labels", "metadata.annotations"] {
+                    if let Some(key) = path.strip_prefix(map).and_then(|k| k.strip_prefix('.')) {
+                        return FieldError::new(
+                            format!("{map}[{key:?}]"),
+                            format!("{inner}: quote the value"),
+                        );
+                    }
+                }
+                FieldError::new(if path == "." { String::new() } else { path }, inner)
+            }
         }
     })
 }

@@ -1,23 +1,29 @@
 //! Gateway API HTTPRoutes attached to Services (GAMMA, "mesh mode"), as
 //! Linkerd reads them: requests that clients send to a Service are matched
 //! by path, headers, query parameters and method, split by weight between
-//! backend Services, and given timeouts.
+//! backend Services, and given timeouts and retries.
 //!
 //! The schema is Gateway API's `HTTPRoute` (served as
 //! `gateway.networking.k8s.io/v1` and as Linkerd's `policy.linkerd.io/v1beta3`),
-//! narrowed to what strand's outbound policy implements. Fields that would
+//! narrowed to what strand's outbound policy implements, with Linkerd's
+//! retry and timeout annotations (module `annotations`). Fields that would
 //! change where or how a request goes and that strand does not implement yet
-//! (filters, hostnames, regular expressions, retries, session persistence)
-//! are refused rather than ignored, so that a route never does less than it
-//! says.
+//! (filters, hostnames, regular expressions, Gateway API's experimental
+//! `retry`, session persistence) are refused rather than ignored, so that a
+//! route never does less than it says.
 
 use crate::{FieldError, ObjectMeta};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
+mod annotations;
 mod duration;
 mod validate;
 
+pub use self::annotations::{
+    MAX_RETRY_LIMIT, RETRY_HTTP, RETRY_LIMIT, RETRY_TIMEOUT, ROUTE_ANNOTATIONS, RouteAnnotations,
+    RouteRetry, RouteTimeouts, TIMEOUT_IDLE, TIMEOUT_REQUEST, TIMEOUT_RESPONSE,
+};
 pub use self::duration::GatewayDuration;
 
 /// The group Linkerd names Gateway API resources with.
@@ -108,7 +114,8 @@ pub struct HttpRouteRule {
     /// Refused unless empty (not implemented).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub filters: Vec<serde_json::Value>,
-    /// Refused (not implemented).
+    /// Refused: Gateway API's retry is experimental; Linkerd's
+    /// `retry.linkerd.io/*` annotations on the route do it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry: Option<serde_json::Value>,
     /// Refused (not implemented).
@@ -259,6 +266,12 @@ impl HttpRoute {
             .iter()
             .flat_map(|r| &r.backend_refs)
             .map(|b| b.name.as_str())
+    }
+
+    /// Linkerd's retry and timeout annotations of the route. Validation
+    /// refuses a route whose annotations do not parse.
+    pub fn annotations(&self) -> Result<RouteAnnotations, FieldError> {
+        RouteAnnotations::parse(&self.metadata.annotations)
     }
 
     pub(crate) fn validate(&self) -> Result<(), FieldError> {

@@ -1,12 +1,13 @@
 //! Pure functions from HTTPRoutes to what a service port's outbound policy
-//! serves: which routes attach to the port, in which order, and where each
-//! rule sends its requests.
+//! serves: which routes attach to the port, in which order, where each rule
+//! sends its requests, and its timeouts and retries (the rule's own
+//! timeouts and the route's Linkerd annotations).
 
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
 use strand_controller_core::{
     HttpBackendRef, HttpPathMatch, HttpRoute, HttpRouteMatch, HttpRouteRule, OutboundBackend,
-    OutboundHttpRoute, OutboundRouteRule, PathMatchType, Service, ServiceKey,
+    OutboundHttpRoute, OutboundRouteRule, PathMatchType, RouteAnnotations, Service, ServiceKey,
 };
 
 /// A backendRef that gets no traffic, and why.
@@ -35,24 +36,22 @@ pub(crate) fn attached<'a>(
     attached.sort_by(|a, b| order(a, b));
     attached
         .into_iter()
-        .map(|route| OutboundHttpRoute {
-            api: route.api,
-            namespace: route.metadata.namespace.clone(),
-            name: route.metadata.name.clone(),
-            rules: match route.spec.rules.as_slice() {
-                // Gateway API's default: one rule for every request.
-                [] => vec![rule(
-                    &HttpRouteRule::default(),
-                    parent,
-                    port,
-                    services,
-                    cluster_domain,
-                )],
-                rules => rules
-                    .iter()
-                    .map(|r| rule(r, parent, port, services, cluster_domain))
-                    .collect(),
-            },
+        .map(|route| {
+            // Refused when applied; a route stored before the annotations
+            // were read gets none of them (`State` logs it).
+            let annotations = route.annotations().unwrap_or_default();
+            let convert =
+                |r: &HttpRouteRule| rule(r, &annotations, parent, port, services, cluster_domain);
+            OutboundHttpRoute {
+                api: route.api,
+                namespace: route.metadata.namespace.clone(),
+                name: route.metadata.name.clone(),
+                rules: match route.spec.rules.as_slice() {
+                    // Gateway API's default: one rule for every request.
+                    [] => vec![convert(&HttpRouteRule::default())],
+                    rules => rules.iter().map(convert).collect(),
+                },
+            }
         })
         .collect()
 }
@@ -99,6 +98,7 @@ fn order_key(r: &HttpRoute) -> (bool, Option<&str>, &str, &str) {
 
 fn rule(
     rule: &HttpRouteRule,
+    annotations: &RouteAnnotations,
     parent: &Service,
     port: u16,
     services: &BTreeMap<String, Service>,
@@ -131,12 +131,11 @@ fn rule(
             })
             .collect()
     };
-    let timeouts = rule.timeouts.clone().unwrap_or_default();
     OutboundRouteRule {
         matches,
         backends,
-        request_timeout: timeouts.request(),
-        backend_request_timeout: timeouts.backend_request(),
+        timeouts: annotations.timeouts(rule.timeouts.as_ref()),
+        retry: annotations.retry.clone(),
     }
 }
 

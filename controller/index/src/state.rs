@@ -266,6 +266,14 @@ impl State {
         }
         mark_parents(&namespace, new, dirty);
         ns.report_backends(new);
+        if let Err(e) = new.annotations() {
+            // Only a route stored before its annotations were validated.
+            tracing::warn!(
+                route = %format_args!("{namespace}/{name}"),
+                error = %e,
+                "HTTPRoute annotations ignored",
+            );
+        }
     }
 
     fn apply_pod(&mut self, pod: Pod, trust: &TrustDomain, dirty: &mut Dirty) {

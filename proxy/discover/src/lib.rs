@@ -45,7 +45,9 @@ mod routes;
 
 pub use crate::destination::{EndpointMeta, Endpoints};
 pub use crate::policy::Protocol;
-pub use crate::routes::{HttpRoute, HttpRoutes, HttpRule, PathMatch, RouteMatch, WeightedBackend};
+pub use crate::routes::{
+    HttpRoute, HttpRoutes, HttpRule, PathMatch, RetryPolicy, RouteMatch, WeightedBackend,
+};
 
 /// Where the control plane is and how patient to be with it.
 #[derive(Clone, Debug, PartialEq, Eq)]

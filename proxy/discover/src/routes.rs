@@ -43,8 +43,50 @@ pub struct HttpRule {
     pub matches: Vec<RouteMatch>,
     /// The backends, by weight (none: the proxy answers with an error).
     pub backends: Vec<WeightedBackend>,
-    /// The longest a request may wait for its response.
+    /// The longest a request may wait for its response, retries
+    /// included (`Timeouts.request`).
     pub request_timeout: Option<Duration>,
+    /// The longest one attempt may wait (`Timeouts.response`: Gateway
+    /// API's `backendRequest`).
+    pub backend_timeout: Option<Duration>,
+    /// When and how often a failed request is sent again.
+    pub retry: Option<RetryPolicy>,
+}
+
+/// A rule's retries (Linkerd's `retry.linkerd.io/*` annotations).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Retries after the first attempt.
+    pub max_retries: u32,
+    /// Requests with longer bodies are sent once (the body is not kept).
+    pub max_request_bytes: u32,
+    /// Response statuses that are retried (inclusive ranges).
+    pub statuses: Vec<(u16, u16)>,
+    /// The longest one attempt may wait for its response.
+    pub timeout: Option<Duration>,
+    /// The wait before the first retry, doubling up to the second.
+    pub backoff: (Duration, Duration),
+}
+
+impl RetryPolicy {
+    /// Whether a response with `status` is retried.
+    pub fn retries(&self, status: u16) -> bool {
+        self.statuses
+            .iter()
+            .any(|(a, b)| (*a..=*b).contains(&status))
+    }
+
+    /// The wait before retry number `n` (1-based): the backoff doubled
+    /// each time up to its maximum, then scaled into its upper half by
+    /// `jitter` (0 to 1), so that clients that failed together do not
+    /// retry together.
+    pub fn delay(&self, n: u32, jitter: f64) -> Duration {
+        let (min, max) = self.backoff;
+        let exp = min
+            .saturating_mul(1u32 << n.saturating_sub(1).min(16))
+            .min(max);
+        exp.mul_f64(0.5 + jitter.clamp(0.0, 1.0) / 2.0)
+    }
 }
 
 /// What a request must look like; every part given must match.
@@ -267,24 +309,60 @@ fn rule(rule: &linkerd2_proxy_api::outbound::http_route::Rule) -> HttpRule {
             .collect(),
         Some(Dist::Empty(_)) | None => Vec::new(),
     };
-    // One attempt per request: the shorter of the whole request's and the
-    // backend request's timeouts.
     let timeout = |d: Option<prost_types::Duration>| {
         d.and_then(|d| Duration::try_from(d).ok())
             .filter(|d| !d.is_zero())
     };
-    let request_timeout =
-        rule.timeouts
-            .as_ref()
-            .and_then(|t| match (timeout(t.request), timeout(t.response)) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            });
+    let timeouts = rule.timeouts.as_ref();
     HttpRule {
         matches,
         backends,
-        request_timeout,
+        request_timeout: timeouts.and_then(|t| timeout(t.request)),
+        backend_timeout: timeouts.and_then(|t| timeout(t.response)),
+        retry: rule.retry.as_ref().and_then(retry),
     }
+}
+
+/// Linkerd's backoff when the policy names none.
+const DEFAULT_BACKOFF: (Duration, Duration) =
+    (Duration::from_millis(25), Duration::from_millis(250));
+
+fn retry(r: &linkerd2_proxy_api::outbound::http_route::Retry) -> Option<RetryPolicy> {
+    let duration = |d: Option<prost_types::Duration>| {
+        d.and_then(|d| Duration::try_from(d).ok())
+            .filter(|d| !d.is_zero())
+    };
+    let statuses: Vec<(u16, u16)> = r
+        .conditions
+        .as_ref()
+        .map(|c| {
+            c.status_ranges
+                .iter()
+                .filter_map(|s| {
+                    let start = u16::try_from(s.start).ok()?;
+                    let end = u16::try_from(s.end).ok()?;
+                    (start <= end).then_some((start, end))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    if r.max_retries == 0 || statuses.is_empty() {
+        return None;
+    }
+    let backoff = r.backoff.as_ref().map_or(DEFAULT_BACKOFF, |b| {
+        let min = duration(b.min_backoff).unwrap_or(DEFAULT_BACKOFF.0);
+        let max = duration(b.max_backoff)
+            .unwrap_or(DEFAULT_BACKOFF.1)
+            .max(min);
+        (min, max)
+    });
+    Some(RetryPolicy {
+        max_retries: r.max_retries,
+        max_request_bytes: r.max_request_bytes,
+        statuses,
+        timeout: duration(r.timeout),
+        backoff,
+    })
 }
 
 fn route_match(m: &api::HttpRouteMatch) -> RouteMatch {

@@ -39,7 +39,7 @@ pub async fn forward(
     headers::strip_hop_by_hop(req.headers_mut(), !is_connect);
     let mut tx = fwd.client.h1_upgradable(addr, tls).await?;
     let mut rsp = tx
-        .send_request(req)
+        .send_request(req.map(super::RequestBody::from))
         .await
         .map_err(|source| ProxyError::Upstream { addr, source })?;
     let switched = if is_connect {

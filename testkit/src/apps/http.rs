@@ -39,6 +39,8 @@ type Body = BoxBody<Bytes, BoxError>;
 struct Server {
     name: String,
     served_by: HeaderValue,
+    /// Requests to `/flaky` so far.
+    flaky: std::sync::atomic::AtomicU64,
 }
 
 /// Binds, announces and serves until killed.
@@ -51,7 +53,11 @@ pub async fn main(args: HttpArgs) -> anyhow::Result<()> {
 pub async fn serve(listener: TcpListener, name: String) -> anyhow::Result<()> {
     let served_by = HeaderValue::from_str(&name)
         .map_err(|_| anyhow::anyhow!("--name {name:?} is not a valid header value"))?;
-    let server = Arc::new(Server { name, served_by });
+    let server = Arc::new(Server {
+        name,
+        served_by,
+        flaky: Default::default(),
+    });
     loop {
         let (stream, peer) = accept(&listener).await;
         let server = Arc::clone(&server);
@@ -87,6 +93,22 @@ impl Server {
                 Response::new(req.into_body().map_err(BoxError::from).boxed())
             }
             (Method::POST, "/sink") => sink(req.into_body()).await,
+            // Every other request fails: the first 503, the second 200
+            // with the body's size, and so on (for retries).
+            (_, "/flaky") => {
+                let n = self
+                    .flaky
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let rsp = sink(req.into_body()).await;
+                if n.is_multiple_of(2) {
+                    text(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        format!("request {n} fails\n"),
+                    )
+                } else {
+                    rsp
+                }
+            }
             (Method::GET, "/bytes") => match query_u64(req.uri(), "n") {
                 Some(n) => bytes(n),
                 None => text(StatusCode::BAD_REQUEST, "expected ?n=BYTES\n".into()),

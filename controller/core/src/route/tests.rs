@@ -434,7 +434,7 @@ fn refusals() {
                 "      retry: {attempts: 2}\n      timeouts:",
             ),
             "spec.rules[0].retry",
-            "is not supported yet",
+            "is not supported (it is experimental in Gateway API); leave it out and annotate the route with Linkerd's retry.linkerd.io/http, retry.linkerd.io/limit and retry.linkerd.io/timeout",
         ),
         (
             canary_with(

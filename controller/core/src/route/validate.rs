@@ -3,7 +3,7 @@
 
 use super::{
     HttpBackendRef, HttpRoute, HttpRouteMatch, HttpRouteRule, HttpRouteTimeouts, MAX_WEIGHT,
-    ParentReference, PathMatchType, ValueMatchType,
+    ParentReference, PathMatchType, RETRY_HTTP, RETRY_LIMIT, RETRY_TIMEOUT, ValueMatchType,
 };
 use crate::{FieldError, validate_dns_label};
 use std::collections::HashMap;
@@ -21,6 +21,7 @@ const MAX_HEADER_VALUE_LEN: usize = 4096;
 const MAX_QUERY_VALUE_LEN: usize = 1024;
 
 pub(super) fn route(route: &HttpRoute) -> Result<(), FieldError> {
+    route.annotations()?;
     let ns = &route.metadata.namespace;
     let spec = &route.spec;
     if spec.parent_refs.is_empty() {
@@ -112,7 +113,12 @@ fn rule(field: &str, r: &HttpRouteRule, ns: &str) -> Result<(), FieldError> {
         return Err(not_supported(&format!("{field}.filters")));
     }
     if r.retry.is_some() {
-        return Err(not_supported(&format!("{field}.retry")));
+        return Err(FieldError::new(
+            format!("{field}.retry"),
+            format!(
+                "is not supported (it is experimental in Gateway API); leave it out and annotate the route with Linkerd's {RETRY_HTTP}, {RETRY_LIMIT} and {RETRY_TIMEOUT}"
+            ),
+        ));
     }
     if r.session_persistence.is_some() {
         return Err(not_supported(&format!("{field}.sessionPersistence")));

@@ -11,7 +11,14 @@
 //!   request, from its start to the response's end); `backendRequest` is
 //!   `Timeouts.response` (one request to a backend, until its response
 //!   ends), also written to the deprecated `Rule.request_timeout`, as the
-//!   API asks. `0s` or absent: no timeout. No retries.
+//!   API asks. The route's `timeout.linkerd.io/request`, `/response` and
+//!   `/idle` annotations win over the rule's fields (the index combines
+//!   them). `0s` or absent: no timeout.
+//! - retries, from the route's `retry.linkerd.io/*` annotations, as
+//!   Linkerd's policy controller serves them: `Retry{max_retries: limit,
+//!   max_request_bytes: 64 KiB, conditions: {status_ranges}, timeout:
+//!   per-try timeout, backoff: 25 ms to 250 ms, jitter 1.0}`; no `Retry`
+//!   without annotations.
 
 use super::policy;
 use crate::convert;
@@ -21,13 +28,27 @@ use linkerd2_proxy_api::http_route::{
 };
 use linkerd2_proxy_api::http_types::{HttpMethod, http_method};
 use linkerd2_proxy_api::meta::{Metadata, Resource, metadata};
-use linkerd2_proxy_api::outbound::{HttpRoute, http_route};
+use linkerd2_proxy_api::outbound::{ExponentialBackoff, HttpRoute, http_route};
+use std::time::Duration;
 use strand_controller_core::{
     HttpRouteMatch, OutboundBackend, OutboundHttpRoute, OutboundRouteRule, PathMatchType,
+    RouteRetry,
 };
 
 /// The route's kind in `Metadata`.
 const HTTP_ROUTE_KIND: &str = "HTTPRoute";
+
+/// Requests with a longer body are sent once: the proxy must keep a body
+/// to send it again. Linkerd's policy controller's value (and its docs':
+/// "a request with a body larger than 64KiB will not be retried").
+const RETRY_MAX_REQUEST_BYTES: u32 = 64 * 1024;
+
+/// The wait before the first retry, doubling up to the maximum, with up to
+/// as much again added at random so that clients that failed together do
+/// not retry together: Linkerd's policy controller's values.
+const RETRY_MIN_BACKOFF: Duration = Duration::from_millis(25);
+const RETRY_MAX_BACKOFF: Duration = Duration::from_millis(250);
+const RETRY_JITTER_RATIO: f32 = 1.0;
 
 pub(super) fn http_route(route: &OutboundHttpRoute) -> HttpRoute {
     HttpRoute {
@@ -55,9 +76,9 @@ fn rule(rule: &OutboundRouteRule) -> http_route::Rule {
         })
     };
     let timeouts = api::Timeouts {
-        request: rule.request_timeout.and_then(convert::duration),
-        response: rule.backend_request_timeout.and_then(convert::duration),
-        idle: None,
+        request: rule.timeouts.request.and_then(convert::duration),
+        response: rule.timeouts.response.and_then(convert::duration),
+        idle: rule.timeouts.idle.and_then(convert::duration),
     };
     #[expect(
         deprecated,
@@ -74,9 +95,35 @@ fn rule(rule: &OutboundRouteRule) -> http_route::Rule {
             kind: Some(distribution),
         }),
         timeouts: Some(timeouts),
-        retry: None,
+        retry: rule.retry.as_ref().map(retry),
         allow_l5d_request_headers: false,
         ..legacy
+    }
+}
+
+fn retry(r: &RouteRetry) -> http_route::Retry {
+    use http_route::retry::{Conditions, conditions::StatusRange};
+    http_route::Retry {
+        max_retries: r.limit,
+        max_request_bytes: RETRY_MAX_REQUEST_BYTES,
+        conditions: Some(Conditions {
+            status_ranges: r
+                .statuses
+                .iter()
+                .map(|s| StatusRange {
+                    start: (*s.start()).into(),
+                    end: (*s.end()).into(),
+                })
+                .collect(),
+        }),
+        timeout: r.timeout.and_then(convert::duration),
+        backoff: Some(ExponentialBackoff {
+            min_backoff: convert::duration(RETRY_MIN_BACKOFF),
+            max_backoff: convert::duration(RETRY_MAX_BACKOFF),
+            jitter_ratio: RETRY_JITTER_RATIO,
+            // Linkerd's policy controller leaves it off.
+            respect_retry_after_hint: false,
+        }),
     }
 }
 

@@ -122,6 +122,7 @@ fn authorities_default_to_port_80() {
 fn with_route(protocol: Protocol, backends: &[(&str, u32)]) -> policy::Inputs {
     use strand_controller_core::{
         HttpRouteApi, HttpRouteMatch, OutboundBackend, OutboundHttpRoute, OutboundRouteRule,
+        RouteTimeouts,
     };
     let rule = OutboundRouteRule {
         matches: vec![HttpRouteMatch::default()],
@@ -134,8 +135,12 @@ fn with_route(protocol: Protocol, backends: &[(&str, u32)]) -> policy::Inputs {
                 weight: *weight,
             })
             .collect(),
-        request_timeout: Some(std::time::Duration::from_secs(2)),
-        backend_request_timeout: Some(std::time::Duration::from_millis(500)),
+        timeouts: RouteTimeouts {
+            request: Some(std::time::Duration::from_secs(2)),
+            response: Some(std::time::Duration::from_millis(500)),
+            idle: None,
+        },
+        retry: None,
     };
     policy::Inputs {
         http_routes: vec![OutboundHttpRoute {
@@ -189,9 +194,11 @@ fn attached_routes_replace_the_default_http_route_only() {
     let d = |d: Option<_>| std::time::Duration::try_from(d.expect("set")).expect("valid");
     assert_eq!(d(t.request), std::time::Duration::from_secs(2));
     assert_eq!(d(t.response), std::time::Duration::from_millis(500));
+    assert_eq!(t.idle, None);
     #[expect(deprecated, reason = "checking what older proxies read")]
     let legacy = rule.request_timeout;
     assert_eq!(legacy, t.response);
+    assert_eq!(rule.retry, None, "no retry annotations, no retries");
 
     // gRPC and opaque ports keep their default routes.
     let kind = |p| {
@@ -225,4 +232,68 @@ fn a_rule_without_backends_is_empty() {
             .and_then(|d| d.kind.as_ref()),
         Some(http_route::distribution::Kind::Empty(_))
     ));
+}
+
+/// The only rule of the only route of an HTTP/1 policy.
+fn http1_rule(inputs: &policy::Inputs) -> http_route::Rule {
+    let Some(proxy_protocol::Kind::Http1(h1)) = policy::build(inputs).protocol.and_then(|p| p.kind)
+    else {
+        panic!("HTTP/1");
+    };
+    h1.routes[0].rules[0].clone()
+}
+
+#[test]
+fn retries_and_idle_timeouts_take_linkerds_shape() {
+    use http_route::retry::{Conditions, conditions::StatusRange};
+    use linkerd2_proxy_api::outbound::ExponentialBackoff;
+    use std::time::Duration;
+    use strand_controller_core::RouteRetry;
+    let mut inputs = with_route(Protocol::Http1, &[("a", 1)]);
+    let rule = &mut inputs.http_routes[0].rules[0];
+    rule.retry = Some(RouteRetry {
+        limit: 3,
+        statuses: vec![500..=599, 429..=429],
+        timeout: Some(Duration::from_millis(300)),
+    });
+    rule.timeouts.idle = Some(Duration::from_secs(30));
+
+    let got = http1_rule(&inputs);
+    let pb = crate::convert::duration;
+    assert_eq!(
+        got.retry,
+        Some(http_route::Retry {
+            max_retries: 3,
+            max_request_bytes: 65_536,
+            conditions: Some(Conditions {
+                status_ranges: vec![
+                    StatusRange {
+                        start: 500,
+                        end: 599
+                    },
+                    StatusRange {
+                        start: 429,
+                        end: 429
+                    },
+                ],
+            }),
+            timeout: pb(Duration::from_millis(300)),
+            backoff: Some(ExponentialBackoff {
+                min_backoff: pb(Duration::from_millis(25)),
+                max_backoff: pb(Duration::from_millis(250)),
+                jitter_ratio: 1.0,
+                respect_retry_after_hint: false,
+            }),
+        })
+    );
+    let t = got.timeouts.expect("timeouts");
+    assert_eq!(t.idle, pb(Duration::from_secs(30)));
+
+    // Without a per-try timeout, the retry has none.
+    inputs.http_routes[0].rules[0]
+        .retry
+        .as_mut()
+        .expect("retry")
+        .timeout = None;
+    assert_eq!(http1_rule(&inputs).retry.expect("retry").timeout, None);
 }

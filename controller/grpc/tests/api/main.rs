@@ -8,6 +8,7 @@ mod destination;
 mod lifecycle;
 mod policy;
 mod profile;
+mod retries;
 mod routes;
 
 use std::fmt::Debug;

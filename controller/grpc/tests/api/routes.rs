@@ -21,7 +21,7 @@ use tonic::Streaming;
 use tonic::transport::Channel;
 
 /// The real index behind a real server, and a client of it.
-struct Cluster {
+pub(crate) struct Cluster {
     index: Arc<Index>,
     client: OutboundPoliciesClient<Channel>,
     _server: TestServer<Index>,
@@ -29,12 +29,12 @@ struct Cluster {
 
 /// `web` (10.96.0.10) with ports 8080 (detected), 8081 (`appProtocol:
 /// http`) and 9090 (`appProtocol: grpc`).
-const WEB: &str = "apiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: default}\nspec:\n  clusterIP: 10.96.0.10\n  selector: {app: web}\n  ports:\n  - {name: http, port: 8080}\n  - {name: h1, port: 8081, appProtocol: http}\n  - {name: grpc, port: 9090, appProtocol: grpc}\n";
+pub(crate) const WEB: &str = "apiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: default}\nspec:\n  clusterIP: 10.96.0.10\n  selector: {app: web}\n  ports:\n  - {name: http, port: 8080}\n  - {name: h1, port: 8081, appProtocol: http}\n  - {name: grpc, port: 9090, appProtocol: grpc}\n";
 
 const FQDN: &str = "web.default.svc.cluster.local";
 
 /// A one-port service `name` at `10.96.0.<octet>`.
-fn service(name: &str, octet: u8) -> String {
+pub(crate) fn service(name: &str, octet: u8) -> String {
     format!(
         "apiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: default}}\nspec: {{clusterIP: 10.96.0.{octet}, selector: {{app: {name}}}, ports: [{{port: 8080}}]}}\n"
     )
@@ -42,7 +42,7 @@ fn service(name: &str, octet: u8) -> String {
 
 /// The README's canary: `/api` with `x-canary: true`, `?v=2` and GET go
 /// to web-v1 and web-v2 by weight, with timeouts.
-fn canary(v1: u32, v2: u32) -> String {
+pub(crate) fn canary(v1: u32, v2: u32) -> String {
     format!(
         r#"apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
@@ -64,7 +64,7 @@ spec:
     )
 }
 
-fn by_addr(addr: &str) -> TrafficSpec {
+pub(crate) fn by_addr(addr: &str) -> TrafficSpec {
     let addr: SocketAddr = addr.parse().expect("addr");
     TrafficSpec {
         source_workload: r#"{"ns":"default","pod":"client-0"}"#.into(),
@@ -81,7 +81,7 @@ fn by_authority(authority: &str) -> TrafficSpec {
 
 /// The HTTP routes of a Detect policy (the same for HTTP/1 and HTTP/2),
 /// checking that its opaque route stays the default one to `web`.
-fn detect_routes(policy: &OutboundPolicy) -> Vec<HttpRoute> {
+pub(crate) fn detect_routes(policy: &OutboundPolicy) -> Vec<HttpRoute> {
     let Some(proxy_protocol::Kind::Detect(detect)) = policy.protocol.clone().and_then(|p| p.kind)
     else {
         panic!("Detect expected: {policy:?}");
@@ -110,7 +110,7 @@ fn route_name(route: &HttpRoute) -> String {
     }
 }
 
-fn names(routes: &[HttpRoute]) -> Vec<String> {
+pub(crate) fn names(routes: &[HttpRoute]) -> Vec<String> {
     routes.iter().map(route_name).collect()
 }
 
@@ -154,7 +154,7 @@ fn canary_weights(policy: &OutboundPolicy) -> Vec<String> {
 }
 
 /// A protobuf duration (typed by where it comes from) as a std one.
-fn pb_duration<T>(d: Option<T>) -> Option<Duration>
+pub(crate) fn pb_duration<T>(d: Option<T>) -> Option<Duration>
 where
     Duration: TryFrom<T>,
     <Duration as TryFrom<T>>::Error: std::fmt::Debug,
@@ -165,7 +165,7 @@ where
 // === impl Cluster ===
 
 impl Cluster {
-    async fn start(manifests: &[&str]) -> Self {
+    pub(crate) async fn start(manifests: &[&str]) -> Self {
         let index = Index::new("cluster.local", TrustDomain::default());
         let server = TestServer::start(index.clone()).await;
         let client = OutboundPoliciesClient::new(server.channel().await);
@@ -180,7 +180,7 @@ impl Cluster {
         cluster
     }
 
-    fn apply(&self, text: &str) {
+    pub(crate) fn apply(&self, text: &str) {
         for r in parse_manifests(text).expect("valid manifests") {
             self.index.apply(r);
         }
@@ -190,7 +190,7 @@ impl Cluster {
         self.index.delete(&ResourceKey::new(kind, "default", name));
     }
 
-    async fn watch(&mut self, spec: TrafficSpec) -> Streaming<OutboundPolicy> {
+    pub(crate) async fn watch(&mut self, spec: TrafficSpec) -> Streaming<OutboundPolicy> {
         self.client.watch(spec).await.expect("Watch").into_inner()
     }
 }

@@ -3,7 +3,9 @@
 
 use super::*;
 use std::time::Duration;
-use strand_controller_core::{HttpRoute, Kind, OutboundRouteRule, parse_manifests};
+use strand_controller_core::{
+    HttpRoute, Kind, OutboundRouteRule, RouteRetry, RouteTimeouts, parse_manifests,
+};
 
 /// An HTTPRoute `name` in [`NS`] created at second `created` of a day,
 /// with the given `parentRefs` and `rules` (YAML flow sequences).
@@ -166,8 +168,9 @@ fn defaults_send_to_the_parent() {
         );
     }
     let api = &view.http_routes[1].rules[0];
-    assert_eq!(api.request_timeout, Some(Duration::from_secs(2)));
-    assert_eq!(api.backend_request_timeout, None, "0s disables it");
+    assert_eq!(api.timeouts.request, Some(Duration::from_secs(2)));
+    assert_eq!(api.timeouts.response, None, "0s disables it");
+    assert_eq!(api.retry, None, "no retry annotation, no retries");
     // A match without a path gets every path.
     let paths: Vec<_> = api
         .matches
@@ -241,4 +244,85 @@ fn a_route_before_its_service_and_reset() {
     assert!(seen(&mut http).expect("view").http_routes.is_empty());
     index.reset(vec![web, v1, Resource::HttpRoute(canary(90, 10))]);
     assert_eq!(backends(&mut http), [["web-v1:80=90"]]);
+}
+
+#[test]
+fn annotations_give_every_rule_retries_and_timeouts() {
+    let index = with_services(&["web", "web-v1"]);
+    let mut http = index.watch(&key("web"), 80);
+    seen(&mut http);
+    let annotated = |annotations: &[(&str, &str)]| {
+        let mut r = route(
+            "retried",
+            1,
+            WEB_80,
+            "[{timeouts: {request: 2s, backendRequest: 1s}}, {backendRefs: [{name: web-v1, port: 80}]}]",
+        );
+        r.metadata.annotations = annotations
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Resource::HttpRoute(r)
+    };
+    let rules = |rx: &mut ServiceWatch| -> Vec<(RouteTimeouts, Option<RouteRetry>)> {
+        seen(rx).expect("view").http_routes[0]
+            .rules
+            .iter()
+            .map(|r| (r.timeouts, r.retry.clone()))
+            .collect()
+    };
+    let ms = |ms| Some(Duration::from_millis(ms));
+
+    index.apply(annotated(&[
+        ("retry.linkerd.io/http", "gateway-error,429"),
+        ("retry.linkerd.io/limit", "3"),
+        ("retry.linkerd.io/timeout", "300ms"),
+        ("timeout.linkerd.io/request", "5s"),
+        ("timeout.linkerd.io/idle", "30s"),
+    ]));
+    assert!(changed(&http));
+    let retry = RouteRetry {
+        limit: 3,
+        statuses: vec![502..=504, 429..=429],
+        timeout: ms(300),
+    };
+    assert_eq!(
+        rules(&mut http),
+        [
+            // The annotation's request timeout wins over the rule's; the
+            // rule keeps its backendRequest.
+            (
+                RouteTimeouts {
+                    request: ms(5000),
+                    response: ms(1000),
+                    idle: ms(30_000),
+                },
+                Some(retry.clone()),
+            ),
+            (
+                RouteTimeouts {
+                    request: ms(5000),
+                    response: None,
+                    idle: ms(30_000),
+                },
+                Some(retry),
+            ),
+        ]
+    );
+
+    // A change of annotations alone reaches the watchers; `0s` turns the
+    // rule's timeout off.
+    index.apply(annotated(&[("timeout.linkerd.io/response", "0s")]));
+    assert!(changed(&http));
+    assert_eq!(
+        rules(&mut http)[0],
+        (
+            RouteTimeouts {
+                request: ms(2000),
+                response: None,
+                idle: None,
+            },
+            None
+        )
+    );
 }

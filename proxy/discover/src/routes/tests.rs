@@ -302,9 +302,63 @@ fn timeouts_and_empty_backends() {
     let rule = &routes.routes[0].rules[0];
     assert!(rule.backends.is_empty());
     assert_eq!(rule.request_timeout, Some(Duration::from_secs(2)));
-    // One attempt: the shorter of the request's and the backend's.
+    assert_eq!(rule.backend_timeout, None);
+    let rule = &routes.routes[1].rules[0];
+    assert_eq!(rule.request_timeout, Some(Duration::from_secs(2)));
+    assert_eq!(rule.backend_timeout, Some(Duration::from_millis(250)));
+}
+
+#[test]
+fn retries_are_parsed_with_their_backoff() {
+    use linkerd2_proxy_api::outbound::ExponentialBackoff;
+    use linkerd2_proxy_api::outbound::http_route::retry::{Conditions, conditions::StatusRange};
+    let ms = |ms: i32| prost_types::Duration {
+        seconds: 0,
+        nanos: ms * 1_000_000,
+    };
+    let mut r = rule(vec![], &[("web:80", 1)]);
+    r.retry = Some(hr::Retry {
+        max_retries: 2,
+        max_request_bytes: 65536,
+        conditions: Some(Conditions {
+            status_ranges: vec![
+                StatusRange {
+                    start: 500,
+                    end: 599,
+                },
+                StatusRange {
+                    start: 429,
+                    end: 429,
+                },
+                StatusRange { start: 9, end: 1 },
+            ],
+        }),
+        timeout: Some(ms(300)),
+        backoff: Some(ExponentialBackoff {
+            min_backoff: Some(ms(25)),
+            max_backoff: Some(ms(100)),
+            jitter_ratio: 1.0,
+            respect_retry_after_hint: false,
+        }),
+    });
+    let mut never = r.clone();
+    if let Some(retry) = never.retry.as_mut() {
+        retry.max_retries = 0;
+    }
+    let routes = HttpRoutes::from_policy(&policy(vec![route("r", vec![r, never])]));
+    let policy = routes.routes[0].rules[0].retry.clone().unwrap();
     assert_eq!(
-        routes.routes[1].rules[0].request_timeout,
-        Some(Duration::from_millis(250))
+        policy.statuses,
+        vec![(500, 599), (429, 429)],
+        "a reversed range is dropped"
     );
+    assert!(policy.retries(503) && policy.retries(429) && !policy.retries(404));
+    assert_eq!(policy.timeout, Some(Duration::from_millis(300)));
+    assert_eq!(policy.max_request_bytes, 65536);
+    // Doubling from 25 ms, capped at 100 ms; jitter keeps the upper half.
+    assert_eq!(policy.delay(1, 1.0), Duration::from_millis(25));
+    assert_eq!(policy.delay(2, 1.0), Duration::from_millis(50));
+    assert_eq!(policy.delay(5, 1.0), Duration::from_millis(100));
+    assert_eq!(policy.delay(5, 0.0), Duration::from_millis(50));
+    assert_eq!(routes.routes[0].rules[1].retry, None, "no retries");
 }

@@ -1,0 +1,105 @@
+//! What a route rule's retries need: a body that can be sent again, the
+//! request rebuilt for each attempt, and each attempt bounded by the
+//! per-try timeout and what is left of the route's.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, Request, Response};
+use http_body::Body as _;
+use http_body_util::BodyExt as _;
+use hyper::body::Incoming;
+use tokio::time::Instant;
+
+use super::RequestBody;
+use crate::errors::ProxyError;
+
+/// A request body, read in full when it may be sent again.
+pub enum Replay {
+    /// The body and its trailers, kept for every attempt.
+    Buffered(Bytes, Option<HeaderMap>),
+    /// Too long (or of unknown length) to keep: the request is sent once.
+    Streaming(RequestBody),
+}
+
+/// How an attempt failed.
+pub enum Failed {
+    /// The per-try timeout passed: another attempt may do better.
+    Try(ProxyError),
+    /// The route's timeout passed: no time is left for another.
+    Route(ProxyError),
+    /// Sending failed (the proxy's own retries of connection failures
+    /// already happened).
+    Send(ProxyError),
+}
+
+impl Failed {
+    pub fn into_error(self) -> ProxyError {
+        match self {
+            Failed::Try(e) | Failed::Route(e) | Failed::Send(e) => e,
+        }
+    }
+}
+
+/// Reads `body` in full when its length is known to be at most `max`
+/// bytes (an empty body always is); otherwise hands it back untouched.
+pub async fn replayable(body: RequestBody, max: u32) -> Result<Replay, ProxyError> {
+    if body.is_end_stream() {
+        return Ok(Replay::Buffered(Bytes::new(), None));
+    }
+    match body.size_hint().upper() {
+        Some(n) if n <= u64::from(max) => {}
+        _ => return Ok(Replay::Streaming(body)),
+    }
+    let collected = body.collect().await.map_err(ProxyError::ClientBody)?;
+    let trailers = collected.trailers().cloned();
+    Ok(Replay::Buffered(collected.to_bytes(), trailers))
+}
+
+/// A new request with `head`'s method, URI, version and headers.
+pub fn rebuild(head: &http::request::Parts, body: RequestBody) -> Request<RequestBody> {
+    let mut req = Request::new(body);
+    *req.method_mut() = head.method.clone();
+    *req.uri_mut() = head.uri.clone();
+    *req.version_mut() = head.version;
+    *req.headers_mut() = head.headers.clone();
+    req
+}
+
+/// Runs one attempt within the per-try timeout and the route's deadline
+/// (`(when, the route's timeout)`), whichever comes first.
+pub async fn within(
+    attempt: impl Future<Output = Result<Response<Incoming>, ProxyError>>,
+    per_try: Option<Duration>,
+    deadline: Option<(Instant, Duration)>,
+    route: &Arc<str>,
+) -> Result<Response<Incoming>, Failed> {
+    let now = Instant::now();
+    let try_end = per_try.map(|t| (now + t, t));
+    // The earlier of the two ends, and whether it is the route's.
+    let end = match (try_end, deadline) {
+        (Some(t), Some(d)) if d.0 <= t.0 => Some((d, true)),
+        (Some(t), _) => Some((t, false)),
+        (None, Some(d)) => Some((d, true)),
+        (None, None) => None,
+    };
+    let Some(((at, timeout), is_route)) = end else {
+        return attempt.await.map_err(Failed::Send);
+    };
+    match tokio::time::timeout_at(at, attempt).await {
+        Ok(res) => res.map_err(Failed::Send),
+        Err(_) => {
+            let e = ProxyError::RouteTimeout {
+                timeout,
+                route: route.clone(),
+            };
+            Err(if is_route {
+                Failed::Route(e)
+            } else {
+                Failed::Try(e)
+            })
+        }
+    }
+}
