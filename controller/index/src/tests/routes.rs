@@ -278,7 +278,6 @@ fn annotations_give_every_rule_retries_and_timeouts() {
         ("retry.linkerd.io/limit", "3"),
         ("retry.linkerd.io/timeout", "300ms"),
         ("timeout.linkerd.io/request", "5s"),
-        ("timeout.linkerd.io/idle", "30s"),
     ]));
     assert!(changed(&http));
     let retry = RouteRetry {
@@ -295,7 +294,7 @@ fn annotations_give_every_rule_retries_and_timeouts() {
                 RouteTimeouts {
                     request: ms(5000),
                     response: ms(1000),
-                    idle: ms(30_000),
+                    idle: None,
                 },
                 Some(retry.clone()),
             ),
@@ -303,7 +302,7 @@ fn annotations_give_every_rule_retries_and_timeouts() {
                 RouteTimeouts {
                     request: ms(5000),
                     response: None,
-                    idle: ms(30_000),
+                    idle: None,
                 },
                 Some(retry),
             ),

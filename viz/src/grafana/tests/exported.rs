@@ -52,6 +52,21 @@ const PROXY_FAMILIES: &[(&str, Kind, Source)] = &[
         Source::Metrics,
     ),
     ("inbound_protocol_errors", Kind::Counter, Source::Metrics),
+    (
+        "outbound_http_route_retry_requests",
+        Kind::Counter,
+        Source::Metrics,
+    ),
+    (
+        "outbound_http_route_retry_successes",
+        Kind::Counter,
+        Source::Metrics,
+    ),
+    (
+        "outbound_http_route_retry_limit_exceeded",
+        Kind::Counter,
+        Source::Metrics,
+    ),
     ("process_cpu_seconds", Kind::Counter, Source::Process),
     (
         "process_resident_memory_bytes",
