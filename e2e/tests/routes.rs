@@ -50,6 +50,35 @@ fn testapp() -> String {
     bin_path("strand-testapp").to_str().unwrap().to_string()
 }
 
+/// Runs `web-<version>`: one test HTTP server labelled `app=web` and
+/// `version=<version>`, and waits until it is ready.
+fn web_version(mesh: &mut LocalMesh, version: &str) {
+    let app = testapp();
+    let name = format!("web-{version}");
+    let label = format!("version={version}");
+    mesh.spawn_run(
+        &name,
+        &[
+            "--name",
+            &name,
+            "--label",
+            "app=web",
+            "--label",
+            &label,
+            "--port",
+            "8080",
+            "--",
+            &app,
+            "http",
+            "--listen",
+            "0.0.0.0:8080",
+        ],
+    )
+    .unwrap();
+    mesh.wait_ready_pods(&name, 1, Duration::from_secs(60))
+        .unwrap();
+}
+
 /// `count` GETs of `path` from a meshed client: how many each version's
 /// pods served, and the statuses.
 fn spread(mesh: &LocalMesh, path: &str, count: u32) -> (BTreeMap<String, u32>, serde_json::Value) {
@@ -124,31 +153,8 @@ fn an_httproute_splits_matches_times_out_and_follows_changes() {
     }
     let mut mesh = LocalMesh::up("routes").unwrap();
     assert_eq!(mesh.apply(SERVICES).unwrap().code, Some(0));
-    let app = testapp();
     for version in ["v1", "v2"] {
-        let name = format!("web-{version}");
-        let label = format!("version={version}");
-        mesh.spawn_run(
-            &name,
-            &[
-                "--name",
-                &name,
-                "--label",
-                "app=web",
-                "--label",
-                &label,
-                "--port",
-                "8080",
-                "--",
-                &app,
-                "http",
-                "--listen",
-                "0.0.0.0:8080",
-            ],
-        )
-        .unwrap();
-        mesh.wait_ready_pods(&name, 1, Duration::from_secs(60))
-            .unwrap();
+        web_version(&mut mesh, version);
     }
 
     // No route: the Service's own endpoints, both versions.
@@ -262,29 +268,8 @@ fn a_route_with_retries_resends_failed_requests_with_their_bodies() {
     }
     let mut mesh = LocalMesh::up("retries").unwrap();
     assert_eq!(mesh.apply(SERVICES).unwrap().code, Some(0));
-    let app = testapp();
     // One replica: its every-other-request failures are deterministic.
-    mesh.spawn_run(
-        "web-v1",
-        &[
-            "--name",
-            "web-v1",
-            "--label",
-            "app=web",
-            "--label",
-            "version=v1",
-            "--port",
-            "8080",
-            "--",
-            &app,
-            "http",
-            "--listen",
-            "0.0.0.0:8080",
-        ],
-    )
-    .unwrap();
-    mesh.wait_ready_pods("web-v1", 1, Duration::from_secs(60))
-        .unwrap();
+    web_version(&mut mesh, "v1");
     let to_v1 = |annotations: &str| {
         format!(
             "apiVersion: gateway.networking.k8s.io/v1
