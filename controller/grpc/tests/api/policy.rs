@@ -1,33 +1,17 @@
 //! `OutboundPolicies` and `InboundServerPolicies`.
 
 use crate::next;
-use crate::support::{FQDN, FakeDiscover, TestServer, endpoint, view};
+use crate::support::{FQDN, FakeDiscover, TestServer, by_addr, by_authority, endpoint, view};
 use linkerd2_proxy_api::inbound::inbound_server_policies_client::InboundServerPoliciesClient;
 use linkerd2_proxy_api::inbound::{PortSpec, authn, proxy_protocol as inbound_protocol};
-use linkerd2_proxy_api::net::TcpAddress;
 use linkerd2_proxy_api::outbound::outbound_policies_client::OutboundPoliciesClient;
 use linkerd2_proxy_api::outbound::{
-    OutboundPolicy, TrafficSpec, backend, http_route, proxy_protocol, traffic_spec,
+    OutboundPolicy, TrafficSpec, backend, http_route, proxy_protocol,
 };
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tonic::Code;
-
-fn by_addr(addr: &str) -> TrafficSpec {
-    let addr: SocketAddr = addr.parse().expect("addr");
-    TrafficSpec {
-        source_workload: r#"{"ns":"default","pod":"client-0"}"#.into(),
-        target: Some(traffic_spec::Target::Addr(TcpAddress::from(addr))),
-    }
-}
-
-fn by_authority(authority: &str) -> TrafficSpec {
-    TrafficSpec {
-        source_workload: "client".into(),
-        target: Some(traffic_spec::Target::Authority(authority.into())),
-    }
-}
 
 /// The discovery path of the HTTP/1 balancer of a Detect policy.
 fn detect_balancer_path(policy: &OutboundPolicy) -> String {

@@ -3,7 +3,8 @@
 //! real server, as in `routes`).
 
 use crate::next;
-use crate::routes::{Cluster, WEB, by_addr, canary, detect_routes, names, pb_duration, service};
+use crate::routes::{Cluster, WEB, canary, detect_routes, names, pb_duration, service};
+use crate::support::by_addr;
 use linkerd2_proxy_api::outbound::http_route::retry::conditions::StatusRange;
 use std::time::Duration;
 

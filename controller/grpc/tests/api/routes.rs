@@ -2,17 +2,15 @@
 //! real index, policies read through a real server, as a proxy reads them.
 
 use crate::next;
-use crate::support::TestServer;
+use crate::support::{TestServer, by_addr, by_authority};
 use linkerd2_proxy_api::http_route::{header_match, path_match, query_param_match};
 use linkerd2_proxy_api::http_types::http_method;
 use linkerd2_proxy_api::meta::{Metadata, metadata};
-use linkerd2_proxy_api::net::TcpAddress;
 use linkerd2_proxy_api::outbound::outbound_policies_client::OutboundPoliciesClient;
 use linkerd2_proxy_api::outbound::{
     Backend, HttpRoute, OutboundPolicy, TrafficSpec, backend, http_route, opaque_route,
-    proxy_protocol, traffic_spec,
+    proxy_protocol,
 };
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use strand_controller_core::{Kind, ResourceKey, TrustDomain, parse_manifests};
@@ -62,21 +60,6 @@ spec:
       timeouts: {{request: 2s, backendRequest: 1s}}
 "#
     )
-}
-
-pub(crate) fn by_addr(addr: &str) -> TrafficSpec {
-    let addr: SocketAddr = addr.parse().expect("addr");
-    TrafficSpec {
-        source_workload: r#"{"ns":"default","pod":"client-0"}"#.into(),
-        target: Some(traffic_spec::Target::Addr(TcpAddress::from(addr))),
-    }
-}
-
-fn by_authority(authority: &str) -> TrafficSpec {
-    TrafficSpec {
-        source_workload: "client".into(),
-        target: Some(traffic_spec::Target::Authority(authority.into())),
-    }
 }
 
 /// The HTTP routes of a Detect policy (the same for HTTP/1 and HTTP/2),

@@ -195,3 +195,24 @@ impl<D: ?Sized> Drop for TestServer<D> {
         }
     }
 }
+
+/// A proxy's `OutboundPolicies` question about an original destination.
+pub fn by_addr(addr: &str) -> linkerd2_proxy_api::outbound::TrafficSpec {
+    use linkerd2_proxy_api::outbound::{TrafficSpec, traffic_spec};
+    let addr: SocketAddr = addr.parse().expect("addr");
+    TrafficSpec {
+        source_workload: r#"{"ns":"default","pod":"client-0"}"#.into(),
+        target: Some(traffic_spec::Target::Addr(
+            linkerd2_proxy_api::net::TcpAddress::from(addr),
+        )),
+    }
+}
+
+/// The same question about an authority (`l5d-dst-override`, a name).
+pub fn by_authority(authority: &str) -> linkerd2_proxy_api::outbound::TrafficSpec {
+    use linkerd2_proxy_api::outbound::{TrafficSpec, traffic_spec};
+    TrafficSpec {
+        source_workload: "client".into(),
+        target: Some(traffic_spec::Target::Authority(authority.into())),
+    }
+}
