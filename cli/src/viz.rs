@@ -185,8 +185,7 @@ async fn fetch_stat(
 ) -> anyhow::Result<StatResponse> {
     match prometheus_url {
         Some(url) => {
-            let prom = strand_viz::prom::PrometheusClient::new(url)?;
-            let inv = inventory(ctx, &prom).await?;
+            let (prom, inv) = prometheus(ctx, url).await?;
             Ok(strand_viz::stat::stat(&prom, &inv, req).await?)
         }
         None => stat_embedded(ctx, req).await,
@@ -201,8 +200,7 @@ async fn fetch_edges(
 ) -> anyhow::Result<EdgesResponse> {
     match prometheus_url {
         Some(url) => {
-            let prom = strand_viz::prom::PrometheusClient::new(url)?;
-            let inv = inventory(ctx, &prom).await?;
+            let (prom, inv) = prometheus(ctx, url).await?;
             Ok(strand_viz::stat::edges(&prom, &inv, req).await?)
         }
         None => Ok(metrics_api(ctx)?.edges(req).await?),
@@ -285,6 +283,19 @@ fn metrics_api(ctx: &Ctx) -> anyhow::Result<strand_viz::client::MetricsApiClient
     Ok(strand_viz::client::MetricsApiClient::new(metrics_api_addr(
         ctx,
     )?))
+}
+
+/// A client of the Prometheus at `url`, and the inventory to read it with.
+async fn prometheus(
+    ctx: &Ctx,
+    url: &str,
+) -> anyhow::Result<(
+    strand_viz::prom::PrometheusClient,
+    strand_viz::stat::Inventory,
+)> {
+    let prom = strand_viz::prom::PrometheusClient::new(url)?;
+    let inv = inventory(ctx, &prom).await?;
+    Ok((prom, inv))
 }
 
 /// The pods and services from the management API, and the proxies whose
