@@ -23,7 +23,10 @@
 #              in bench/results/perf-<target>-<time>.data).
 #
 # Usage: sudo bench/callgrind.sh [--mode callgrind|strace|cpu|perf] [-n N] [-c C]
-#                                [-q RATE] [--proxy PATH] [--target nginx] [-- ENV=VALUE...]
+#                                [-q RATE] [--http2] [--proxy PATH] [--target nginx]
+#                                [-- ENV=VALUE...]
+# --http2 sends HTTP/2 with prior knowledge instead of HTTP/1.1 (nginx then
+# listens with `http2`, forwarding over HTTP/1.1 as in the bench's nginx-1hop).
 # -q sends the measured requests at a fixed rate (requests per second; the
 # bench's CPU figure is taken at 1000) instead of as fast as possible.
 # ENV=VALUE pairs after `--` go to the proxy (e.g. STRAND_PROXY_CORES=1).
@@ -42,6 +45,7 @@ warmup=2000
 proxy=target/release/strand-proxy
 target=strand
 rate=""
+http2=""
 proxy_env=()
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -50,10 +54,11 @@ while [ $# -gt 0 ]; do
     -c) conns=$2; shift 2 ;;
     -q|--rate) rate=$2; shift 2 ;;
     --warmup) warmup=$2; shift 2 ;;
+    --http2) http2=--http2; shift ;;
     --proxy) proxy=$2; shift 2 ;;
     --target) target=$2; shift 2 ;;
     --) shift; proxy_env=("$@"); break ;;
-    -h|--help) sed -n '2,30p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,/^set /{/^#/p}' "$0"; exit 0 ;;
     *) echo "unknown argument $1 (see --help)" >&2; exit 64 ;;
   esac
 done
@@ -111,7 +116,7 @@ http {
     scgi_temp_path $work/nginx/s;
     upstream backend { server 198.18.254.2:8080; keepalive 256; keepalive_requests 1000000; }
     server {
-        listen 4143 reuseport;
+        listen 4143 ${http2:+http2 }reuseport;
         location / { proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection ""; }
     }
 }
@@ -151,7 +156,7 @@ stop_proxy() {
 
 run_load() {
   ip netns exec "$load" setpriv --reuid=2103 --regid=2103 --clear-groups \
-    "$oha" --no-tui -n "$1" -c "$conns" ${rate:+-q "$rate"} http://198.18.254.2:8080/ \
+    "$oha" --no-tui -n "$1" -c "$conns" ${rate:+-q "$rate"} $http2 http://198.18.254.2:8080/ \
     >"$work/oha.txt" 2>&1 || { cat "$work/oha.txt" >&2; exit 1; }
   grep -qE '\[200\] '"$1"' responses' "$work/oha.txt" || {
     echo "not every request got a 200:" >&2; cat "$work/oha.txt" >&2; exit 1; }

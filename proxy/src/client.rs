@@ -238,6 +238,12 @@ impl HttpClient {
         client
     }
 
+    /// An empty pool like this one, for another worker thread (its sweeper
+    /// runs on the runtime this is called in).
+    pub fn sibling(&self) -> Arc<Self> {
+        HttpClient::new(self.connector.clone(), self.max_idle, self.idle_timeout)
+    }
+
     /// Drops idle HTTP/1 connections past the idle timeout or closed by
     /// their server.
     fn sweep_idle(&self) {

@@ -210,7 +210,7 @@ pub const VARS: &[VarDoc] = &[
     VarDoc {
         name: "STRAND_PROXY_CORES",
         default: "min(2, CPUs)",
-        help: "Number of worker threads.",
+        help: "Number of threads serving connections, each with its own event loop; every connection stays on the thread with the fewest open connections when it arrived.",
     },
     VarDoc {
         name: "STRAND_PROXY_LOG",

@@ -6,6 +6,7 @@
 use std::process::ExitCode;
 
 use strand_proxy::config::{self, Config, LogFormat, ProcessEnv};
+use strand_proxy::workers::Workers;
 use tracing_subscriber::EnvFilter;
 
 /// `EX_USAGE` from sysexits.h: invalid configuration.
@@ -63,19 +64,19 @@ fn main() -> ExitCode {
         Err(e) => tracing::warn!(error = %e, "cannot raise the open file limit"),
     }
 
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(config.cores)
-        .thread_name("strand-proxy")
+    // Thread per core: this thread and `cores - 1` others, each with its own
+    // event loop (see strand_proxy::workers).
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
+        .build();
+    let (runtime, workers) = match (runtime, Workers::start(config.cores - 1)) {
+        (Ok(rt), Ok(workers)) => (rt, workers),
+        (Err(e), _) | (_, Err(e)) => {
             eprintln!("strand-proxy: cannot start the runtime: {e}");
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(async move {
+    let code = runtime.block_on(async {
         let bound = match strand_proxy::Proxy::new(config).bind().await {
             Ok(b) => b,
             Err(e) => {
@@ -88,9 +89,11 @@ fn main() -> ExitCode {
             wait_for_signal().await;
             shutdown.cancel();
         });
-        bound.run().await;
+        bound.run_on(workers.handles()).await;
         ExitCode::SUCCESS
-    })
+    });
+    drop(workers);
+    code
 }
 
 async fn wait_for_signal() {

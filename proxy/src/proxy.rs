@@ -33,6 +33,7 @@ use crate::metrics::{Direction, Metrics, NoTlsReason, Peer, PeerId, TcpLabels, T
 use crate::orig_dst::{self, OrigDst, SoOriginalDst};
 use crate::tap::Taps;
 use crate::tcp::{self, TcpError};
+use crate::workers::Spread;
 
 /// A proxy, configured but not yet listening.
 pub struct Proxy {
@@ -57,7 +58,8 @@ pub struct Bound {
     control: Option<TcpListener>,
 }
 
-/// One direction of the proxy.
+/// One direction of the proxy, as one worker thread serves it.
+#[derive(Clone)]
 struct Side {
     direction: Direction,
     config: SideConfig,
@@ -275,8 +277,16 @@ impl Bound {
     }
 
     /// Serves until shutdown is requested, then stops accepting, lets open
-    /// connections finish within the grace period, and returns.
+    /// connections finish within the grace period, and returns. Connections
+    /// are served on the current runtime.
     pub async fn run(self) {
+        self.run_on(&[]).await
+    }
+
+    /// Like [`Bound::run`], with accepted connections spread over the
+    /// current runtime and `workers` (see [`crate::workers`]): each goes to
+    /// the one with the fewest open connections and stays there.
+    pub async fn run_on(self, workers: &[tokio::runtime::Handle]) {
         let Bound {
             config,
             outbound,
@@ -318,10 +328,15 @@ impl Bound {
         };
         let tracker = TaskTracker::new();
         for (listeners, side) in [outbound, inbound] {
+            let others = workers.iter().map(|h| {
+                let _in = h.enter();
+                (h.clone(), side.for_worker())
+            });
+            let spread = Arc::new(Spread::new(side.clone(), others.collect::<Vec<_>>()));
             for listener in listeners {
                 tracker.spawn(accept_loop(
                     listener,
-                    side.clone(),
+                    spread.clone(),
                     tracker.clone(),
                     shutdown.clone(),
                 ));
@@ -353,7 +368,7 @@ impl Bound {
 
 async fn accept_loop(
     listener: TcpListener,
-    side: Arc<Side>,
+    spread: Arc<Spread<Arc<Side>>>,
     tracker: TaskTracker,
     drain: CancellationToken,
 ) {
@@ -362,26 +377,62 @@ async fn accept_loop(
             res = listener.accept() => res,
             () = drain.cancelled() => return,
         };
-        match accepted {
-            Ok((tcp, client)) => {
-                let _ = tcp.set_nodelay(true);
-                tracker.spawn(
-                    side.clone()
-                        .serve(tcp, orig_dst::unmap(client), drain.clone()),
-                );
-            }
+        let (tcp, client) = match accepted {
+            Ok(a) => a,
             Err(e) => {
                 // Typically EMFILE: back off instead of spinning.
-                tracing::warn!(direction = side.direction.as_str(), error = %e, "accept failed");
+                let dir = spread.local().direction.as_str();
+                tracing::warn!(direction = dir, error = %e, "accept failed");
                 tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
             }
-        }
+        };
+        let _ = tcp.set_nodelay(true);
+        let client = orig_dst::unmap(client);
+        let (worker, open) = spread.pick();
+        let side = worker.serve.clone();
+        let drain = drain.clone();
+        let Some(runtime) = &worker.runtime else {
+            tracker.spawn(async move {
+                let _open = open;
+                side.serve(tcp, client, drain).await
+            });
+            continue;
+        };
+        // The socket moves to the worker's event loop: its readiness is
+        // then reported on the thread that serves it.
+        let tcp = match tcp.into_std() {
+            Ok(tcp) => tcp,
+            Err(e) => {
+                tracing::warn!(direction = side.direction.as_str(), %client, error = %e, "cannot hand the connection to a worker; closing it");
+                continue;
+            }
+        };
+        runtime.spawn(tracker.track_future(async move {
+            let _open = open;
+            match TcpStream::from_std(tcp) {
+                Ok(tcp) => side.serve(tcp, client, drain).await,
+                Err(e) => {
+                    tracing::warn!(direction = side.direction.as_str(), %client, error = %e, "cannot register the connection with its worker; closing it");
+                }
+            }
+        }));
     }
 }
 
 // === impl Side ===
 
 impl Side {
+    /// This side for another worker thread: the same configuration and
+    /// shared state, its own upstream connection pools. Call it inside the
+    /// worker's runtime.
+    fn for_worker(&self) -> Arc<Side> {
+        Arc::new(Side {
+            client: self.client.sibling(),
+            ..self.clone()
+        })
+    }
+
     async fn serve(self: Arc<Self>, tcp: TcpStream, client: SocketAddr, drain: CancellationToken) {
         let dir = self.direction.as_str();
         let target = match self.orig_dst.orig_dst(&tcp) {

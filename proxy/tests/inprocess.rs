@@ -29,6 +29,16 @@ struct TestProxy {
 }
 
 async fn start_proxy(target: SocketAddr, env: &[(&str, &str)]) -> TestProxy {
+    start_proxy_on(target, env, Vec::new()).await
+}
+
+/// A proxy whose connections are spread over the current runtime and
+/// `workers`.
+async fn start_proxy_on(
+    target: SocketAddr,
+    env: &[(&str, &str)],
+    workers: Vec<tokio::runtime::Handle>,
+) -> TestProxy {
     let mut vars: std::collections::HashMap<&str, &str> = [
         ("STRAND_PROXY_OUTBOUND_LISTEN_ADDR", "127.0.0.1:0"),
         ("STRAND_PROXY_INBOUND_LISTEN_ADDR", "127.0.0.1:0"),
@@ -50,7 +60,7 @@ async fn start_proxy(target: SocketAddr, env: &[(&str, &str)]) -> TestProxy {
         inbound: bound.inbound_addr(),
         admin: bound.admin_addr(),
         shutdown: bound.shutdown_token(),
-        task: tokio::spawn(bound.run()),
+        task: tokio::spawn(async move { bound.run_on(&workers).await }),
     }
 }
 
@@ -368,6 +378,49 @@ async fn http2_multiplexed_and_grpc_status_from_trailers() {
         Some(1.0),
         "{m}"
     );
+}
+
+#[tokio::test]
+async fn connections_spread_over_worker_threads_each_with_its_own_pool() {
+    let workers = strand_proxy::workers::Workers::start(2).unwrap();
+    let server = http_server().await;
+    let proxy = start_proxy_on(server, &[], workers.handles().to_vec()).await;
+    // Six client connections, open together: two on each of the three
+    // runtimes (this one and two workers).
+    let mut clients = Vec::new();
+    for _ in 0..6 {
+        let mut tx = h2_client(proxy.outbound).await;
+        let rsp = tx
+            .send_request(
+                Request::get("http://web.test:8080/")
+                    .body(full(""))
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(rsp.into_body().collect().await.unwrap().to_bytes(), "hello");
+        clients.push(tx);
+    }
+    let m = metrics(proxy.admin).await;
+    assert_eq!(
+        sample(&m, "request_total{", &["authority=\"web.test:8080\""]),
+        Some(6.0),
+        "{m}"
+    );
+    // One upstream HTTP/2 connection per runtime, each shared by that
+    // runtime's two client connections (one runtime would open one).
+    assert_eq!(
+        sample(&m, "tcp_open_total{", &["peer=\"dst\""]),
+        Some(3.0),
+        "{m}"
+    );
+    proxy.shutdown.cancel();
+    drop(clients);
+    tokio::time::timeout(Duration::from_secs(10), proxy.task)
+        .await
+        .unwrap()
+        .unwrap();
+    drop(workers);
 }
 
 #[tokio::test]
