@@ -1,10 +1,11 @@
 //! `strand`: the command users drive the mesh with.
 //!
 //! In local mode it starts the control plane (`strand up`), feeds it resources
-//! (`strand apply/get/delete`), runs workloads as meshed processes in
-//! network namespaces (`strand run`, `strand scale`), manages and shows
-//! workload identity (`strand identity`), shows traffic metrics (`strand
-//! viz`) and runs a demo application (`strand demo`).
+//! (`strand apply/get/delete`, with templates from `strand profile`), runs
+//! workloads as meshed processes in network namespaces (`strand run`,
+//! `strand scale`), manages and shows workload identity (`strand identity`),
+//! shows traffic metrics (`strand viz`) and runs a demo application
+//! (`strand demo`).
 
 #![forbid(unsafe_code)]
 
@@ -16,6 +17,7 @@ use std::process::ExitCode;
 mod ctx;
 mod demo;
 mod identity;
+mod profile;
 mod resources;
 mod run;
 mod up;
@@ -25,7 +27,7 @@ mod viz;
 ///
 /// Local mode runs the control plane and meshed workloads on one Linux host:
 /// `strand up` starts the control plane, `strand apply -f svc.yaml` adds
-/// Services (and Gateway API HTTPRoutes), and `strand run --name web --port
+/// Services (and Gateway API HTTPRoutes and Linkerd ServiceProfiles), and `strand run --name web --port
 /// 8080 -- CMD` runs CMD in its own network namespace beside a proxy.
 #[derive(Parser)]
 #[command(name = "strand", version, propagate_version = true)]
@@ -56,15 +58,20 @@ enum Command {
     /// Run a meshed demo application (emojivoto's shape: web, emoji, voting,
     /// vote-bot) and show its live metrics (needs root); `--down` removes it.
     Demo(demo::DemoArgs),
-    /// Traffic metrics and live requests: `stat`, `edges`, `tap`, `top`,
-    /// `dashboard`, `prometheus-config`.
+    /// Traffic metrics and live requests: `stat`, `edges`, `routes`, `tap`,
+    /// `top`, `dashboard`, `grafana`, `prometheus-config`.
     Viz(viz::VizArgs),
-    /// Create or update resources from YAML documents.
+    /// Create or update resources from YAML documents: Services, Workloads,
+    /// Pods, HTTPRoutes, ServiceProfiles.
     Apply(resources::ApplyArgs),
     /// List resources, or show one.
     Get(resources::GetArgs),
     /// Delete a resource.
     Delete(resources::DeleteArgs),
+    /// Print a ServiceProfile to start from (`--template SERVICE`): Linkerd's
+    /// per-service routes (metrics, retries, timeouts), retry budget and
+    /// traffic split.
+    Profile(profile::ProfileArgs),
     /// Run a command as a meshed workload: one network namespace and proxy per replica (needs root).
     Run(run::RunArgs),
     /// Change the number of replicas of a running workload.
@@ -99,6 +106,7 @@ fn main() -> ExitCode {
             Command::Apply(args) => resources::apply(&ctx, args).await,
             Command::Get(args) => resources::get(&ctx, args).await,
             Command::Delete(args) => resources::delete(&ctx, args).await,
+            Command::Profile(args) => profile::profile(&ctx, args),
             Command::Run(args) => run::run(&ctx, args).await,
             Command::Scale(args) => run::scale(&ctx, args).await,
             Command::Identity(args) => identity::identity(&ctx, args).await,

@@ -16,7 +16,8 @@ pub struct ApplyArgs {
 
 #[derive(Args, Debug)]
 pub struct GetArgs {
-    /// services (svc), workloads (deploy), pods (po), or httproutes.
+    /// services (svc), workloads (deploy), pods (po), httproutes, or
+    /// serviceprofiles (sp).
     #[arg(value_parser = parse_kind)]
     kind: Kind,
     /// Show only this one.
@@ -33,6 +34,7 @@ pub struct GetArgs {
 
 #[derive(Args, Debug)]
 pub struct DeleteArgs {
+    /// The kind, as for `strand get` (e.g. serviceprofile, sp).
     #[arg(value_parser = parse_kind)]
     kind: Kind,
     name: String,
@@ -43,7 +45,7 @@ pub struct DeleteArgs {
 fn parse_kind(s: &str) -> Result<Kind, String> {
     Kind::parse(s).ok_or_else(|| {
         format!(
-            "unknown kind {s:?}: use services (svc), workloads (deploy), pods (po) or httproutes"
+            "unknown kind {s:?}: use services (svc), workloads (deploy), pods (po), httproutes or serviceprofiles (sp)"
         )
     })
 }
@@ -111,7 +113,9 @@ pub async fn get(ctx: &Ctx, args: GetArgs) -> anyhow::Result<u8> {
         }
         return Ok(0);
     }
-    print_table(&rows(args.kind, &items, args.all_namespaces));
+    // A profile describes a Service only under the cluster's domain.
+    let domain = crate::profile::cluster_domain(ctx);
+    print_table(&rows(args.kind, &items, args.all_namespaces, &domain));
     Ok(0)
 }
 
@@ -129,12 +133,20 @@ pub async fn delete(ctx: &Ctx, args: DeleteArgs) -> anyhow::Result<u8> {
     Ok(0)
 }
 
-fn rows(kind: Kind, items: &[Resource], with_ns: bool) -> Vec<Vec<String>> {
+fn rows(kind: Kind, items: &[Resource], with_ns: bool, cluster_domain: &str) -> Vec<Vec<String>> {
     let mut header: Vec<&str> = match kind {
         Kind::Service => vec!["NAME", "CLUSTER-IP", "PORT(S)", "SELECTOR", "AGE"],
         Kind::Workload => vec!["NAME", "READY", "PORTS", "COMMAND", "AGE"],
         Kind::Pod => vec!["NAME", "READY", "IP", "WORKLOAD", "PID", "AGE"],
         Kind::HttpRoute => vec!["NAME", "PARENTS", "BACKENDS", "AGE"],
+        Kind::ServiceProfile => vec![
+            "NAME",
+            "SERVICE",
+            "ROUTES",
+            "RETRY BUDGET",
+            "DST OVERRIDES",
+            "AGE",
+        ],
     };
     if with_ns {
         header.insert(0, "NAMESPACE");
@@ -184,6 +196,12 @@ fn rows(kind: Kind, items: &[Resource], with_ns: bool) -> Vec<Vec<String>> {
             ],
             Resource::HttpRoute(r) => {
                 vec![meta.name.clone(), route_parents(r), route_backends(r), age]
+            }
+            Resource::ServiceProfile(p) => {
+                let mut row = vec![meta.name.clone()];
+                row.extend(crate::profile::columns(p, cluster_domain));
+                row.push(age);
+                row
             }
         };
         if with_ns {
@@ -320,8 +338,42 @@ mod tests {
         assert_eq!(route_backends(&two), "v1:80");
         let none = route(&format!("{head}  rules: [{{}}]\n"));
         assert_eq!(route_backends(&none), "<parent>");
-        let rows = rows(Kind::HttpRoute, &[Resource::HttpRoute(none)], true);
+        let rows = rows(
+            Kind::HttpRoute,
+            &[Resource::HttpRoute(none)],
+            true,
+            "cluster.local",
+        );
         assert_eq!(rows[0], ["NAMESPACE", "NAME", "PARENTS", "BACKENDS", "AGE"]);
         assert_eq!(rows[1], ["default", "r", "web:8080,api", "<parent>", "-"]);
+    }
+
+    #[test]
+    fn profile_rows() {
+        let text = "apiVersion: linkerd.io/v1alpha2\nkind: ServiceProfile\nmetadata: {name: web.default.svc.cluster.local}\nspec:\n  routes: [{name: a, condition: {method: GET}}, {name: b, condition: {pathRegex: /b}}]\n  dstOverrides: [{authority: 'web-v2.default.svc.cluster.local:80', weight: 1}]\n";
+        let items = strand_controller_core::parse_manifests(text).expect("valid");
+        let rows = rows(Kind::ServiceProfile, &items, false, "cluster.local");
+        assert_eq!(
+            rows[0],
+            [
+                "NAME",
+                "SERVICE",
+                "ROUTES",
+                "RETRY BUDGET",
+                "DST OVERRIDES",
+                "AGE"
+            ]
+        );
+        assert_eq!(
+            rows[1],
+            [
+                "web.default.svc.cluster.local",
+                "web",
+                "2",
+                "20% + 10/s",
+                "web-v2.default.svc.cluster.local:80=1",
+                "-"
+            ]
+        );
     }
 }

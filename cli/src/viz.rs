@@ -1,7 +1,8 @@
-//! `strand viz`: golden metrics per resource (`stat`), who talks to whom
-//! and whether over mTLS (`edges`), a Prometheus configuration for the
-//! proxies (`prometheus-config`), live requests (`tap`, `top`), and the
-//! web dashboard (`dashboard`).
+//! `strand viz`: golden metrics per resource (`stat`) and per
+//! ServiceProfile route (`routes`), who talks to whom and whether over
+//! mTLS (`edges`), a Prometheus configuration for the proxies
+//! (`prometheus-config`), live requests (`tap`, `top`), and the web
+//! dashboard (`dashboard`).
 //!
 //! The numbers come from the control plane's metrics API, which scrapes
 //! every proxy itself; with `--prometheus-url` the same questions go to a
@@ -9,6 +10,7 @@
 
 mod dashboard;
 mod grafana;
+mod routes;
 mod tap;
 mod top;
 
@@ -18,6 +20,7 @@ use clap::{Args, Subcommand};
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::time::Duration;
+use strand_viz::routes::{RoutesRequest, RoutesResponse};
 use strand_viz::stat::{
     EdgesRequest, EdgesResponse, ResourceKind, ResourceRef, StatRequest, StatResponse,
 };
@@ -34,6 +37,22 @@ enum VizCommand {
     /// connections of workloads (deploy), pods (po), services (svc) or
     /// namespaces (ns), as `linkerd viz stat` shows them.
     Stat(StatArgs),
+    /// Success rate, requests per second and latency percentiles per
+    /// ServiceProfile route, as `linkerd viz routes` shows them.
+    ///
+    /// strand's proxies record route metrics on the client side only, so
+    /// unlike Linkerd's `routes`, whose default is the server's side,
+    /// `routes deploy/web` (or po/NAME, ns/NAME) lists the routes of the
+    /// calls web's pods make, one row per service called and route, and
+    /// `--to svc/emoji-svc` keeps those to that Service (in --to-namespace,
+    /// by default --namespace); `routes svc/emoji-svc` lists every meshed
+    /// client's calls to emoji-svc. SERVICE is the service called;
+    /// requests that match none of its profile's routes are under
+    /// [DEFAULT], listed last. `-o wide` shows the effective numbers (one
+    /// per request, after retries) beside the actual ones (one per attempt,
+    /// retries included). A service has route metrics only when it has a
+    /// ServiceProfile (`strand profile --template`).
+    Routes(routes::RoutesArgs),
     /// Which workloads (or pods) talk to which, with the client's and the
     /// server's identities and whether the traffic is secured by mTLS.
     Edges(EdgesArgs),
@@ -139,6 +158,7 @@ struct PromConfigArgs {
 pub async fn viz(ctx: &Ctx, args: VizArgs) -> anyhow::Result<u8> {
     match args.command {
         VizCommand::Stat(a) => stat(ctx, a).await,
+        VizCommand::Routes(a) => routes::routes(ctx, a).await,
         VizCommand::Edges(a) => edges(ctx, a).await,
         VizCommand::PrometheusConfig(a) => prometheus_config(ctx, a).await,
         VizCommand::Tap(a) => tap::tap(ctx, a).await,
@@ -204,6 +224,21 @@ async fn fetch_edges(
             Ok(strand_viz::stat::edges(&prom, &inv, req).await?)
         }
         None => Ok(metrics_api(ctx)?.edges(req).await?),
+    }
+}
+
+/// [`fetch_stat`] for `routes`.
+async fn fetch_routes(
+    ctx: &Ctx,
+    prometheus_url: Option<&str>,
+    req: &RoutesRequest,
+) -> anyhow::Result<RoutesResponse> {
+    match prometheus_url {
+        Some(url) => {
+            let (prom, inv) = prometheus(ctx, url).await?;
+            Ok(strand_viz::routes::routes(&prom, &inv, req).await?)
+        }
+        None => Ok(metrics_api(ctx)?.routes(req).await?),
     }
 }
 
@@ -388,16 +423,22 @@ pub fn render_stat(rsp: &StatResponse, all_namespaces: bool, wide: bool) -> Stri
         rows.push(row);
     }
     let mut out = table(&rows);
-    if !rsp.stale.is_empty() {
-        out.push('\n');
-        for (pod, why) in &rsp.stale {
-            let _ = writeln!(
-                out,
-                "! metrics of {pod} are stale (its proxy's last scrape failed: {why}); its rows leave out what it did since"
-            );
-        }
-    }
+    write_stale(&mut out, &rsp.stale);
     out
+}
+
+/// A line under the table for each proxy whose metrics are stale.
+fn write_stale(out: &mut String, stale: &std::collections::BTreeMap<String, String>) {
+    if stale.is_empty() {
+        return;
+    }
+    out.push('\n');
+    for (pod, why) in stale {
+        let _ = writeln!(
+            out,
+            "! metrics of {pod} are stale (its proxy's last scrape failed: {why}); its rows leave out what it did since"
+        );
+    }
 }
 
 fn render_edges(rsp: &EdgesResponse, wide: bool) -> String {

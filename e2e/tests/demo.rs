@@ -163,6 +163,10 @@ fn demo_shows_golden_metrics_and_leaves_nothing_behind() {
     );
     eprintln!("demo up in {:?}", started.elapsed());
     let prometheus = start_prometheus(&mesh);
+    // vote-bot's calls to web get named routes, live (its proxy resolved
+    // web-svc before this profile existed).
+    let applied = mesh.apply(WEB_PROFILE).unwrap();
+    assert_eq!(applied.code, Some(0), "{applied:?}");
 
     // Within 60 s, every workload has traffic.
     let deadline = started + Duration::from_secs(60);
@@ -400,6 +404,7 @@ fn demo_shows_golden_metrics_and_leaves_nothing_behind() {
         assert!((ps - es).abs() <= 0.03, "{d}: success {ps} vs {es}");
     }
     grafana_queries_answer(&mesh, url);
+    routes_show_the_profile(&mesh, url);
     drop(prometheus);
 
     // strand check: everything passes.
@@ -463,6 +468,58 @@ fn demo_shows_golden_metrics_and_leaves_nothing_behind() {
 /// data unless it counts what a healthy all-mTLS demo may never do
 /// (plaintext requests, failed connections, errors the proxy answered,
 /// protocol errors).
+/// Routes of web-svc, as `strand profile --template` suggests writing them.
+const WEB_PROFILE: &str = "apiVersion: linkerd.io/v1alpha2
+kind: ServiceProfile
+metadata: {name: web-svc.emojivoto.svc.cluster.local, namespace: emojivoto}
+spec:
+  routes:
+    - name: GET /api/list
+      condition: {method: GET, pathRegex: /api/list}
+    - name: GET /api/vote
+      condition: {method: GET, pathRegex: /api/vote}
+";
+
+/// `strand viz routes` shows vote-bot's calls by web-svc's routes, from
+/// the metrics API and from Prometheus.
+fn routes_show_the_profile(mesh: &LocalMesh, prometheus: &str) {
+    let args = [
+        "viz",
+        "routes",
+        "deploy/vote-bot",
+        "-n",
+        "emojivoto",
+        "-o",
+        "json",
+    ];
+    let mut with_prom = args.to_vec();
+    with_prom.extend(["--prometheus-url", prometheus]);
+    for args in [&args[..], &with_prom[..]] {
+        let routes = json(mesh, args);
+        let rows = routes.as_array().unwrap_or_else(|| panic!("{routes}"));
+        for name in ["GET /api/list", "GET /api/vote"] {
+            let r = rows
+                .iter()
+                .find(|r| r["route"] == name)
+                .unwrap_or_else(|| panic!("{name}: {routes}"));
+            assert_eq!(r["service"], "web-svc", "{routes}");
+            assert!(r["rps"].as_f64().unwrap_or(0.0) > 0.0, "{routes}");
+        }
+        // Some votes fail on purpose; every listing succeeds.
+        let list = rows.iter().find(|r| r["route"] == "GET /api/list").unwrap();
+        assert_eq!(list["success"].as_f64(), Some(1.0), "{routes}");
+    }
+    let table = mesh
+        .strand(&["viz", "routes", "deploy/vote-bot", "-n", "emojivoto"])
+        .unwrap();
+    assert!(
+        table.stdout.starts_with("ROUTE ") && table.stdout.contains("GET /api/vote"),
+        "{}{}",
+        table.stdout,
+        table.stderr
+    );
+}
+
 fn grafana_queries_answer(mesh: &LocalMesh, prometheus: &str) {
     use strand_viz::grafana::{Vars, substituted_queries};
     let pod = pod_ips(mesh, "web")[0].0.clone();

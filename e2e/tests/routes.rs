@@ -1,7 +1,9 @@
 //! HTTPRoutes in local mode, as a user runs a canary and a blue/green
 //! switch: `strand apply` a route attached to a Service, and the clients'
 //! proxies split its requests by weight, match paths, time requests out,
-//! and follow every change to the route live.
+//! and follow every change to the route live. And ServiceProfiles, which
+//! win over HTTPRoutes: named routes in metrics, retries within the
+//! budget, timeouts, `dstOverrides`.
 //!
 //! ```text
 //!  client ─▶ proxy ─▶ web (Service: app=web)
@@ -241,13 +243,13 @@ fn an_httproute_splits_matches_times_out_and_follows_changes() {
 
 /// `count` POSTs of a 1,000-byte body to `/flaky` (whose server fails
 /// every other request) from a meshed client, and the client proxy's
-/// retry counters after them.
+/// retry and route counters after them.
 fn flaky_posts(mesh: &LocalMesh, count: u32, chunked: bool) -> (u64, String) {
     let app = testapp();
     let chunked = if chunked { "--chunked" } else { "" };
     let script = format!(
         "{app} http-client --url {WEB}/flaky --method POST --body-bytes 1000 {chunked} --count {count} --expect-status 200 || true; \
-         curl -s http://127.0.0.1:4191/metrics | grep '^outbound_http_route_retry' || true"
+         curl -s http://127.0.0.1:4191/metrics | grep -E '^(outbound_http_route_retry|route_)' || true"
     );
     let out = mesh.run_script("client", &[], &script).unwrap();
     // The summary is the client's last line on stdout, or the end of its
@@ -313,4 +315,104 @@ spec:
     // A body of unknown length is not kept, so it is not retried.
     let (ok, out) = flaky_posts(&mesh, 20, true);
     assert_eq!(ok, 10, "{out}");
+}
+
+/// The value of the first line of `out` that starts with `prefix` and
+/// contains every fragment of `with`.
+fn counter(out: &str, prefix: &str, with: &[&str]) -> f64 {
+    out.lines()
+        .find(|l| l.starts_with(prefix) && with.iter().all(|w| l.contains(w)))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or_else(|| panic!("{prefix} {with:?}: {out}"))
+}
+
+fn profile(spec: &str) -> String {
+    format!(
+        "apiVersion: linkerd.io/v1alpha2
+kind: ServiceProfile
+metadata: {{name: web.default.svc.cluster.local}}
+spec:
+{spec}"
+    )
+}
+
+#[test]
+fn a_service_profile_names_routes_retries_times_out_and_overrides() {
+    if !require_root() {
+        return;
+    }
+    let mut mesh = LocalMesh::up("profiles").unwrap();
+    assert_eq!(mesh.apply(SERVICES).unwrap().code, Some(0));
+    web_version(&mut mesh, "v1");
+    // An HTTPRoute that routes only `/api`: the profile below wins over it.
+    let api_only = route(
+        "    - matches: [{path: {type: PathPrefix, value: /api}}]
+      backendRefs: [{name: web-v1, port: 8080}]
+",
+    );
+    assert_eq!(mesh.apply(&api_only).unwrap().code, Some(0));
+    let routes = profile(
+        "  routes:
+    - name: POST /flaky
+      condition: {method: POST, pathRegex: /flaky}
+      isRetryable: true
+    - name: GET /delay
+      condition: {method: GET, pathRegex: '/delay.*'}
+      timeout: 300ms
+",
+    );
+    let applied = mesh.apply(&routes).unwrap();
+    assert_eq!(applied.code, Some(0), "{applied:?}");
+    let listed = mesh.strand(&["get", "serviceprofiles"]).unwrap();
+    assert!(
+        listed.stdout.contains("web.default.svc.cluster.local"),
+        "{listed:?}"
+    );
+
+    // Every failure of the retryable route is sent again (the budget's
+    // reserve covers them), with its body; the route is named in metrics.
+    let (ok, out) = flaky_posts(&mesh, 20, false);
+    assert_eq!(ok, 20, "{out}");
+    assert!(out.contains(r#"last_body":"{\"bytes\":1000}"#), "{out}");
+    let flaky = r#"rt_route="POST /flaky""#;
+    let dst = r#"dst="web.default.svc.cluster.local:8080""#;
+    assert_eq!(counter(&out, "route_request_total{", &[flaky, dst]), 20.0);
+    // The server's every other answer fails: each request's first attempt.
+    assert_eq!(counter(&out, "route_actual_request_total{", &[flaky]), 40.0);
+    let ok200 = [flaky, r#"status_code="200""#, r#"classification="success""#];
+    assert_eq!(counter(&out, "route_response_total{", &ok200), 20.0);
+    let failed = [flaky, r#"status_code="503""#, r#"classification="failure""#];
+    assert_eq!(counter(&out, "route_actual_response_total{", &failed), 20.0);
+    // The timeout of the `GET /delay` route; `/` is `[DEFAULT]`, not 404.
+    let (status, error) = get(&mesh, "/delay?ms=3000");
+    assert_eq!(status, 504, "{error}");
+    assert!(error.contains("timed out after 300ms"), "{error}");
+    assert_eq!(get(&mesh, "/").0, 200);
+
+    // dstOverrides: everything to web-v2, live.
+    web_version(&mut mesh, "v2");
+    let overrides = profile(
+        "  dstOverrides:
+    - {authority: web-v2.default.svc.cluster.local:8080, weight: 1}
+",
+    );
+    assert_eq!(mesh.apply(&overrides).unwrap().code, Some(0));
+    eventually("the override to web-v2", || {
+        let (by, summary) = spread(&mesh, "/", 30);
+        if summary["ok"] == 30 && by.keys().collect::<Vec<_>>() == ["web-v2"] {
+            Ok(())
+        } else {
+            Err(format!("{summary}"))
+        }
+    });
+
+    // The profile deleted: the HTTPRoute applies again.
+    let deleted = mesh
+        .strand(&["delete", "serviceprofile", "web.default.svc.cluster.local"])
+        .unwrap();
+    assert_eq!(deleted.code, Some(0), "{deleted:?}");
+    eventually("the HTTPRoute again", || match get(&mesh, "/") {
+        (404, e) if e.contains("no route") => Ok(()),
+        other => Err(format!("{other:?}")),
+    });
 }

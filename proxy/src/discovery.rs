@@ -17,6 +17,11 @@
 //!  request ──route()──▶ rule (match precedence) ──weights──▶ backend ──pick()──▶ endpoint
 //! ```
 //!
+//! A service with a ServiceProfile that has routes or `dstOverrides` uses
+//! the profile instead (module `profile`), as Linkerd does: its routes
+//! name requests for metrics, timeouts and retries, and its overrides
+//! split them by weight.
+//!
 //! The control-plane conversation (policy and destination streams, caching,
 //! fail-fast, last-known endpoints) lives in `strand-proxy-discover`; this
 //! module keeps one balancer per service and hands out endpoints.
@@ -26,6 +31,10 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, RwLock, Weak};
 
 use strand_proxy_balance::{Balancer, ConnectionHandle, RequestHandle};
+
+mod profile;
+
+pub use self::profile::{Budget, ProfileTable};
 use strand_proxy_discover::{self as discover, Discovery, DiscoveryError, Protocol};
 
 use crate::config::DiscoveryConfig;
@@ -67,6 +76,10 @@ pub struct Balanced {
     /// routes do not apply) and while no route is attached.
     routes: Arc<RwLock<Option<Arc<RouteTable>>>>,
     routes_updater: Option<tokio::task::JoinHandle<()>>,
+    /// The service's ServiceProfile when it has routes or overrides (it
+    /// then takes precedence over `routes`); `None` for a backend.
+    profile: Arc<RwLock<Option<Arc<ProfileTable>>>>,
+    profile_updater: Option<tokio::task::JoinHandle<()>>,
 }
 
 /// A service's routes with a balancer for every backend they name.
@@ -258,6 +271,11 @@ impl Resolver {
         if let Some(b) = existing {
             return b;
         }
+        let (profile, profile_updater) = if routed {
+            self.follow_profile(&service).await
+        } else {
+            (Arc::default(), None)
+        };
         let routes = Arc::new(RwLock::new(None));
         let routes_updater = if routed {
             let mut rx = service.routes.clone();
@@ -277,7 +295,7 @@ impl Resolver {
         let mut services = self.services.lock().unwrap_or_else(|p| p.into_inner());
         // Another connection may have built it meanwhile: one balancer.
         if let Some(b) = services.get(&key).and_then(Weak::upgrade) {
-            if let Some(t) = routes_updater {
+            for t in [routes_updater, profile_updater].into_iter().flatten() {
                 t.abort();
             }
             return b;
@@ -314,9 +332,55 @@ impl Resolver {
             updater,
             routes,
             routes_updater,
+            profile,
+            profile_updater,
         });
         services.insert(key, Arc::downgrade(&b));
         b
+    }
+
+    /// The service's profile as a [`ProfileTable`], kept current by a task.
+    async fn follow_profile(
+        &self,
+        service: &discover::Service,
+    ) -> (
+        Arc<RwLock<Option<Arc<ProfileTable>>>>,
+        Option<tokio::task::JoinHandle<()>>,
+    ) {
+        let mut rx = service.profile.clone();
+        let first = rx.borrow_and_update().clone();
+        let table = Arc::new(RwLock::new(self.profile_table(first).await));
+        let (resolver, shared) = (self.clone(), Arc::clone(&table));
+        let task = tokio::spawn(async move {
+            while rx.changed().await.is_ok() {
+                let current = rx.borrow_and_update().clone();
+                let next = resolver.profile_table(current).await;
+                *shared.write().unwrap_or_else(|p| p.into_inner()) = next;
+            }
+        });
+        (table, Some(task))
+    }
+
+    /// `profile` with its overrides' balancers; `None` when it changes
+    /// nothing.
+    async fn profile_table(
+        &self,
+        profile: Option<Arc<discover::Profile>>,
+    ) -> Option<Arc<ProfileTable>> {
+        let profile = profile.filter(|p| p.is_active())?;
+        let authorities: Vec<_> = profile
+            .dst_overrides
+            .iter()
+            .map(|d| (d.weight, d.authority.clone()))
+            .collect();
+        let resolved =
+            futures_util::future::join_all(authorities.iter().map(|(_, a)| self.backend(a))).await;
+        let overrides = authorities
+            .into_iter()
+            .zip(resolved)
+            .map(|((w, a), b)| (w, a, b))
+            .collect();
+        Some(Arc::new(ProfileTable::new(profile, overrides)))
     }
 
     /// The backends' balancers of `routes`; `None` when none is attached.
@@ -351,6 +415,14 @@ impl Balanced {
 
     pub fn protocol(&self) -> Protocol {
         *self.service.protocol.borrow()
+    }
+
+    /// The service's ServiceProfile, when it has routes or overrides.
+    pub fn profile(&self) -> Option<Arc<ProfileTable>> {
+        self.profile
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Where a request goes by the service's routes: the backend its
@@ -456,7 +528,10 @@ impl Balanced {
 impl Drop for Balanced {
     fn drop(&mut self) {
         self.updater.abort();
-        if let Some(t) = &self.routes_updater {
+        for t in [&self.routes_updater, &self.profile_updater]
+            .into_iter()
+            .flatten()
+        {
             t.abort();
         }
     }

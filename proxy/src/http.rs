@@ -36,6 +36,7 @@ mod body;
 mod headers;
 pub mod lean;
 mod orig_proto;
+mod profile;
 mod request_body;
 mod retry;
 mod task;
@@ -276,6 +277,10 @@ impl Forward {
         h1: Option<&StickyH1>,
         out: &mut EndpointLabels,
     ) -> Result<Response<Incoming>, ProxyError> {
+        // A ServiceProfile with routes or overrides wins over HTTPRoutes.
+        if let Some(table) = service.profile() {
+            return self.send_profiled(service, &table, req, h1, out).await;
+        }
         let routed = service.route(&req)?;
         let (Some(route), Some(policy)) = (routed.route.clone(), routed.retry.clone()) else {
             return self.send_routed(service, routed, req, h1, out).await;

@@ -68,6 +68,44 @@ pub struct Metrics {
     pub route_retry_requests: Family<RouteLabels, Counter>,
     pub route_retry_successes: Family<RouteLabels, Counter>,
     pub route_retry_limit_exceeded: Family<RouteLabels, Counter>,
+    /// ServiceProfile routes (Linkerd's `route_*` families): requests as
+    /// the client sent them, their responses and latency, and every
+    /// attempt (`route_actual_*`, retries included).
+    pub profile_route: ProfileRouteMetrics,
+}
+
+/// Linkerd's per-route families of ServiceProfile routes.
+#[derive(Debug)]
+pub struct ProfileRouteMetrics {
+    pub requests: Family<RouteLabels, Counter>,
+    pub responses: Family<RouteLabels, Counter>,
+    pub latency: HistogramFamily<RouteLabels>,
+    pub actual_requests: Family<RouteLabels, Counter>,
+    pub actual_responses: Family<RouteLabels, Counter>,
+}
+
+/// Requests to a profiled service that match none of its routes.
+pub const DEFAULT_PROFILE_ROUTE: &str = "[DEFAULT]";
+
+/// A ServiceProfile route's labels, as Linkerd's `route_*` metrics carry
+/// them: `dst` is the service's `<fqdn>:<port>`, `rt_route` the route's
+/// name.
+pub fn profile_route_labels(dst: &str, route: &str) -> RouteLabels {
+    vec![
+        ("direction", Direction::Outbound.as_str().to_string()),
+        ("dst", dst.to_string()),
+        ("rt_route", route.to_string()),
+    ]
+}
+
+/// [`profile_route_labels`] with a response's `status_code` and
+/// `classification`.
+pub fn profile_response_labels(route: &RouteLabels, status: u16, failure: bool) -> RouteLabels {
+    let mut labels = route.clone();
+    labels.push(("status_code", status.to_string()));
+    let class = if failure { "failure" } else { "success" };
+    labels.push(("classification", class.to_string()));
+    labels
 }
 
 /// An HTTP route's labels, as Linkerd's `outbound_http_route_*` metrics
@@ -170,6 +208,13 @@ impl Metrics {
             route_retry_requests: Family::default(),
             route_retry_successes: Family::default(),
             route_retry_limit_exceeded: Family::default(),
+            profile_route: ProfileRouteMetrics {
+                requests: Family::default(),
+                responses: Family::default(),
+                latency: Family::new_with_constructor(latency_histogram),
+                actual_requests: Family::default(),
+                actual_responses: Family::default(),
+            },
         };
         let r = &mut m.registry;
         r.register(
@@ -231,6 +276,32 @@ impl Metrics {
             "outbound_http_route_retry_limit_exceeded",
             "Requests whose last permitted retry failed too",
             m.route_retry_limit_exceeded.clone(),
+        );
+        let pr = &m.profile_route;
+        r.register(
+            "route_request",
+            "Total count of HTTP requests on ServiceProfile routes",
+            pr.requests.clone(),
+        );
+        r.register(
+            "route_response",
+            "Total count of HTTP responses on ServiceProfile routes, classified by the route's response classes",
+            pr.responses.clone(),
+        );
+        r.register(
+            "route_response_latency_ms",
+            "Elapsed times between a request's headers being received and its final response's headers, retries included, per ServiceProfile route, in milliseconds",
+            pr.latency.clone(),
+        );
+        r.register(
+            "route_actual_request",
+            "Total count of attempts sent on ServiceProfile routes, retries included",
+            pr.actual_requests.clone(),
+        );
+        r.register(
+            "route_actual_response",
+            "Total count of responses to attempts on ServiceProfile routes, retries included",
+            pr.actual_responses.clone(),
         );
         r.register(
             "inbound_protocol_errors",

@@ -1,10 +1,12 @@
 //! The metrics API's HTTP server (`strand-controller metrics-api`, and the
-//! local mode's): JSON answers to `stat` and `edges`, the scrape targets'
-//! health, and the proxies' list for Prometheus's HTTP service discovery.
+//! local mode's): JSON answers to `stat`, `edges` and `routes`, the scrape
+//! targets' health, and the proxies' list for Prometheus's HTTP service
+//! discovery.
 //!
 //! ```text
 //!  GET /api/v1/stat?resource=deploy/web&namespace=ns&from=..&to=..&window=60
 //!  GET /api/v1/edges?resource=deploy&namespace=ns&window=60
+//!  GET /api/v1/routes?resource=deploy/web&namespace=ns&to=svc/emoji-svc&to_namespace=ns&window=60
 //!  GET /api/v1/targets          every proxy: last scrape, last error
 //!  GET /api/v1/prometheus-sd    [{"targets":["10.42.0.5:4191"],"labels":{..}}]
 //!  GET /ready  /live
@@ -28,6 +30,7 @@ use serde::Serialize;
 use tokio::net::TcpListener;
 
 use crate::query::Evaluate;
+use crate::routes::{self, RoutesRequest};
 use crate::scrape::ScrapeTarget;
 use crate::stat::{self, EdgesRequest, Inventory, ResourceKind, ResourceRef, StatRequest};
 use crate::store::Store;
@@ -138,6 +141,10 @@ impl MetricsApi {
                 Ok(r) => self.edges(&r).await,
                 Err(e) => error(StatusCode::BAD_REQUEST, &e),
             },
+            "/api/v1/routes" => match routes_request(&query).and_then(|r| self.kept(r)) {
+                Ok(r) => self.routes(&r).await,
+                Err(e) => error(StatusCode::BAD_REQUEST, &e),
+            },
             "/api/v1/targets" => self.targets(),
             "/api/v1/prometheus-sd" => self.prometheus_sd().await,
             _ => error(StatusCode::NOT_FOUND, "no such endpoint"),
@@ -190,6 +197,17 @@ impl MetricsApi {
             Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, &e),
         };
         match stat::edges(&*self.eval, &inv, req).await {
+            Ok(rsp) => json(StatusCode::OK, &rsp),
+            Err(e) => error(StatusCode::BAD_GATEWAY, &e.to_string()),
+        }
+    }
+
+    async fn routes(&self, req: &RoutesRequest) -> Response<Full<Bytes>> {
+        let inv = match self.inventory().await {
+            Ok(inv) => inv,
+            Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, &e),
+        };
+        match routes::routes(&*self.eval, &inv, req).await {
             Ok(rsp) => json(StatusCode::OK, &rsp),
             Err(e) => error(StatusCode::BAD_GATEWAY, &e.to_string()),
         }
@@ -255,6 +273,12 @@ impl Windowed for EdgesRequest {
     }
 }
 
+impl Windowed for RoutesRequest {
+    fn window(&self) -> Duration {
+        self.window
+    }
+}
+
 /// A `stat` question from its query parameters (`resource`, `namespace`,
 /// `from`, `to`, `window` in seconds).
 pub fn stat_request(q: &BTreeMap<String, String>) -> Result<StatRequest, String> {
@@ -297,6 +321,34 @@ pub fn edges_request(q: &BTreeMap<String, String>) -> Result<EdgesRequest, Strin
         namespace: q.get("namespace").filter(|v| !v.is_empty()).cloned(),
         window: window(q)?,
     })
+}
+
+/// A `routes` question from its query parameters: `resource`
+/// (`deploy/NAME`, `po/NAME`, `ns/NAME` or `svc/NAME`), `namespace`, `to`
+/// (`svc/NAME`), `to_namespace` (the `to` Service's; default `namespace`)
+/// and `window` in seconds.
+pub fn routes_request(q: &BTreeMap<String, String>) -> Result<RoutesRequest, String> {
+    let get = |k: &str| q.get(k).filter(|v| !v.is_empty());
+    let resource: ResourceRef = get("resource")
+        .ok_or("missing `resource` (deploy/NAME, po/NAME, ns/NAME or svc/NAME)")?
+        .parse()
+        .map_err(|e: stat::BadResource| e.to_string())?;
+    let to = match get("to") {
+        Some(v) => Some(
+            v.parse()
+                .map_err(|e: stat::BadResource| format!("to: {e}"))?,
+        ),
+        None => None,
+    };
+    let req = RoutesRequest {
+        resource,
+        namespace: get("namespace").cloned(),
+        to,
+        to_namespace: get("to_namespace").cloned(),
+        window: window(q)?,
+    };
+    req.validate().map_err(|e| e.to_string())?;
+    Ok(req)
 }
 
 /// `window` in seconds, default 60.
@@ -412,5 +464,31 @@ mod tests {
         assert!(stat_request(&q).unwrap_err().contains("not a number"));
         let q = parse_query("resource=svc");
         assert!(edges_request(&q).unwrap_err().contains("deployments"));
+    }
+
+    #[test]
+    fn routes_parameters() {
+        let q = parse_query(
+            "resource=deploy%2Fweb&namespace=emojivoto&to=svc%2Femoji-svc&to_namespace=other&window=30",
+        );
+        let r = routes_request(&q).expect("valid");
+        assert_eq!(r.resource.to_string(), "deploy/web");
+        assert_eq!(r.namespace.as_deref(), Some("emojivoto"));
+        assert_eq!(
+            r.to.map(|t| t.to_string()).as_deref(),
+            Some("svc/emoji-svc")
+        );
+        assert_eq!(r.to_namespace.as_deref(), Some("other"));
+        assert_eq!(r.window, Duration::from_secs(30));
+
+        let r = routes_request(&parse_query("resource=svc%2Fweb-svc&to=")).expect("valid");
+        assert!(r.to.is_none() && r.namespace.is_none());
+        assert_eq!(r.window, Duration::from_secs(60));
+
+        let err = |q: &str| routes_request(&parse_query(q)).unwrap_err();
+        assert!(err("").contains("missing `resource`"));
+        assert!(err("resource=deploy").contains("name the resource"));
+        assert!(err("resource=deploy%2Fweb&to=gadget%2Fx").starts_with("to: unknown"));
+        assert!(err("resource=deploy%2Fweb&to=deploy%2Femoji").contains("takes a Service"));
     }
 }

@@ -6,6 +6,7 @@ use std::time::Duration;
 use http::StatusCode;
 use serde::de::DeserializeOwned;
 
+use crate::routes::{RoutesRequest, RoutesResponse};
 use crate::stat::{EdgesRequest, EdgesResponse, ResourceRef, StatRequest, StatResponse};
 
 /// Answers are small tables; anything bigger is not the metrics API.
@@ -77,6 +78,23 @@ impl MetricsApiClient {
             q.push(("namespace", ns.clone()));
         }
         self.get("/api/v1/edges", &q).await
+    }
+
+    pub async fn routes(&self, req: &RoutesRequest) -> Result<RoutesResponse, ClientError> {
+        let mut q = vec![
+            ("resource", req.resource.to_string()),
+            ("window", req.window.as_secs_f64().to_string()),
+        ];
+        if let Some(ns) = &req.namespace {
+            q.push(("namespace", ns.clone()));
+        }
+        if let Some(r) = &req.to {
+            q.push(("to", r.to_string()));
+        }
+        if let Some(ns) = &req.to_namespace {
+            q.push(("to_namespace", ns.clone()));
+        }
+        self.get("/api/v1/routes", &q).await
     }
 
     async fn get<T: DeserializeOwned>(

@@ -12,7 +12,8 @@
 //! Both implement [`Evaluate`] over the same three [`Query`] shapes, and
 //! the store follows Prometheus's semantics (extrapolation, counter resets,
 //! staleness, bucket interpolation), so the stat code above them gives the
-//! same numbers either way.
+//! same numbers either way; so does [`routes`], the golden metrics per
+//! ServiceProfile route from the proxies' `route_*` families.
 //!
 //! [`grafana`] holds the Grafana dashboards that ask a Prometheus the same
 //! questions, panel by panel.
@@ -28,6 +29,7 @@ pub mod inventory;
 pub mod prom;
 pub mod promtext;
 pub mod query;
+pub mod routes;
 pub mod scrape;
 pub mod stat;
 pub mod store;

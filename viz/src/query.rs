@@ -25,6 +25,11 @@ pub enum Matcher {
     /// (not a regular expression: [`Query::to_promql`] escapes each name's
     /// regex metacharacters, so `web.default` matches only itself).
     Re(String, String),
+    /// `label=~"prefix.*"`: the value starts with the literal prefix (the
+    /// prefix's regex metacharacters escaped). Route metrics name the
+    /// service called by its authority, `<svc>.<ns>.svc.<domain>:<port>`,
+    /// whose domain and port a question about `svc/<svc>` does not know.
+    Prefix(String, String),
 }
 
 /// A metric and the matchers its series must satisfy.
@@ -135,7 +140,7 @@ impl Matcher {
     /// The label this matcher tests.
     pub fn label(&self) -> &str {
         match self {
-            Matcher::Eq(l, _) | Matcher::Ne(l, _) | Matcher::Re(l, _) => l,
+            Matcher::Eq(l, _) | Matcher::Ne(l, _) | Matcher::Re(l, _) | Matcher::Prefix(l, _) => l,
         }
     }
 
@@ -145,6 +150,7 @@ impl Matcher {
             Matcher::Eq(_, v) => value == v,
             Matcher::Ne(_, v) => value != v,
             Matcher::Re(_, alts) => alts.split('|').any(|a| a == value),
+            Matcher::Prefix(_, p) => value.starts_with(p.as_str()),
         }
     }
 
@@ -156,6 +162,7 @@ impl Matcher {
                 let escaped: Vec<String> = alts.split('|').map(quote_meta).collect();
                 (l, "=~", escaped.join("|"))
             }
+            Matcher::Prefix(l, p) => (l, "=~", format!("{}.*", quote_meta(p))),
         };
         out.push_str(label);
         out.push_str(op);
@@ -357,6 +364,26 @@ mod tests {
             q.to_promql(),
             "histogram_quantile(0.5, sum by (le) (irate(response_latency_ms_bucket[5m])))"
         );
+    }
+
+    #[test]
+    fn renders_prefix() {
+        let q = Query::Sum {
+            sel: Selector::new("route_response_total").with(Matcher::Prefix(
+                "dst".into(),
+                "emoji-svc.emojivoto.svc.".into(),
+            )),
+            by: vec![],
+        };
+        assert_eq!(
+            q.to_promql(),
+            r#"sum(route_response_total{dst=~"emoji-svc\\.emojivoto\\.svc\\..*"})"#
+        );
+        let m = Matcher::Prefix("dst".into(), "emoji-svc.emojivoto.svc.".into());
+        assert!(m.matches("emoji-svc.emojivoto.svc.cluster.local:8080"));
+        assert!(!m.matches("emoji-svc.emojivoto2.svc.cluster.local:8080"));
+        assert!(!m.matches("xemoji-svc.emojivoto.svc.cluster.local:8080"));
+        assert!(!m.matches(""));
     }
 
     #[test]

@@ -173,7 +173,7 @@ impl ResourceKind {
 
     /// The label naming this kind on a proxy's own series (Prometheus adds
     /// it to every series it scrapes).
-    fn src_label(self) -> &'static str {
+    pub(crate) fn src_label(self) -> &'static str {
         match self {
             ResourceKind::Deployment => "deployment",
             ResourceKind::Pod => "pod",
@@ -643,7 +643,7 @@ pub async fn edges(
 }
 
 /// Durations as seconds in JSON.
-mod secs {
+pub(crate) mod secs {
     use serde::{Deserialize, Deserializer, Serializer};
     use std::time::Duration;
 

@@ -1,6 +1,6 @@
-//! The embedded time-series store: the few metric families the stat code
-//! reads, scraped from every proxy, kept for a short retention, and queried
-//! with Prometheus's semantics.
+//! The embedded time-series store: the few metric families the stat and
+//! routes code reads, scraped from every proxy, kept for a short retention,
+//! and queried with Prometheus's semantics.
 //!
 //! ```text
 //!  scrape ─► Store::prepare (parse, filter; no lock)
@@ -9,9 +9,9 @@
 //!  Query ─► Store::evaluate_at ─► increase / irate / histogram_quantile / sum
 //! ```
 //!
-//! Only the labels stat groups or filters by are kept (per family), and
-//! label sets are interned and shared by every target, so a snapshot is a
-//! timestamp and one `f64` per series (the `memory_bound` test; the
+//! Only the labels stat and routes group or filter by are kept (per
+//! family), and label sets are interned and shared by every target, so a
+//! snapshot is a timestamp and one `f64` per series (the `memory_bound` test; the
 //! benchmark in `bench/discovery` measures a busy proxy's exposition).
 
 use std::borrow::Cow;
@@ -40,6 +40,10 @@ const RESPONSE_LABELS: [&str; 5] = [
 ];
 const LATENCY_LABELS: [&str; 2] = ["direction", "le"];
 const TCP_LABELS: [&str; 3] = ["direction", "peer", "tls"];
+/// The route families' labels `routes` groups or filters by: the service
+/// called (`dst`, its authority) and the ServiceProfile route's name.
+const ROUTE_RESPONSE_LABELS: [&str; 4] = ["direction", "dst", "rt_route", "classification"];
+const ROUTE_LATENCY_LABELS: [&str; 4] = ["direction", "dst", "rt_route", "le"];
 
 /// Identifies a scrape target: one meshed pod's proxy.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -104,7 +108,9 @@ struct PreparedSample<'a> {
     value: f64,
 }
 
-/// The families the stat code reads.
+/// The families the stat and routes code reads. `route_request_total`
+/// and `route_actual_request_total` are not kept: `routes` counts
+/// responses, as Linkerd's does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 enum Family {
     RequestTotal,
@@ -113,6 +119,9 @@ enum Family {
     TcpOpenConnections,
     TcpOpenTotal,
     TcpCloseTotal,
+    RouteResponseTotal,
+    RouteActualResponseTotal,
+    RouteResponseLatencyBucket,
 }
 
 /// A sorted list of label pairs, shared by every series that has it.
@@ -280,6 +289,10 @@ impl Family {
             Family::TcpOpenConnections | Family::TcpOpenTotal | Family::TcpCloseTotal => {
                 TCP_LABELS.contains(&label)
             }
+            Family::RouteResponseTotal | Family::RouteActualResponseTotal => {
+                ROUTE_RESPONSE_LABELS.contains(&label)
+            }
+            Family::RouteResponseLatencyBucket => ROUTE_LATENCY_LABELS.contains(&label),
         }
     }
 
@@ -291,6 +304,9 @@ impl Family {
             "tcp_open_connections" => Family::TcpOpenConnections,
             "tcp_open_total" => Family::TcpOpenTotal,
             "tcp_close_total" => Family::TcpCloseTotal,
+            "route_response_total" => Family::RouteResponseTotal,
+            "route_actual_response_total" => Family::RouteActualResponseTotal,
+            "route_response_latency_ms_bucket" => Family::RouteResponseLatencyBucket,
             _ => return None,
         })
     }
@@ -335,7 +351,7 @@ impl Store {
         self.retention
     }
 
-    /// Parses an exposition and keeps only what the store ingests: the six
+    /// Parses an exposition and keeps only what the store ingests: the nine
     /// families, their kept labels (`le` normalized: `1.0` is `1`), and no
     /// NaN samples (NaN marks an absent series in a snapshot). No size
     /// limit is applied here: the scraper bounds the body it reads.

@@ -17,6 +17,7 @@ use http_body_util::Full;
 use hyper_util::rt::TokioIo;
 use strand_viz::api::{InventorySource, MetricsApi};
 use strand_viz::client::{ClientError, MetricsApiClient};
+use strand_viz::routes::{DEFAULT_ROUTE, RoutesRequest};
 use strand_viz::stat::{Inventory, PodInfo, StatRequest};
 use strand_viz::{ScrapeConfig, ScrapeTarget, Store, TargetKey};
 use tokio::net::TcpListener;
@@ -57,6 +58,32 @@ fn healthy(n: u64) -> String {
         100 * n,
         100 * n,
         100 * n
+    )
+}
+
+/// A client proxy that sent `10 * n` requests on a ServiceProfile route of
+/// emoji-svc (one in ten failing, each retried once more) and `n` that
+/// matched none of its routes.
+fn routed(n: u64) -> String {
+    let route = |r: &str| {
+        format!(
+            r#"direction="outbound",dst="emoji-svc.shop.svc.cluster.local:8080",rt_route="{r}""#
+        )
+    };
+    let (list, default) = (route("ListAll"), route(DEFAULT_ROUTE));
+    format!(
+        "route_response_total{{{list},status_code=\"200\",classification=\"success\"}} {}\n\
+         route_response_total{{{list},status_code=\"500\",classification=\"failure\"}} {n}\n\
+         route_actual_response_total{{{list},status_code=\"200\",classification=\"success\"}} {}\n\
+         route_actual_response_total{{{list},status_code=\"500\",classification=\"failure\"}} {}\n\
+         route_response_latency_ms_bucket{{{list},le=\"1\"}} {}\n\
+         route_response_latency_ms_bucket{{{list},le=\"+Inf\"}} {}\n\
+         route_response_total{{{default},status_code=\"200\",classification=\"success\"}} {n}\n",
+        9 * n,
+        9 * n,
+        2 * n,
+        10 * n,
+        10 * n,
     )
 }
 
@@ -176,6 +203,73 @@ async fn vanished_and_garbage_proxies_are_marked_stale() {
     match client.stat(&long).await {
         Err(ClientError::Api { message, .. }) => {
             assert!(message.contains("longer than the 2m"), "{message}")
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn routes_are_answered_over_http() {
+    let (proxy, _proxy) = serve(routed).await;
+    let targets = vec![target("web-1", proxy)];
+    let store = Arc::new(Store::new(Duration::from_secs(120)));
+    let (_tx, rx) = watch::channel(targets.clone());
+    let config = ScrapeConfig {
+        interval: Duration::from_millis(200),
+        ..ScrapeConfig::default()
+    };
+    tokio::spawn(strand_viz::run(
+        config,
+        Arc::clone(&store),
+        rx,
+        std::future::pending::<()>(),
+    ));
+    let api = MetricsApi::new(store.clone(), Arc::new(Fixed(targets)), Some(store.clone()));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let client = MetricsApiClient::new(listener.local_addr().unwrap());
+    tokio::spawn(api.serve(listener, std::future::pending::<()>()));
+
+    let req = RoutesRequest {
+        resource: "deploy/web".parse().unwrap(),
+        namespace: Some("shop".into()),
+        to: Some("svc/emoji-svc".parse().unwrap()),
+        to_namespace: None,
+        window: Duration::from_secs(60),
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let rsp = loop {
+        let rsp = client.routes(&req).await.unwrap();
+        if rsp.routes.len() == 2 && rsp.routes.iter().all(|r| r.requests > 0.0) {
+            break rsp;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{rsp:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let names: Vec<&str> = rsp.routes.iter().map(|r| r.route.as_str()).collect();
+    assert_eq!(names, ["ListAll", DEFAULT_ROUTE]);
+    let list = &rsp.routes[0];
+    assert_eq!(list.service, "emoji-svc");
+    assert!((list.success.unwrap() - 0.9).abs() < 1e-9, "{list:?}");
+    // 9 of 11 attempts: each failed request was tried twice.
+    assert!(
+        (list.actual_success.unwrap() - 9.0 / 11.0).abs() < 1e-9,
+        "{list:?}"
+    );
+    assert!(list.actual_rps > list.rps, "{list:?}");
+    assert!(list.latency_p99_ms.unwrap() <= 1.0, "{list:?}");
+
+    // Elsewhere there is nothing; a bad question is refused, clearly.
+    let mut other = req.clone();
+    other.to_namespace = Some("elsewhere".into());
+    assert!(client.routes(&other).await.unwrap().routes.is_empty());
+    let mut bad = req.clone();
+    bad.to = Some("deploy/emoji".parse().unwrap());
+    match client.routes(&bad).await {
+        Err(ClientError::Api {
+            status, message, ..
+        }) => {
+            assert_eq!(status, 400);
+            assert!(message.contains("takes a Service"), "{message}");
         }
         other => panic!("{other:?}"),
     }

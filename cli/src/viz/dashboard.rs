@@ -5,7 +5,8 @@
 //!  browser ──http://127.0.0.1:50750/──▶ strand viz dashboard
 //!     /, /app.js, /style.css   the page (in the binary; no build step, no CDN)
 //!     /api/config              where the numbers come from, Grafana's URL
-//!     /api/stat, /api/edges    ──▶ the metrics API, or Prometheus (--prometheus-url)
+//!     /api/stat, /api/edges,   ──▶ the metrics API, or Prometheus (--prometheus-url)
+//!     /api/routes
 //!     /api/tap                 ──▶ every pod's tap API over mTLS, one JSON event per line
 //! ```
 //!
@@ -191,6 +192,12 @@ impl Dashboard {
             "/api/edges" => match strand_viz::api::edges_request(&query) {
                 Ok(req) => answer(
                     super::fetch_edges(&self.ctx, self.prometheus_url.as_deref(), &req).await,
+                ),
+                Err(e) => error(StatusCode::BAD_REQUEST, &e),
+            },
+            "/api/routes" => match strand_viz::api::routes_request(&query) {
+                Ok(req) => answer(
+                    super::fetch_routes(&self.ctx, self.prometheus_url.as_deref(), &req).await,
                 ),
                 Err(e) => error(StatusCode::BAD_REQUEST, &e),
             },

@@ -1,4 +1,6 @@
-use crate::{HttpRouteApi, HttpRouteMatch, IdentityName, RouteRetry, RouteTimeouts};
+use crate::{
+    HttpRouteApi, HttpRouteMatch, IdentityName, RouteRetry, RouteTimeouts, ServiceProfile,
+};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
@@ -34,7 +36,7 @@ pub struct Endpoint {
 }
 
 /// One port of a service, as discovery serves it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct ServicePortView {
     pub service: ServiceKey,
     /// `<name>.<namespace>.svc.<cluster-domain>`
@@ -50,6 +52,9 @@ pub struct ServicePortView {
     /// Gateway API's order (oldest first, then by name). Empty: clients
     /// route every request to the service itself.
     pub http_routes: Vec<OutboundHttpRoute>,
+    /// The ServiceProfile named after the service's FQDN in its namespace,
+    /// shared by every port's view (`Destination/GetProfile` serves it).
+    pub profile: Option<Arc<ServiceProfile>>,
 }
 
 /// An HTTPRoute as the outbound policy of one service port serves it: its

@@ -18,6 +18,7 @@ mod discover;
 mod identity;
 mod manifest;
 mod meta;
+pub mod profile;
 mod route;
 mod service;
 mod workload;
@@ -32,6 +33,11 @@ pub use self::manifest::{
     ManifestError, parse_manifests, parse_manifests_numbered, parse_resource_json,
 };
 pub use self::meta::{Kind, ObjectMeta, ResourceKey, validate_dns_label, validate_dns_subdomain};
+pub use self::profile::{
+    DEFAULT_ROUTE_TIMEOUT, GoDuration, ProfileRoute, Quantity, RequestMatch, ResponseClass,
+    ResponseMatch, RetryBudget, SERVICE_PROFILE_GROUP, ServiceProfile, ServiceProfileApi,
+    ServiceProfileSpec, StatusRange, WeightedDst, compile_path_regex,
+};
 pub use self::route::{
     GATEWAY_API_GROUP, GatewayDuration, HttpBackendRef, HttpHeaderMatch, HttpMethod, HttpPathMatch,
     HttpQueryParamMatch, HttpRoute, HttpRouteApi, HttpRouteMatch, HttpRouteRule, HttpRouteSpec,
@@ -72,6 +78,7 @@ pub enum Resource {
     Workload(Workload),
     Pod(Pod),
     HttpRoute(HttpRoute),
+    ServiceProfile(ServiceProfile),
 }
 
 // === impl Resource ===
@@ -83,6 +90,7 @@ impl Resource {
             Self::Workload(_) => Kind::Workload,
             Self::Pod(_) => Kind::Pod,
             Self::HttpRoute(_) => Kind::HttpRoute,
+            Self::ServiceProfile(_) => Kind::ServiceProfile,
         }
     }
 
@@ -90,6 +98,7 @@ impl Resource {
     pub fn api_version(&self) -> &'static str {
         match self {
             Self::HttpRoute(r) => r.api.api_version(),
+            Self::ServiceProfile(p) => p.api.api_version(),
             _ => self.kind().api_version(),
         }
     }
@@ -100,6 +109,7 @@ impl Resource {
             Self::Workload(w) => &w.metadata,
             Self::Pod(p) => &p.metadata,
             Self::HttpRoute(r) => &r.metadata,
+            Self::ServiceProfile(p) => &p.metadata,
         }
     }
 
@@ -109,6 +119,7 @@ impl Resource {
             Self::Workload(w) => &mut w.metadata,
             Self::Pod(p) => &mut p.metadata,
             Self::HttpRoute(r) => &mut r.metadata,
+            Self::ServiceProfile(p) => &mut p.metadata,
         }
     }
 
@@ -124,6 +135,7 @@ impl Resource {
             Self::Workload(w) => w.validate(),
             Self::Pod(p) => p.validate(),
             Self::HttpRoute(r) => r.validate(),
+            Self::ServiceProfile(p) => p.validate(),
         }
     }
 
@@ -134,6 +146,7 @@ impl Resource {
             Self::Workload(w) => serde_json::to_value(w),
             Self::Pod(p) => serde_json::to_value(p),
             Self::HttpRoute(r) => serde_json::to_value(r),
+            Self::ServiceProfile(p) => serde_json::to_value(p),
         }
         .expect("resources always serialize");
         if let Some(obj) = v.as_object_mut() {

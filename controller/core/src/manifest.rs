@@ -1,4 +1,6 @@
-use crate::{FieldError, HttpRoute, HttpRouteApi, Kind, Resource};
+use crate::{
+    FieldError, HttpRoute, HttpRouteApi, Kind, Resource, ServiceProfile, ServiceProfileApi,
+};
 use serde::Deserialize;
 use serde_json::Value;
 use std::fmt;
@@ -125,6 +127,10 @@ fn parse_value(document: usize, value: Value) -> Result<Resource, ManifestError>
         Kind::HttpRoute => typed(value).map(|mut r: HttpRoute| {
             r.api = HttpRouteApi::from_api_version(&api_version).unwrap_or_default();
             Resource::HttpRoute(r)
+        }),
+        Kind::ServiceProfile => typed(value).map(|mut p: ServiceProfile| {
+            p.api = ServiceProfileApi::from_api_version(&api_version).unwrap_or_default();
+            Resource::ServiceProfile(p)
         }),
     }
     .map_err(|e| err(name.clone(), e))?;

@@ -10,6 +10,7 @@ pub enum Kind {
     Workload,
     Pod,
     HttpRoute,
+    ServiceProfile,
 }
 
 /// `metadata` of every resource.
@@ -95,7 +96,13 @@ pub fn validate_dns_subdomain(field: &str, value: &str) -> Result<(), FieldError
 // === impl Kind ===
 
 impl Kind {
-    pub const ALL: [Kind; 4] = [Kind::Service, Kind::Workload, Kind::Pod, Kind::HttpRoute];
+    pub const ALL: [Kind; 5] = [
+        Kind::Service,
+        Kind::Workload,
+        Kind::Pod,
+        Kind::HttpRoute,
+        Kind::ServiceProfile,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -103,6 +110,7 @@ impl Kind {
             Self::Workload => "Workload",
             Self::Pod => "Pod",
             Self::HttpRoute => "HTTPRoute",
+            Self::ServiceProfile => "ServiceProfile",
         }
     }
 
@@ -117,6 +125,7 @@ impl Kind {
             Self::Service => &["v1"],
             Self::Workload | Self::Pod => &["local.strand.io/v1alpha1"],
             Self::HttpRoute => &["gateway.networking.k8s.io/v1", "policy.linkerd.io/v1beta3"],
+            Self::ServiceProfile => &["linkerd.io/v1alpha2", "linkerd.io/v1alpha1"],
         }
     }
 
@@ -127,6 +136,7 @@ impl Kind {
             Self::Workload => "workloads",
             Self::Pod => "pods",
             Self::HttpRoute => "httproutes",
+            Self::ServiceProfile => "serviceprofiles",
         }
     }
 
@@ -142,6 +152,9 @@ impl Kind {
             | "httproutes"
             | "httproutes.gateway.networking.k8s.io"
             | "httproutes.policy.linkerd.io" => Some(Self::HttpRoute),
+            "serviceprofile" | "serviceprofiles" | "sp" | "serviceprofiles.linkerd.io" => {
+                Some(Self::ServiceProfile)
+            }
             _ => None,
         }
     }

@@ -213,7 +213,10 @@ impl<D: DiscoverServices + ?Sized> Destination for DestinationService<D> {
         match target::resolve_path(&*self.discover, &path)? {
             Resolved::Service(key, port) => {
                 tracing::debug!(%path, service = %key, port, "GetProfile");
-                let updates = profile::ProfileUpdates::new(self.discover.watch(&key, port));
+                let updates = profile::ProfileUpdates::new(
+                    self.discover.watch(&key, port),
+                    self.discover.cluster_domain(),
+                );
                 Ok(Response::new(stream::serve(updates, guard(), shutdown)))
             }
             Resolved::Addr(addr) => {

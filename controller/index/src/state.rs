@@ -3,15 +3,16 @@
 //! Mutations report which services' views they may have changed into a
 //! [`Dirty`] set; the index recomputes only those. An HTTPRoute change
 //! dirties the services it attaches to; a service change also dirties the
-//! services whose routes send to it.
+//! services whose routes send to it; a ServiceProfile change dirties the
+//! service its name points at.
 
 use crate::{routes, view};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use strand_controller_core::{
-    HttpRoute, Kind, Pod, Resource, ResourceKey, Service, ServiceKey, ServicePortView, TrustDomain,
-    Workload,
+    HttpRoute, Kind, Pod, Resource, ResourceKey, Service, ServiceKey, ServicePortView,
+    ServiceProfile, TrustDomain, Workload,
 };
 
 /// Every resource, grouped by namespace, and the cluster IP map.
@@ -37,6 +38,9 @@ struct Namespace {
     workloads: BTreeMap<String, Workload>,
     /// Attached to services of this namespace, sending to services of it.
     http_routes: BTreeMap<String, HttpRoute>,
+    /// By name (`<svc>.<ns>.svc.<domain>` for those that describe a service
+    /// of this namespace); shared with the views that carry them.
+    service_profiles: BTreeMap<String, Arc<ServiceProfile>>,
 }
 
 // === impl State ===
@@ -52,6 +56,7 @@ impl State {
                 ns.workloads.insert(w.metadata.name.clone(), w);
             }
             Resource::HttpRoute(r) => self.apply_route(r, dirty),
+            Resource::ServiceProfile(p) => self.apply_profile(p, dirty),
         }
     }
 
@@ -82,6 +87,12 @@ impl State {
                 if let Some(old) = ns.http_routes.remove(&key.name) {
                     tracing::debug!(route = %key, "HTTPRoute removed");
                     mark_parents(&key.namespace, &old, dirty);
+                }
+            }
+            Kind::ServiceProfile => {
+                if let Some(old) = ns.service_profiles.remove(&key.name) {
+                    tracing::debug!(profile = %key, "ServiceProfile removed");
+                    dirty.extend(old.named_service());
                 }
             }
         }
@@ -123,6 +134,7 @@ impl State {
             &ns.services,
             cluster_domain,
         );
+        view.profile = ns.service_profiles.get(&view.fqdn).cloned();
         Some(Arc::new(view))
     }
 
@@ -219,6 +231,11 @@ impl State {
                         .keys()
                         .map(move |name| key(Kind::HttpRoute, name)),
                 )
+                .chain(
+                    n.service_profiles
+                        .keys()
+                        .map(move |name| key(Kind::ServiceProfile, name)),
+                )
         })
     }
 
@@ -276,6 +293,28 @@ impl State {
         }
     }
 
+    fn apply_profile(&mut self, profile: ServiceProfile, dirty: &mut Dirty) {
+        let namespace = profile.metadata.namespace.clone();
+        let name = profile.metadata.name.clone();
+        let ns = self.namespace_mut(&namespace);
+        if ns.service_profiles.get(&name).map(AsRef::as_ref) == Some(&profile) {
+            return;
+        }
+        // The service is found by name under any cluster domain: a profile
+        // for another domain dirties a service whose view then does not
+        // change, which wakes nobody.
+        let service = profile.named_service();
+        if service.is_none() {
+            tracing::info!(
+                profile = %format_args!("{namespace}/{name}"),
+                "ServiceProfile names no service of its namespace (<svc>.{namespace}.svc.<cluster-domain>); it applies to nothing",
+            );
+        }
+        let old = ns.service_profiles.insert(name, Arc::new(profile));
+        dirty.extend(old.and_then(|o| o.named_service()));
+        dirty.extend(service);
+    }
+
     fn apply_pod(&mut self, pod: Pod, trust: &TrustDomain, dirty: &mut Dirty) {
         let namespace = pod.metadata.namespace.clone();
         let name = pod.metadata.name.clone();
@@ -329,6 +368,7 @@ impl Namespace {
             && self.pods.is_empty()
             && self.workloads.is_empty()
             && self.http_routes.is_empty()
+            && self.service_profiles.is_empty()
     }
 
     /// Service `name` appeared, went or changed its ports: marks the parents

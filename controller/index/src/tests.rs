@@ -12,6 +12,7 @@ use strand_controller_core::{
 
 mod endpoints;
 mod lookup;
+mod profiles;
 mod routes;
 mod scale;
 mod watches;

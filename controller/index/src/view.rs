@@ -7,7 +7,8 @@ use strand_controller_core::{
 };
 
 /// The view of one port of `service`, with endpoints chosen from `pods` (the
-/// pods of the service's namespace) and no routes (see `routes::attached`).
+/// pods of the service's namespace), no routes (see `routes::attached`) and
+/// no profile.
 /// `None` when the service lacks the port.
 ///
 /// Two pods claiming one address (a stale pod record in local mode) collapse
@@ -35,6 +36,7 @@ pub(crate) fn service_port_view<'a>(
         app_protocol: service_port.app_protocol.clone(),
         endpoints,
         http_routes: Vec::new(),
+        profile: None,
     })
 }
 

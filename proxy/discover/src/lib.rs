@@ -12,6 +12,7 @@
 //!                                               └─ balancer backend {path}
 //!                                                     ▼
 //!  Destination/Get{path} ──► add / remove / no-endpoints ──► watch<Endpoints>
+//!  Destination/GetProfile{path} ──► routes, budget, overrides ──► watch<Profile>
 //!                                                     ──► Resolution::Service(Service)
 //! ```
 //!
@@ -40,11 +41,16 @@ use crate::reconnect::Health;
 mod cache;
 mod destination;
 mod policy;
+mod profile;
 mod reconnect;
 mod routes;
 
 pub use crate::destination::{EndpointMeta, Endpoints};
 pub use crate::policy::Protocol;
+pub use crate::profile::{
+    DstOverride, PathRegex, Profile, ProfileRoute, RequestMatch, ResponseClass, ResponseMatch,
+    RetryBudget, compile_path_regex,
+};
 pub use crate::routes::{
     HttpRoute, HttpRoutes, HttpRule, PathMatch, RetryPolicy, RouteMatch, WeightedBackend,
 };
@@ -103,6 +109,11 @@ pub struct Service {
     /// The HTTP routes attached to the service (empty: none, the
     /// endpoints above serve every request); changes when the policy does.
     pub routes: watch::Receiver<Arc<HttpRoutes>>,
+    /// The service's ServiceProfile (`Destination/GetProfile`; empty while
+    /// it has none). When it has routes or overrides it takes precedence
+    /// over `routes`, as in Linkerd. A resolved service always has one
+    /// (`Some`): resolution waits for the first answer.
+    pub profile: watch::Receiver<Option<Arc<Profile>>>,
     _target: Arc<Target>,
 }
 
@@ -282,7 +293,7 @@ impl Ctx {
 }
 
 /// Waits for the target's first usable answer: a policy, and for a service
-/// its first endpoint update. `None` if its task ended without one, which
+/// its first endpoint update and its profile. `None` if its task ended without one, which
 /// only happens when the runtime is shutting down.
 async fn answer(target: &Arc<Target>) -> Option<Result<Resolution, DiscoveryError>> {
     let mut state = target.subscribe();
@@ -304,11 +315,16 @@ async fn answer(target: &Arc<Target>) -> Option<Result<Resolution, DiscoveryErro
                 protocol,
                 mut endpoints,
                 routes,
+                mut profile,
             } => {
-                // The policy may change again before the endpoints arrive;
-                // then the new answer is the one to wait for.
+                // The policy may change again before the endpoints (and the
+                // profile) arrive; then the new answer is the one to wait for.
+                let first = async {
+                    endpoints.wait_for(|e| e.version > 0).await.map(drop)?;
+                    profile.wait_for(Option::is_some).await.map(drop)
+                };
                 tokio::select! {
-                    ready = endpoints.wait_for(|e| e.version > 0) => {
+                    ready = first => {
                         // Closed: the task stopped, having published why (a
                         // refusal) first.
                         if ready.is_err() {
@@ -328,6 +344,7 @@ async fn answer(target: &Arc<Target>) -> Option<Result<Resolution, DiscoveryErro
                     protocol,
                     endpoints,
                     routes,
+                    profile,
                     _target: target.clone(),
                 }))));
             }

@@ -20,6 +20,7 @@ use tonic::{Code, Status};
 
 use crate::cache::{Key, TaskGuard};
 use crate::destination::EndpointMeta;
+use crate::profile::{self, Profile};
 use crate::reconnect::{Backoff, Outage};
 use crate::routes::HttpRoutes;
 use crate::{Ctx, Endpoints, destination};
@@ -73,6 +74,7 @@ pub(crate) enum State {
         protocol: watch::Receiver<Protocol>,
         endpoints: watch::Receiver<Endpoints>,
         routes: watch::Receiver<Arc<HttpRoutes>>,
+        profile: watch::Receiver<Option<Arc<Profile>>>,
     },
     /// The control plane's answer was unusable.
     Invalid(Arc<str>),
@@ -88,7 +90,9 @@ struct PolicyWatch {
     protocol: watch::Sender<Protocol>,
     endpoints: watch::Sender<Endpoints>,
     routes: watch::Sender<Arc<HttpRoutes>>,
-    /// The destination path being watched and the task watching it.
+    profile: watch::Sender<Option<Arc<Profile>>>,
+    /// The destination path being watched and the task watching its
+    /// endpoints and profile.
     balancing: Option<(String, TaskGuard)>,
     backoff: Backoff,
     outage: Outage,
@@ -114,6 +118,7 @@ pub(crate) async fn watch(ctx: Ctx, key: Key, state: watch::Sender<State>, forwa
         protocol: watch::Sender::new(Protocol::Detect),
         endpoints: watch::Sender::new(Endpoints::default()),
         routes: watch::Sender::new(Arc::default()),
+        profile: watch::Sender::new(None),
         balancing: None,
     };
     loop {
@@ -303,8 +308,14 @@ impl PolicyWatch {
                     return;
                 }
                 tracing::debug!(dst = %self.key, %path, "balancing");
-                let task =
+                let endpoints =
                     destination::watch(self.ctx.clone(), path.clone(), self.endpoints.clone());
+                // A new path is another service: its profile is asked anew.
+                self.profile.send_replace(None);
+                let profile = profile::watch(self.ctx.clone(), path.clone(), self.profile.clone());
+                let task = async move {
+                    tokio::join!(endpoints, profile);
+                };
                 // Replacing the guard cancels the previous path's stream.
                 self.balancing = Some((path.clone(), TaskGuard::spawn(task)));
                 self.state.send_replace(State::Service {
@@ -312,6 +323,7 @@ impl PolicyWatch {
                     protocol: self.protocol.subscribe(),
                     endpoints: self.endpoints.subscribe(),
                     routes: self.routes.subscribe(),
+                    profile: self.profile.subscribe(),
                 });
             }
             Decision::Invalid(reason) => {

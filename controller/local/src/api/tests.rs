@@ -608,3 +608,62 @@ async fn http_routes_through_the_client() {
         .expect_err("gone");
     assert_eq!(err.to_string(), "HTTPRoute shop/canary not found");
 }
+
+#[tokio::test]
+async fn service_profiles_through_the_client() {
+    let h = Harness::start().await;
+    let client = h.client();
+    let name = "web.shop.svc.cluster.local";
+    let profile = format!(
+        "apiVersion: linkerd.io/v1alpha2\nkind: ServiceProfile\nmetadata: {{name: {name}, namespace: shop}}\nspec:\n  routes: [{{name: list, condition: {{method: GET, pathRegex: /api/list}}, timeout: 300ms}}]\n"
+    );
+    let applied = client.apply(&profile).await.expect("apply");
+    assert_eq!(
+        (applied[0].kind, applied[0].action),
+        (Kind::ServiceProfile, Action::Created)
+    );
+    // `serviceprofiles` in paths (and `sp`, as `strand get sp` sends it).
+    for plural in ["serviceprofiles", "sp"] {
+        let (status, _, body) = h
+            .raw(
+                Method::GET,
+                &format!("/api/v1/{plural}?namespace=shop"),
+                Some(h.token.bearer()),
+                "",
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{plural}");
+        assert_eq!(json(&body)["items"][0]["kind"], "ServiceProfile");
+    }
+    let got = client
+        .get(Kind::ServiceProfile, "shop", name)
+        .await
+        .expect("get");
+    assert_eq!(
+        Some(&got),
+        h.store.get(Kind::ServiceProfile, "shop", name).as_ref()
+    );
+
+    let bad = profile.replace("method: GET", "method: get");
+    let err = client.apply(&bad).await.expect_err("rejected");
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "document 1 (ServiceProfile shop/{name}): spec.routes[0].condition.method: \"get\" would match no request (methods are case-sensitive): write \"GET\""
+        )
+    );
+
+    let deleted = client
+        .delete(Kind::ServiceProfile, "shop", name)
+        .await
+        .expect("delete");
+    assert_eq!(deleted, got);
+    let err = client
+        .get(Kind::ServiceProfile, "shop", name)
+        .await
+        .expect_err("gone");
+    assert_eq!(
+        err.to_string(),
+        format!("ServiceProfile shop/{name} not found")
+    );
+}

@@ -11,7 +11,9 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
-use strand_controller_core::{HttpRoute, HttpRouteApi, Kind, Resource, ResourceKey};
+use strand_controller_core::{
+    HttpRoute, HttpRouteApi, Kind, Resource, ResourceKey, ServiceProfile, ServiceProfileApi,
+};
 
 /// Bumped on an incompatible change of the snapshot's layout.
 const SNAPSHOT_FORMAT: u32 = 1;
@@ -121,6 +123,14 @@ pub(super) fn decode_resource(value: Value) -> Result<Resource, String> {
                 .and_then(HttpRouteApi::from_api_version)
                 .unwrap_or_default();
             Resource::HttpRoute(r)
+        }),
+        Some(Kind::ServiceProfile) => serde_json::from_value(value).map(|mut p: ServiceProfile| {
+            p.api = api_version
+                .as_ref()
+                .and_then(Value::as_str)
+                .and_then(ServiceProfileApi::from_api_version)
+                .unwrap_or_default();
+            Resource::ServiceProfile(p)
         }),
         None => return Err(format!("a stored object has an unknown kind {kind:?}")),
     };

@@ -185,7 +185,7 @@ impl State {
                         w.status = o.status.clone();
                     }
                 }
-                Resource::HttpRoute(_) => {}
+                Resource::HttpRoute(_) | Resource::ServiceProfile(_) => {}
             }
         }
 
@@ -339,7 +339,7 @@ impl State {
                     self.pods.reserve(ip, &key);
                 }
             }
-            Resource::Workload(_) | Resource::HttpRoute(_) => {}
+            Resource::Workload(_) | Resource::HttpRoute(_) | Resource::ServiceProfile(_) => {}
         }
     }
 
@@ -356,7 +356,7 @@ impl State {
                     self.pods.release(ip, &key);
                 }
             }
-            Resource::Workload(_) | Resource::HttpRoute(_) => {}
+            Resource::Workload(_) | Resource::HttpRoute(_) | Resource::ServiceProfile(_) => {}
         }
     }
 }

@@ -6,6 +6,7 @@ use strand_controller_core::Service;
 
 mod crash;
 mod durability;
+mod profiles;
 mod units;
 
 async fn open(dir: &TempDir) -> Store {

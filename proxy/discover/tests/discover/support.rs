@@ -49,9 +49,11 @@ pub struct Stats {
     /// Response streams the server is currently sending on.
     pub active_watches: AtomicUsize,
     pub active_gets: AtomicUsize,
-    /// Calls the fake does not serve (`OutboundPolicies/Get`,
-    /// `Destination/GetProfile`).
+    /// Calls the fake does not serve (`OutboundPolicies/Get`).
     pub unexpected: AtomicUsize,
+    /// `Destination/GetProfile` calls, answered `Unimplemented` (no
+    /// profiles: the client goes on without one).
+    pub profiles: AtomicUsize,
 }
 
 /// A running fake; killed when dropped.
@@ -338,8 +340,8 @@ impl Destination for Fake {
         &self,
         _: Request<GetDestination>,
     ) -> Result<Response<Self::GetProfileStream>, Status> {
-        self.stats.unexpected.fetch_add(1, Ordering::SeqCst);
-        Err(Status::unimplemented("the fake serves Get only"))
+        self.stats.profiles.fetch_add(1, Ordering::SeqCst);
+        Err(Status::unimplemented("the fake has no profiles"))
     }
 }
 

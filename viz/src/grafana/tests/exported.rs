@@ -67,6 +67,15 @@ const PROXY_FAMILIES: &[(&str, Kind, Source)] = &[
         Kind::Counter,
         Source::Metrics,
     ),
+    ("route_request", Kind::Counter, Source::Metrics),
+    ("route_response", Kind::Counter, Source::Metrics),
+    (
+        "route_response_latency_ms",
+        Kind::Histogram,
+        Source::Metrics,
+    ),
+    ("route_actual_request", Kind::Counter, Source::Metrics),
+    ("route_actual_response", Kind::Counter, Source::Metrics),
     ("process_cpu_seconds", Kind::Counter, Source::Process),
     (
         "process_resident_memory_bytes",
@@ -116,6 +125,11 @@ const PROXY_LABELS: &[&str] = &[
     "error",
     "peer",
 ];
+
+/// The ServiceProfile route families' own labels
+/// (`profile_route_labels` in `proxy/src/metrics.rs`), which `strand viz
+/// routes` groups by.
+const PROFILE_ROUTE_LABELS: &[&str] = &["dst", "rt_route"];
 
 /// The endpoint labels the destination service sends
 /// (`controller/grpc/src/destination/endpoints.rs`), which the proxy
@@ -188,6 +202,12 @@ fn labels_match_the_proxy_source() {
         );
     }
     assert!(METRICS_RS.contains("(\"reason\", reason)"));
+    for l in PROFILE_ROUTE_LABELS {
+        assert!(
+            METRICS_RS.contains(&format!("(\"{l}\", ")),
+            "{l} is not a route label in proxy/src/metrics.rs"
+        );
+    }
     for l in DST_LABELS {
         assert!(
             ENDPOINTS_RS.contains(&format!("\"{l}\"")),
@@ -219,6 +239,7 @@ pub(super) fn known_labels() -> HashSet<String> {
     assert_eq!(out.len(), 3, "namespace, pod, deployment: {out:?}");
     out.extend(["job", "instance", "le", "reason"].map(String::from));
     out.extend(PROXY_LABELS.iter().map(|l| l.to_string()));
+    out.extend(PROFILE_ROUTE_LABELS.iter().map(|l| l.to_string()));
     out.extend(DST_LABELS.iter().map(|l| format!("dst_{l}")));
     out
 }
