@@ -68,9 +68,10 @@ enum Command {
     Get(resources::GetArgs),
     /// Delete a resource.
     Delete(resources::DeleteArgs),
-    /// Print a ServiceProfile to start from (`--template SERVICE`): Linkerd's
-    /// per-service routes (metrics, retries, timeouts), retry budget and
-    /// traffic split.
+    /// Print a ServiceProfile (Linkerd's per-service routes, retry budget
+    /// and traffic split): a commented template (`--template`), or routes
+    /// from an OpenAPI spec (`--open-api FILE`) or a .proto file
+    /// (`--proto FILE`), as `linkerd profile` does.
     Profile(profile::ProfileArgs),
     /// Run a command as a meshed workload: one network namespace and proxy per replica (needs root).
     Run(run::RunArgs),

@@ -1,23 +1,40 @@
-//! `strand profile --template`, and how `strand get serviceprofiles` shows
-//! a profile.
+//! `strand profile`: a ServiceProfile from a commented template, an OpenAPI
+//! spec or a protobuf file (Linkerd's three offline sources), and how
+//! `strand get serviceprofiles` shows a profile.
+//!
+//! ```text
+//!   --template ─────────────────────────────────────────────▶ commented YAML
+//!   --open-api FILE ─▶ openapi::routes ─┐
+//!   --proto FILE ────▶ proto::routes ───┴▶ generated ─▶ parse_manifests ─▶ YAML
+//! ```
+//!
+//! Generated profiles go through the same parser and validation as `strand
+//! apply` before they are printed, so what is printed can be applied.
 
 use crate::ctx::Ctx;
 use anyhow::Context as _;
 use clap::Args;
-use strand_controller_core::{ServiceProfile, validate_dns_label};
+use serde::Serialize;
+use std::fmt::Write as _;
+use std::io::Read as _;
+use std::path::{Path, PathBuf};
+use strand_controller_core::{
+    ObjectMeta, ProfileRoute, ServiceProfile, ServiceProfileApi, ServiceProfileSpec,
+    parse_manifests, validate_dns_label,
+};
+
+mod openapi;
+mod proto;
 
 /// The cluster domain when no control plane says otherwise (Kubernetes'
 /// default, and `strand up`'s).
 pub const DEFAULT_CLUSTER_DOMAIN: &str = "cluster.local";
 
+/// The file name that means standard input.
+const STDIN: &str = "-";
+
 #[derive(Args, Debug)]
 pub struct ProfileArgs {
-    /// Print a commented template to edit: one example route with a
-    /// condition, response classes, retryability and a timeout, and the
-    /// retry budget and dstOverrides commented out. It is a valid profile
-    /// as it is (`strand profile --template web | strand apply -f -`).
-    #[arg(long, required = true)]
-    template: bool,
     /// The Service the profile describes; the profile is named
     /// `<SERVICE>.<NAMESPACE>.svc.<CLUSTER-DOMAIN>`, which is how a
     /// profile finds its Service.
@@ -30,6 +47,50 @@ pub struct ProfileArgs {
     /// control plane's, from cluster.json, else cluster.local).
     #[arg(long, value_name = "DOMAIN")]
     cluster_domain: Option<String>,
+    // Last: its help heading applies to the arguments after it.
+    #[command(flatten)]
+    source: Source,
+}
+
+/// Where the profile comes from: exactly one of these.
+#[derive(Args, Debug)]
+#[group(required = true, multiple = false)]
+#[command(next_help_heading = "Source (exactly one)")]
+struct Source {
+    /// Print a commented template to edit: one example route with a
+    /// condition, response classes, retryability and a timeout, and the
+    /// retry budget and dstOverrides commented out. It is a valid profile
+    /// as it is (`strand profile --template web | strand apply -f -`).
+    #[arg(long)]
+    template: bool,
+    /// Make a route of every operation of an OpenAPI spec: Swagger 2 or
+    /// OpenAPI 3, JSON or YAML (`-` reads standard input). A route is
+    /// named `METHOD /path` as the spec writes the path (`GET
+    /// /books/{id}`); its condition is the method and a regex of the path
+    /// in which each `{param}` matches one segment (`/books/[^/]*`),
+    /// prefixed with the spec's `basePath` (Swagger 2) or the path of its
+    /// first `servers[].url` (OpenAPI 3). Routes follow the spec's paths
+    /// in order, methods in the order GET, PUT, POST, DELETE, OPTIONS,
+    /// HEAD, PATCH, TRACE. An operation's `x-linkerd-retryable: true` makes
+    /// its route retryable and `x-linkerd-timeout: 300ms` sets its timeout.
+    #[arg(long, value_name = "FILE")]
+    open_api: Option<PathBuf>,
+    /// Make a route of every rpc of every service in a protobuf file
+    /// (`-` reads standard input): gRPC's `POST /<package>.<Service>/<Method>`,
+    /// matched by method and exact path.
+    #[arg(long, value_name = "FILE")]
+    proto: Option<PathBuf>,
+}
+
+/// Lets `serde_yaml_ng` print a profile in the order people write it
+/// (`ServiceProfile` itself has no `apiVersion` or `kind` fields).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Document<'a> {
+    api_version: &'static str,
+    kind: &'static str,
+    metadata: &'a ObjectMeta,
+    spec: &'a ServiceProfileSpec,
 }
 
 pub fn profile(ctx: &Ctx, args: ProfileArgs) -> anyhow::Result<u8> {
@@ -39,13 +100,121 @@ pub fn profile(ctx: &Ctx, args: ProfileArgs) -> anyhow::Result<u8> {
         Some(d) => d.trim_end_matches('.').to_ascii_lowercase(),
         None => cluster_domain(ctx),
     };
-    // Clap requires the flag: the template is the only source so far
-    // (Linkerd also reads OpenAPI and protobuf specs, and tap data).
-    if !args.template {
-        anyhow::bail!("say where the profile comes from: --template");
-    }
-    print!("{}", template(&args.service, &args.namespace, &domain));
+    let (svc, ns) = (args.service.as_str(), args.namespace.as_str());
+    let source = args.source;
+    let text = if let Some(file) = &source.open_api {
+        from_file("--open-api", file, svc, ns, &domain, openapi::routes)?
+    } else if let Some(file) = &source.proto {
+        from_file("--proto", file, svc, ns, &domain, proto::routes)?
+    } else {
+        // Clap lets exactly one source through: this is --template.
+        template(svc, ns, &domain)
+    };
+    print!("{text}");
     Ok(0)
+}
+
+/// Reads `file` and makes routes of it with `routes`: the profile's text,
+/// or an error that names the file.
+fn from_file(
+    flag: &str,
+    file: &Path,
+    svc: &str,
+    ns: &str,
+    domain: &str,
+    routes: fn(&str) -> anyhow::Result<Vec<ProfileRoute>>,
+) -> anyhow::Result<String> {
+    let name = display_name(file);
+    let text = read_source(file).with_context(|| format!("cannot read {name}"))?;
+    let routes = routes(&text).with_context(|| name.clone())?;
+    generated(svc, ns, domain, &format!("{flag} {name}"), routes).with_context(|| name.clone())
+}
+
+/// The file's name as messages and comments show it (one line).
+fn display_name(file: &Path) -> String {
+    if file == Path::new(STDIN) {
+        return "<stdin>".to_string();
+    }
+    file.display().to_string().replace(char::is_control, "?")
+}
+
+fn read_source(file: &Path) -> anyhow::Result<String> {
+    let bytes = if file == Path::new(STDIN) {
+        let mut bytes = Vec::new();
+        std::io::stdin().read_to_end(&mut bytes)?;
+        bytes
+    } else {
+        std::fs::read(file)?
+    };
+    String::from_utf8(bytes).map_err(|e| {
+        anyhow::anyhow!(
+            "it is not UTF-8 text (invalid byte at offset {})",
+            e.utf8_error().valid_up_to()
+        )
+    })
+}
+
+/// A profile of `routes` for Service `svc` in `ns`, under a comment saying
+/// where they came from (`source`, e.g. `--proto api.proto`). It is parsed
+/// and validated as `strand apply` would before it is returned, so that an
+/// error names the route at fault here rather than at apply time.
+fn generated(
+    svc: &str,
+    ns: &str,
+    domain: &str,
+    source: &str,
+    routes: Vec<ProfileRoute>,
+) -> anyhow::Result<String> {
+    let metadata = ObjectMeta {
+        name: format!("{svc}.{ns}.svc.{domain}"),
+        namespace: ns.to_string(),
+        ..ObjectMeta::default()
+    };
+    let spec = ServiceProfileSpec {
+        routes,
+        ..ServiceProfileSpec::default()
+    };
+    let doc = Document {
+        api_version: ServiceProfileApi::V1alpha2.api_version(),
+        kind: "ServiceProfile",
+        metadata: &metadata,
+        spec: &spec,
+    };
+    let yaml = serde_yaml_ng::to_string(&doc).expect("a profile always serializes");
+    let count = spec.routes.len();
+    let text = format!(
+        "# A ServiceProfile for Service {svc} in namespace {ns}, made by\n\
+         # `strand profile {source}`: {count} route{s}.\n\
+         # Add responseClasses, isRetryable, timeout or a retryBudget as needed\n\
+         # (`strand profile --template` shows them all), then `strand apply -f FILE`.\n\
+         {yaml}",
+        s = if count == 1 { "" } else { "s" },
+    );
+    parse_manifests(&text).context("the routes make an invalid profile")?;
+    Ok(text)
+}
+
+/// A regex that matches exactly `path` as a request carries it: Go's
+/// `regexp.QuoteMeta` escapes (Linkerd's, so profiles read the same), and
+/// bytes a URI cannot carry as they are (spaces, controls, non-ASCII)
+/// percent-encoded in upper case, as clients send them (the proxy matches
+/// the path as sent, and compiles regexes without Unicode).
+fn literal_regex(path: &str) -> String {
+    let mut re = String::with_capacity(path.len());
+    for b in path.bytes() {
+        match b {
+            b'\\' | b'.' | b'+' | b'*' | b'?' | b'(' | b')' | b'|' | b'[' | b']' | b'{' | b'}'
+            | b'^' | b'$' => {
+                re.push('\\');
+                re.push(char::from(b));
+            }
+            0x21..=0x7e => re.push(char::from(b)),
+            _ => {
+                let _ = write!(re, "%{b:02X}");
+            }
+        }
+    }
+    re
 }
 
 /// The running control plane's cluster domain, or the default.
@@ -163,73 +332,4 @@ fn percent(ratio: f64) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use strand_controller_core::{Resource, ServiceKey, parse_manifests};
-
-    fn parse(text: &str) -> ServiceProfile {
-        match parse_manifests(text).expect("valid").pop() {
-            Some(Resource::ServiceProfile(p)) => p,
-            other => panic!("not a profile: {other:?}"),
-        }
-    }
-
-    #[test]
-    fn the_template_is_a_valid_profile_of_its_service() {
-        for (svc, ns, domain) in [
-            ("web-svc", "emojivoto", "cluster.local"),
-            ("books", "default", "example.org"),
-        ] {
-            let p = parse(&template(svc, ns, domain));
-            assert_eq!(p.metadata.name, format!("{svc}.{ns}.svc.{domain}"));
-            assert_eq!(p.service(domain), Some(ServiceKey::new(ns, svc)));
-            let [route] = &p.spec.routes[..] else {
-                panic!("one example route");
-            };
-            assert_eq!(route.name, "GET /books/{id}");
-            assert_eq!(route.condition.path_regex.as_deref(), Some(r"/books/\d+"));
-            assert!(route.response_classes[0].is_failure());
-            // The commented-out parts are valid too, once uncommented.
-            let uncommented = template(svc, ns, domain)
-                .replace("    # isRetryable", "    isRetryable")
-                .replace("    # timeout", "    timeout")
-                .replace("  # retryBudget:", "  retryBudget:")
-                .replace("  #   retryRatio", "    retryRatio")
-                .replace("  #   minRetriesPerSecond", "    minRetriesPerSecond")
-                .replace("  #   ttl", "    ttl")
-                .replace("  # dstOverrides:", "  dstOverrides:")
-                .replace("  # - authority", "  - authority")
-                .replace("  #   weight", "    weight");
-            let p = parse(&uncommented);
-            assert!(p.spec.routes[0].is_retryable());
-            assert!(p.spec.retry_budget.is_some());
-            let weights: Vec<_> = p
-                .spec
-                .dst_overrides
-                .iter()
-                .map(|d| d.weight.milli())
-                .collect();
-            assert_eq!(weights, [900, 100]);
-        }
-    }
-
-    #[test]
-    fn columns_show_service_routes_budget_and_overrides() {
-        let head = "apiVersion: linkerd.io/v1alpha2\nkind: ServiceProfile\nmetadata: {name: web.default.svc.cluster.local}\nspec:\n";
-        let bare = parse(&format!(
-            "{head}  routes: [{{name: a, condition: {{method: GET}}}}]\n"
-        ));
-        assert_eq!(
-            columns(&bare, "cluster.local"),
-            ["web", "1", "20% + 10/s", "<none>"]
-        );
-        assert_eq!(columns(&bare, "example.org")[0], "<none>");
-        let full = parse(&format!(
-            "{head}  retryBudget: {{retryRatio: 0.125, minRetriesPerSecond: 3, ttl: 5s}}\n  dstOverrides: [{{authority: 'v2:80', weight: 500m}}, {{authority: 'v1:80', weight: 1}}]\n"
-        ));
-        assert_eq!(
-            columns(&full, "cluster.local"),
-            ["web", "0", "12.5% + 3/s", "v2:80=500m,v1:80=1"]
-        );
-    }
-}
+mod tests;

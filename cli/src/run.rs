@@ -59,6 +59,13 @@ pub struct RunArgs {
     /// How long a stopping command gets between SIGTERM and SIGKILL.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     grace_period: Duration,
+    /// The command is an ingress controller (Linkerd's
+    /// `linkerd.io/inject: ingress`): its proxy routes each HTTP request by
+    /// its `l5d-dst-override` header (or a `<svc>.<ns>.svc.<domain>`
+    /// authority) even when the ingress connects to a pod's address, so
+    /// requests are balanced and routed as requests to that Service.
+    #[arg(long)]
+    ingress: bool,
     /// The command and its arguments.
     #[arg(last = true, required = true, value_name = "CMD")]
     command: Vec<String>,
@@ -115,8 +122,11 @@ pub async fn run(ctx: &Ctx, args: RunArgs) -> anyhow::Result<u8> {
     if let Some(dir) = &args.log_dir {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
-    let proxy_env = identity::shared_env(&cluster)?;
+    let mut proxy_env = identity::shared_env(&cluster)?;
     let identity = !proxy_env.is_empty();
+    if args.ingress {
+        proxy_env.push(("STRAND_PROXY_INGRESS_MODE".into(), "true".into()));
+    }
     let tpl = PodTemplate {
         namespace: args.namespace.clone(),
         command: args.command.clone(),

@@ -99,6 +99,10 @@ pub struct DiscoveryConfig {
     /// HTTP requests whose authority is `<svc>.<ns>.svc.<cluster domain>`
     /// (or that carry `l5d-dst-override`) are routed by that name.
     pub cluster_domain: String,
+    /// Beside an ingress (Linkerd's `linkerd.io/inject: ingress`): such
+    /// names route requests on every connection, not only on connections
+    /// to addresses that are no mesh service or workload.
+    pub ingress_mode: bool,
 }
 
 /// Settings for one direction (inbound or outbound).
@@ -265,7 +269,12 @@ pub const VARS: &[VarDoc] = &[
     VarDoc {
         name: "STRAND_PROXY_CLUSTER_DOMAIN",
         default: "cluster.local",
-        help: "HTTP requests whose authority ends in `.svc.<this domain>` (or that carry an `l5d-dst-override` header) are routed by that name, whatever address the client connected to.",
+        help: "HTTP requests whose authority ends in `.svc.<this domain>` (or that carry an `l5d-dst-override` header) are routed by that name when the client connected to an address that is no mesh Service or workload (with STRAND_PROXY_INGRESS_MODE, whatever address it connected to).",
+    },
+    VarDoc {
+        name: "STRAND_PROXY_INGRESS_MODE",
+        default: "false",
+        help: "`true` beside an ingress controller (Linkerd's `linkerd.io/inject: ingress`): the `l5d-dst-override` header (or a `.svc.<cluster domain>` authority) routes each HTTP request even when the ingress connected to a pod's or a Service's address, so it is balanced and routed as a request to that Service.",
     },
     VarDoc {
         name: "STRAND_PROXY_DISCOVERY_FAIL_FAST",
@@ -517,9 +526,15 @@ impl Parser<'_> {
                 }
             },
         );
+        let ingress_mode = self.parse("STRAND_PROXY_INGRESS_MODE", false, |v| match v {
+            "true" => Ok(true),
+            "false" => Ok(false),
+            _ => Err("expected true or false".into()),
+        });
         let destination_addr = destination_addr?;
         Some(DiscoveryConfig {
             cluster_domain,
+            ingress_mode,
             destination_addr,
             policy_addr: policy_addr.unwrap_or(destination_addr),
             pod_name,

@@ -49,6 +49,8 @@ pub struct Resolver {
     /// One balancer per service (and whether its routes apply), shared by
     /// every connection to it.
     services: Arc<Mutex<BalancerCache>>,
+    /// Route requests by name on every connection (`STRAND_PROXY_INGRESS_MODE`).
+    ingress_mode: bool,
 }
 
 /// Balancers by service name and whether its routes apply.
@@ -210,7 +212,14 @@ impl Resolver {
             discovery: Discovery::new(c),
             service_suffix: format!(".svc.{}", config.cluster_domain).into(),
             services: Arc::default(),
+            ingress_mode: config.ingress_mode,
         }
+    }
+
+    /// Whether requests are routed by name whatever address their
+    /// connection went to (a proxy beside an ingress).
+    pub fn ingress_mode(&self) -> bool {
+        self.ingress_mode
     }
 
     pub async fn resolve(&self, orig_dst: SocketAddr) -> Result<Dst, DiscoveryError> {

@@ -213,7 +213,11 @@ impl Forward {
         out: &mut EndpointLabels,
     ) -> Result<Response<Incoming>, ProxyError> {
         use crate::discovery::Route;
-        if let (Route::Direct, Some(resolver)) = (&self.route, &self.resolver) {
+        // A request names its service when its connection went to no mesh
+        // address; beside an ingress, whatever address it went to.
+        if let Some(resolver) = &self.resolver
+            && (matches!(self.route, Route::Direct) || resolver.ingress_mode())
+        {
             let named = match req
                 .headers()
                 .get("l5d-dst-override")

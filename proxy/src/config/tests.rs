@@ -166,3 +166,22 @@ fn the_tap_api_needs_an_identity_and_a_tap_service_name() {
         ]
     );
 }
+
+#[test]
+fn ingress_mode_is_off_unless_set_to_true() {
+    let with = |v: &'static str| {
+        Config::from_env(&env(&[
+            ("STRAND_PROXY_DESTINATION_SVC_ADDR", "127.0.0.1:8086"),
+            ("STRAND_PROXY_INGRESS_MODE", v),
+        ]))
+    };
+    let mode = |c: Config| c.discovery.unwrap().ingress_mode;
+    assert!(!mode(with("false").unwrap()));
+    assert!(mode(with("true").unwrap()));
+    let errs = with("yes").unwrap_err().to_string();
+    assert!(
+        errs.contains("STRAND_PROXY_INGRESS_MODE=\"yes\" is not valid"),
+        "{errs}"
+    );
+    assert!(errs.contains("expected true or false"), "{errs}");
+}
