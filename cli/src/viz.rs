@@ -67,15 +67,16 @@ enum VizCommand {
     /// from their tap streams, as `linkerd viz top` shows it.
     Top(top::TopArgs),
     /// Serve the web dashboard on this host (namespaces, workloads, pods,
-    /// who calls whom, live requests) until Ctrl-C, as `linkerd viz
+    /// who calls whom, routes, live requests) until Ctrl-C, as `linkerd viz
     /// dashboard` opens it. Live requests need the control plane's CA files
     /// (root).
     Dashboard(dashboard::DashboardArgs),
     /// Write strand's Grafana dashboards and the provisioning files that
     /// load them, as Linkerd's viz extension ships its own.
     ///
-    /// The dashboards: top line, namespace, deployment, pod, authority and
-    /// the proxies' health. Writes DIR/dashboards/*.json, DIR/provisioning/dashboards/strand.yaml
+    /// The dashboards: top line, namespace, deployment, pod, authority,
+    /// route (a deployment's calls by ServiceProfile route) and the
+    /// proxies' health. Writes DIR/dashboards/*.json, DIR/provisioning/dashboards/strand.yaml
     /// (a file provider for DIR/dashboards, folder "strand") and
     /// DIR/provisioning/datasources/strand.yaml (the default Prometheus
     /// datasource, named "prometheus", at --prometheus-url). Start Grafana

@@ -468,7 +468,8 @@ fn demo_shows_golden_metrics_and_leaves_nothing_behind() {
 /// data unless it counts what a healthy all-mTLS demo may never do
 /// (plaintext requests, failed connections, errors the proxy answered,
 /// protocol errors).
-/// Routes of web-svc, as `strand profile --template` suggests writing them.
+/// Routes of web-svc, as `strand profile --template` suggests writing them,
+/// and of voting-svc's gRPC method.
 const WEB_PROFILE: &str = "apiVersion: linkerd.io/v1alpha2
 kind: ServiceProfile
 metadata: {name: web-svc.emojivoto.svc.cluster.local, namespace: emojivoto}
@@ -478,6 +479,14 @@ spec:
       condition: {method: GET, pathRegex: /api/list}
     - name: GET /api/vote
       condition: {method: GET, pathRegex: /api/vote}
+---
+apiVersion: linkerd.io/v1alpha2
+kind: ServiceProfile
+metadata: {name: voting-svc.emojivoto.svc.cluster.local, namespace: emojivoto}
+spec:
+  routes:
+    - name: Vote
+      condition: {method: POST, pathRegex: '/emojivoto\\.v1\\.VotingService/Vote'}
 ";
 
 /// `strand viz routes` shows vote-bot's calls by web-svc's routes, from
@@ -509,6 +518,28 @@ fn routes_show_the_profile(mesh: &LocalMesh, prometheus: &str) {
         let list = rows.iter().find(|r| r["route"] == "GET /api/list").unwrap();
         assert_eq!(list["success"].as_f64(), Some(1.0), "{routes}");
     }
+    // gRPC: web's votes fail for one emoji with a grpc-status, in an HTTP
+    // 200 response; the route counts them as failures.
+    let voting = json(
+        mesh,
+        &[
+            "viz",
+            "routes",
+            "deploy/web",
+            "-n",
+            "emojivoto",
+            "--to",
+            "svc/voting-svc",
+            "-o",
+            "json",
+        ],
+    );
+    let vote = voting
+        .as_array()
+        .and_then(|rows| rows.iter().find(|r| r["route"] == "Vote"))
+        .unwrap_or_else(|| panic!("no Vote route: {voting}"));
+    let success = vote["success"].as_f64().unwrap_or(1.0);
+    assert!(success > 0.0 && success < 1.0, "{voting}");
     let table = mesh
         .strand(&["viz", "routes", "deploy/vote-bot", "-n", "emojivoto"])
         .unwrap();
@@ -521,14 +552,39 @@ fn routes_show_the_profile(mesh: &LocalMesh, prometheus: &str) {
 }
 
 fn grafana_queries_answer(mesh: &LocalMesh, prometheus: &str) {
-    use strand_viz::grafana::{Vars, substituted_queries};
+    use strand_viz::grafana::{PanelQuery, Vars, queries, substitute};
     let pod = pod_ips(mesh, "web")[0].0.clone();
     let vars = Vars::new()
         .set("namespace", "emojivoto")
         .set("deployment", "web")
         .set("pod", &pod)
         .set("authority", "web-svc.emojivoto");
-    let queries = substituted_queries(&vars).unwrap();
+    // Route metrics are the client's: the route dashboard shows vote-bot's
+    // calls to web-svc, both of its profile's routes selected as Grafana
+    // writes a multi-valued selection (regex metacharacters escaped,
+    // alternatives in parentheses).
+    let route_vars = vars
+        .clone()
+        .set("deployment", "vote-bot")
+        .set("dst", r"web-svc\\.emojivoto\\.svc\\.cluster\\.local:80")
+        .set("rt_route", "(GET /api/list|GET /api/vote)");
+    let queries: Vec<PanelQuery> = queries()
+        .into_iter()
+        .map(|mut q| {
+            let vars = if q.dashboard_uid == "strand-route" {
+                &route_vars
+            } else {
+                &vars
+            };
+            q.expr = substitute(&q.expr, vars)
+                .unwrap_or_else(|e| panic!("{} / {}: {e}", q.dashboard, q.panel));
+            q
+        })
+        .collect();
+    assert!(
+        queries.iter().any(|q| q.dashboard_uid == "strand-route"),
+        "no route dashboard"
+    );
     assert!(queries.len() > 50, "{}", queries.len());
     let mut empty = Vec::new();
     for q in &queries {
@@ -751,6 +807,65 @@ fn dashboard_shows_the_demo(mesh: &LocalMesh) {
         );
         std::thread::sleep(Duration::from_millis(250));
     }
+
+    // vote-bot calls web-svc, whose ServiceProfile names two routes: its
+    // workload's page and its pod's show both, with their numbers.
+    let vote_bot_pod = pod_ips(mesh, "vote-bot")[0].0.clone();
+    for page in [
+        "deployments/vote-bot".to_string(),
+        format!("pods/{vote_bot_pod}"),
+    ] {
+        let hash = format!("#/namespaces/emojivoto/{page}");
+        browser
+            .eval(&format!("location.hash = {}", Value::from(hash.as_str())))
+            .unwrap();
+        let routes = browser
+            .wait_for(
+                &format!(
+                    "location.hash === {} && (() => {{
+                       const rows = [...document.querySelectorAll('#routes tr[data-route]')];
+                       return ['GET /api/list', 'GET /api/vote'].every(n => rows.some(r =>
+                           r.dataset.route === n && r.cells[3].textContent.endsWith(' rps')))
+                         && Object.fromEntries(rows.map(r => [r.dataset.route, [...r.cells].map(c => c.textContent)]));
+                     }})()",
+                    Value::from(hash.as_str())
+                ),
+                wait,
+            )
+            .unwrap();
+        eprintln!("dashboard routes of {page}: {routes}");
+        for name in ["GET /api/list", "GET /api/vote"] {
+            let r = &routes[name];
+            assert_eq!(r[0], name, "{page}: {routes}");
+            assert_eq!(r[1], "web-svc", "{page}: {routes}");
+            assert!(
+                r[2].as_str().is_some_and(|s| s.ends_with('%')),
+                "{page}: {routes}"
+            );
+            assert!(
+                r[4].as_str().is_some_and(|s| s.ends_with(" ms")),
+                "{page}: {routes}"
+            );
+        }
+        // Some votes fail on purpose; every listing succeeds.
+        assert_eq!(routes["GET /api/list"][2], "100.00%", "{page}: {routes}");
+    }
+    // emoji calls nothing: no routes, and the table says where profiles
+    // come from.
+    let hash = Value::from("#/namespaces/emojivoto/deployments/emoji");
+    browser.eval(&format!("location.hash = {hash}")).unwrap();
+    let no_routes = browser
+        .wait_for(
+            &format!(
+                "location.hash === {hash} && document.querySelector('#routes .empty')?.textContent"
+            ),
+            wait,
+        )
+        .unwrap();
+    assert_eq!(
+        no_routes,
+        "No ServiceProfile routes: see `strand profile --template`."
+    );
     drop(browser);
     drop(dashboard);
 }

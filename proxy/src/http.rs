@@ -161,8 +161,11 @@ impl Forward {
                     t.response_init(rsp.status(), rsp.headers(), &rsp_labels.target);
                 }
                 let reset = self.reset_client.clone();
+                let route = rsp.extensions_mut().remove::<profile::RouteResponse>();
                 Ok(rsp.map(|b| {
-                    ProxyBody::upstream(b, self.clone(), rsp_labels, h1, reset).with_tap(tap)
+                    ProxyBody::upstream(b, self.clone(), rsp_labels, h1, reset)
+                        .with_tap(tap)
+                        .with_route(route)
                 }))
             }
             Err(e) => {

@@ -1,7 +1,7 @@
 //! Grafana dashboards for the proxies' metrics, as Linkerd's viz extension
-//! ships its own: top line, namespace, deployment, pod, authority and the
-//! proxies' health, each a Grafana dashboard JSON model under
-//! `viz/grafana/`, embedded here.
+//! ships its own: top line, namespace, deployment, pod, authority,
+//! ServiceProfile route and the proxies' health, each a Grafana dashboard
+//! JSON model under `viz/grafana/`, embedded here.
 //!
 //! ```text
 //!  proxies ◄─scrape── Prometheus ◄─PromQL── Grafana ◄── viz/grafana/*.json
@@ -14,7 +14,10 @@
 //! `strand viz stat` computes in the same way: success is the share of
 //! `response_total` classified `success`, the request rate is the rate of
 //! `response_total`, and percentiles are `histogram_quantile` over `irate`
-//! of `response_latency_ms_bucket`.
+//! of `response_latency_ms_bucket`. The route dashboard computes what
+//! `strand viz routes` does from the `route_*` families, which the proxies
+//! record on the client's side (`direction="outbound"`, per `dst` and
+//! `rt_route`).
 //!
 //! [`queries`] lists every panel's PromQL, and [`substitute`] fills in the
 //! template variables so that a query can be sent to a real Prometheus.
@@ -27,7 +30,7 @@ use serde_json::Value;
 use crate::query::format_duration;
 
 /// The dashboards, as files: name and Grafana's JSON model.
-const FILES: [(&str, &str); 6] = [
+const FILES: [(&str, &str); 7] = [
     ("top-line.json", include_str!("../grafana/top-line.json")),
     ("namespace.json", include_str!("../grafana/namespace.json")),
     (
@@ -36,6 +39,7 @@ const FILES: [(&str, &str); 6] = [
     ),
     ("pod.json", include_str!("../grafana/pod.json")),
     ("authority.json", include_str!("../grafana/authority.json")),
+    ("route.json", include_str!("../grafana/route.json")),
     ("health.json", include_str!("../grafana/health.json")),
 ];
 
@@ -82,9 +86,9 @@ pub struct PanelQuery {
 }
 
 /// Values for the template variables of a query: the dashboards' own
-/// (`namespace`, `deployment`, `pod`, `authority`) and Grafana's built-in
-/// ones (`__rate_interval`, `__interval`, `__range` and their `_ms`/`_s`
-/// forms), which have defaults.
+/// (`namespace`, `deployment`, `pod`, `authority`, `dst`, `rt_route`) and
+/// Grafana's built-in ones (`__rate_interval`, `__interval`, `__range` and
+/// their `_ms`/`_s` forms), which have defaults.
 #[derive(Clone, Debug)]
 pub struct Vars {
     values: BTreeMap<String, String>,

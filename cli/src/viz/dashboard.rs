@@ -11,8 +11,9 @@
 //! ```
 //!
 //! The page lists namespaces, then a namespace's workloads, pods, Services
-//! and edges, then a workload's or pod's callers and callees and its live
-//! requests; tables refresh every 2 s.
+//! and edges, then a workload's or pod's callers and callees, the
+//! ServiceProfile routes of its calls and its live requests; tables
+//! refresh every 2 s.
 //!
 //! Live requests carry their headers, so the dashboard answers only
 //! requests addressed to the loopback names it listens on (a page

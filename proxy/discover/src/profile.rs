@@ -293,13 +293,20 @@ fn response_match_at(m: &api::ResponseMatch, depth: usize) -> Result<ResponseMat
 // === impl ProfileRoute ===
 
 impl ProfileRoute {
-    /// Whether a response with `status` is a failure: the first response
-    /// class that matches decides; with none, 5xx is a failure.
-    pub fn is_failure(&self, status: u16) -> bool {
+    /// Whether a response with `status` is a failure by the route's
+    /// response classes: the first class that matches decides; `None` when
+    /// none does.
+    pub fn class_of(&self, status: u16) -> Option<bool> {
         self.response_classes
             .iter()
             .find(|c| c.condition.matches(status))
-            .map_or(status >= 500, |c| c.is_failure)
+            .map(|c| c.is_failure)
+    }
+
+    /// [`ProfileRoute::class_of`], and with no class that matches, 5xx is
+    /// a failure.
+    pub fn is_failure(&self, status: u16) -> bool {
+        self.class_of(status).unwrap_or(status >= 500)
     }
 }
 

@@ -35,6 +35,8 @@ pub struct End {
     reset_client: Option<Arc<AtomicBool>>,
     /// The taps that took this request.
     tap: Option<Box<crate::tap::Tapped>>,
+    /// A ServiceProfile route's response count, when the request had one.
+    route: Option<super::profile::RouteResponse>,
 }
 
 // === impl ProxyBody ===
@@ -55,8 +57,17 @@ impl ProxyBody {
                 h1,
                 reset_client,
                 tap: None,
+                route: None,
             }),
         }
+    }
+
+    /// Counts the response on its ServiceProfile route when it ends.
+    pub fn with_route(mut self, route: Option<super::profile::RouteResponse>) -> Self {
+        if let ProxyBody::Upstream { end: Some(e), .. } = &mut self {
+            e.route = route;
+        }
+        self
     }
 
     /// Reports the body's bytes and end to the taps that took its request.
@@ -175,6 +186,9 @@ impl End {
         } else {
             Classification::Success
         };
+        if let (Some(route), Some(status)) = (self.route.take(), l.status_code) {
+            route.finish(status, l.grpc_status, clean);
+        }
         let f = &self.forward;
         f.metrics.response_end_cached(&f.handles, &self.labels);
         if clean && let Some(h1) = &self.h1 {

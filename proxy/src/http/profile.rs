@@ -81,19 +81,63 @@ impl Forward {
                 .once(Request::from_parts(head, body), h1, out)
                 .await
         };
-        let status = status_of(&res);
-        m.responses
-            .get_or_create(&metrics::profile_response_labels(
-                &labels,
-                status,
-                attempts.is_failure(status),
-            ))
-            .inc();
         m.latency
             .get_or_create(&labels)
             .observe(started.elapsed().as_secs_f64() * 1000.0);
-        res
+        match res {
+            // Counted when the body ends, when a gRPC status is known.
+            Ok(mut rsp) => {
+                rsp.extensions_mut().insert(RouteResponse {
+                    metrics: self.metrics.clone(),
+                    labels,
+                    route,
+                });
+                Ok(rsp)
+            }
+            Err(e) => {
+                let status = e.http_status().as_u16();
+                let labels = metrics::profile_response_labels(
+                    &labels,
+                    status,
+                    failed(route.as_deref(), status, None),
+                );
+                m.responses.get_or_create(&labels).inc();
+                Err(e)
+            }
+        }
     }
+}
+
+/// A profiled request's response on its way to the client: `ProxyBody`
+/// counts it in `route_response_total` when it ends.
+#[derive(Clone, Debug)]
+pub struct RouteResponse {
+    metrics: Arc<crate::metrics::Metrics>,
+    labels: RouteLabels,
+    route: Option<Arc<ProfileRoute>>,
+}
+
+impl RouteResponse {
+    /// Counts the response: `grpc` is its `grpc-status` (from its trailers
+    /// or a trailers-only head); `clean` is false when its body failed.
+    pub fn finish(self, status: u16, grpc: Option<u32>, clean: bool) {
+        let failure = !clean || failed(self.route.as_deref(), status, grpc);
+        let labels = metrics::profile_response_labels(&self.labels, status, failure);
+        self.metrics
+            .profile_route
+            .responses
+            .get_or_create(&labels)
+            .inc();
+    }
+}
+
+/// Linkerd's classification on a profile route: the first of the route's
+/// response classes that matches the status decides; with none, a gRPC
+/// status other than OK, or else a 5xx, is a failure.
+fn failed(route: Option<&ProfileRoute>, status: u16, grpc: Option<u32>) -> bool {
+    route
+        .and_then(|r| r.class_of(status))
+        .unwrap_or_else(|| grpc.map_or(status >= 500, |g| g != 0))
 }
 
 /// One request's attempts on a profile route.
@@ -109,9 +153,11 @@ struct Attempts<'a> {
 }
 
 impl Attempts<'_> {
-    /// By the route's response classes; without a route, 5xx fails.
-    fn is_failure(&self, status: u16) -> bool {
-        self.route.map_or(status >= 500, |r| r.is_failure(status))
+    /// Whether an attempt's response head is a failure (a gRPC status in
+    /// the head is a trailers-only answer).
+    fn is_failure(&self, rsp: &Response<Incoming>) -> bool {
+        let grpc = super::headers::grpc_status(rsp.headers());
+        failed(self.route, rsp.status().as_u16(), grpc)
     }
 
     async fn once(
@@ -139,7 +185,7 @@ impl Attempts<'_> {
             let body = RequestBody::buffered(data.clone(), trailers.clone());
             let res = self.attempt(retry::rebuild(&head, body), h1, out).await;
             let again = match &res {
-                Ok(rsp) => self.is_failure(rsp.status().as_u16()),
+                Ok(rsp) => self.is_failure(rsp),
                 // Never reached the server (connect, TLS): safe to resend.
                 Err(retry::Failed::Send(e)) => e.is_retryable(),
                 Err(retry::Failed::Route(_) | retry::Failed::Try(_)) => false,
@@ -167,27 +213,20 @@ impl Attempts<'_> {
             }
             Err(e) => Err(retry::Failed::Route(e)),
         };
-        let status = match &res {
-            Ok(rsp) => rsp.status().as_u16(),
+        let (status, failure) = match &res {
+            Ok(rsp) => (rsp.status().as_u16(), self.is_failure(rsp)),
             Err(retry::Failed::Send(e) | retry::Failed::Route(e) | retry::Failed::Try(e)) => {
-                e.http_status().as_u16()
+                let status = e.http_status().as_u16();
+                (status, failed(self.route, status, None))
             }
         };
         m.actual_responses
             .get_or_create(&metrics::profile_response_labels(
                 self.labels,
                 status,
-                self.is_failure(status),
+                failure,
             ))
             .inc();
         res
-    }
-}
-
-/// The status the client gets: the response's, or the error's.
-fn status_of(res: &Result<Response<Incoming>, ProxyError>) -> u16 {
-    match res {
-        Ok(rsp) => rsp.status().as_u16(),
-        Err(e) => e.http_status().as_u16(),
     }
 }

@@ -59,6 +59,9 @@ fn demo_vars() -> Vars {
         .set("deployment", "web")
         .set("pod", "web-1")
         .set("authority", "web-svc.emojivoto:80")
+        // Multi-valued: Grafana escapes each value's regex metacharacters.
+        .set("dst", r"web-svc\\.emojivoto\\.svc\\.cluster\\.local:80")
+        .set("rt_route", r"(GET /api/list|GET /api/vote|\\[DEFAULT\\])")
 }
 
 #[test]
@@ -102,6 +105,7 @@ fn every_dashboard_parses_with_unique_names() {
         "strand-deployment",
         "strand-pod",
         "strand-authority",
+        "strand-route",
         "strand-health",
     ] {
         assert!(uids.contains(uid), "no {uid}");
@@ -214,6 +218,11 @@ fn exprs_read_only_what_the_proxies_and_prometheus_export() {
         "process_resident_memory_bytes",
         "process_open_fds",
         "up",
+        "route_request_total",
+        "route_response_total",
+        "route_response_latency_ms_bucket",
+        "route_actual_request_total",
+        "route_actual_response_total",
     ] {
         assert!(used.contains(m), "no panel reads {m}");
     }
@@ -409,6 +418,103 @@ fn the_deployment_dashboard_asks_what_stat_asks() {
         .replace("increase(", "rate(")
         .replace("}[", ", classification=\"success\"}[");
     assert!(success.starts_with(&format!("({ok} or ")), "{success}");
+}
+
+/// The route dashboard computes `strand viz routes`' numbers with its
+/// queries: for `deploy/vote-bot -n emojivoto` with one service and one
+/// route selected, its percentiles are exactly the routes code's quantile
+/// queries narrowed to them, and its request and success rates rate the
+/// `route_response_total` and `route_actual_response_total` series the
+/// routes code increases.
+#[test]
+fn the_route_dashboard_asks_what_routes_asks() {
+    let dst = "web-svc.emojivoto.svc.cluster.local:80";
+    let route = "GET /api/vote";
+    // As Grafana substitutes a multi-valued variable with one value: its
+    // regex metacharacters escaped, as `Matcher::Re` renders them.
+    let vars = Vars::new()
+        .set("namespace", "emojivoto")
+        .set("deployment", "vote-bot")
+        .set("dst", r"web-svc\\.emojivoto\\.svc\\.cluster\\.local:80")
+        .set("rt_route", route)
+        .rate_interval(Duration::from_secs(60));
+    let dashboard = dashboards()
+        .into_iter()
+        .find(|d| d.uid == "strand-route")
+        .expect("the route dashboard");
+    assert_eq!(
+        dashboard.variables(),
+        ["datasource", "namespace", "deployment", "dst", "rt_route"]
+    );
+    let queries: Vec<PanelQuery> = dashboard
+        .queries()
+        .into_iter()
+        .map(|mut q| {
+            q.expr = substitute(&q.expr, &vars).expect("substitutes");
+            q
+        })
+        .collect();
+    let panel = |title: &str| -> Vec<&str> {
+        queries
+            .iter()
+            .filter(|q| q.panel == title)
+            .map(|q| q.expr.as_str())
+            .collect()
+    };
+    let narrow = |sel: &Selector| {
+        sel.clone()
+            .with(Matcher::Re("dst".into(), dst.into()))
+            .with(Matcher::Re("rt_route".into(), route.into()))
+    };
+    let req = crate::routes::RoutesRequest {
+        resource: "deploy/vote-bot".parse().expect("a resource"),
+        namespace: Some("emojivoto".into()),
+        to: None,
+        to_namespace: None,
+        window: Duration::from_secs(60),
+    };
+    let asked = req.queries();
+    assert_eq!(asked.len(), 5);
+    let titles = [
+        "P50 latency by route",
+        "P95 latency by route",
+        "P99 latency by route",
+    ];
+    for (q, title) in asked[2..].iter().zip(titles) {
+        let Query::Quantile { q, sel, window, by } = q else {
+            panic!("{q:?} is not a quantile");
+        };
+        let want = Query::Quantile {
+            q: *q,
+            sel: narrow(sel),
+            window: *window,
+            by: by.clone(),
+        };
+        assert_eq!(panel(title), [want.to_promql()]);
+    }
+    // Effective (`route_response_total`) and actual
+    // (`route_actual_response_total`) responses: the routes code sums
+    // their increase by classification, the panels their rate.
+    let rate_of = |q: &Query| {
+        let Query::Increase { sel, window, .. } = q else {
+            panic!("{q:?} is not an increase");
+        };
+        Query::Increase {
+            sel: narrow(sel),
+            window: *window,
+            by: vec!["dst".into(), "rt_route".into()],
+        }
+        .to_promql()
+        .replace("increase(", "rate(")
+    };
+    let (effective, actual) = (rate_of(&asked[0]), rate_of(&asked[1]));
+    assert_eq!(panel("Request rate by route"), [effective.as_str()]);
+    let success = panel("Effective and actual success rate");
+    assert_eq!(success.len(), 2);
+    for (expr, all) in success.into_iter().zip([&effective, &actual]) {
+        let ok = all.replace("}[", ", classification=\"success\"}[");
+        assert_eq!(expr, format!("({ok} or 0 * {all}) / {all}"));
+    }
 }
 
 fn latency_p95(sel: &Selector) -> String {

@@ -2,7 +2,7 @@
 //
 //   #/                                     namespaces, and every workload
 //   #/namespaces/NS                        a namespace's workloads, pods, Services, edges
-//   #/namespaces/NS/deployments/NAME       a workload: its numbers, callers, callees, live requests
+//   #/namespaces/NS/deployments/NAME       a workload: its numbers, callers, callees, routes, live requests
 //   #/namespaces/NS/pods/NAME              the same for a pod
 //   #/tap?resource=deploy/NAME&namespace=NS[&path=..&method=..&start=1]
 //
@@ -125,6 +125,30 @@ function edgesTable(rsp) {
     el('tbody', {}, body));
 }
 
+// The ServiceProfile routes of the calls a workload or pod makes, as
+// `strand viz routes` tables them (the proxy records routes on the
+// client's side only).
+function routesTable(rsp) {
+  if (!rsp.routes.length) {
+    return el('p', { class: 'empty' }, 'No ServiceProfile routes: see `strand profile --template`.');
+  }
+  const head = ['Route', 'Service', 'Success rate', 'RPS', 'P50', 'P95', 'P99'];
+  const body = rsp.routes.map((r) => {
+    const traffic = hasTraffic(r);
+    return el('tr', { 'data-route': r.route, 'data-service': r.service },
+      el('td', { class: 'left' }, r.route),
+      el('td', { class: 'left', title: r.dst }, r.service),
+      el('td', { class: successClass(r.success) }, pct(r.success)),
+      el('td', {}, rate(r)),
+      el('td', {}, traffic ? ms(r.latency_p50_ms) : '-'),
+      el('td', {}, traffic ? ms(r.latency_p95_ms) : '-'),
+      el('td', {}, traffic ? ms(r.latency_p99_ms) : '-'));
+  });
+  return el('table', { class: 'routes' },
+    el('thead', {}, el('tr', {}, head.map((h, i) => el('th', { class: i < 2 ? 'left' : null }, h)))),
+    el('tbody', {}, body));
+}
+
 function staleNote(rsp) {
   const stale = Object.entries(rsp.stale || {});
   if (!stale.length) return null;
@@ -159,6 +183,13 @@ function edgesSection(title, id, params) {
   return section(title, id, async () => {
     const rsp = await getJSON('/api/edges', { window: WINDOW_SECS, ...params });
     return [edgesTable(rsp), staleNote(rsp)];
+  });
+}
+
+function routesSection(title, id, params) {
+  return section(title, id, async () => {
+    const rsp = await getJSON('/api/routes', { window: WINDOW_SECS, ...params });
+    return [routesTable(rsp), staleNote(rsp)];
   });
 }
 
@@ -373,6 +404,7 @@ function resourceView(kind, ns, name) {
       { empty: 'No meshed callers in this namespace.' }),
     statSection('Outbound: what it calls', 'outbound', { resource: 'deploy', namespace: ns, from: ref },
       { empty: 'No calls to meshed workloads in this namespace.' }),
+    routesSection('Routes: what it calls, by ServiceProfile route', 'routes', { resource: ref, namespace: ns }),
     tapPanel({ resource: ref, namespace: ns, fixed: true }),
   ].filter(Boolean));
 }

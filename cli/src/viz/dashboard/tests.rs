@@ -110,7 +110,13 @@ fn the_page_uses_only_what_the_server_serves() {
     assert!(INDEX_HTML.contains(r#"src="/app.js""#));
     assert!(INDEX_HTML.contains(r#"href="/style.css""#));
     assert!(!INDEX_HTML.contains("http://") && !INDEX_HTML.contains("https://"));
-    for path in ["/api/config", "/api/stat", "/api/edges", "/api/tap"] {
+    for path in [
+        "/api/config",
+        "/api/stat",
+        "/api/edges",
+        "/api/routes",
+        "/api/tap",
+    ] {
         assert!(
             APP_JS.contains(&format!("'{path}'")) || APP_JS.contains(&format!("`{path}?")),
             "{path}"
@@ -119,6 +125,16 @@ fn the_page_uses_only_what_the_server_serves() {
     assert!(
         !APP_JS.contains("innerHTML"),
         "text is set with textContent only"
+    );
+}
+
+#[test]
+fn no_routes_says_where_profiles_come_from() {
+    // The routes table's empty state points at the command that writes a
+    // ServiceProfile, as `strand viz routes` does.
+    assert!(
+        APP_JS.contains("No ServiceProfile routes: see `strand profile --template`."),
+        "the routes table's empty state"
     );
 }
 
