@@ -179,6 +179,33 @@ impl LocalMesh {
         Ok(out)
     }
 
+    /// `count` GETs of `url` from a new meshed pod `client`
+    /// (`strand-testapp http-client`): its JSON summary (`ok`,
+    /// `served_by`, ...).
+    pub fn http_client(&self, url: &str, count: u32) -> anyhow::Result<serde_json::Value> {
+        let app = bin_path("strand-testapp");
+        let app = app.to_str().context("binary path")?;
+        let count = count.to_string();
+        let out = self.strand(&[
+            "run",
+            "--name",
+            "client",
+            "--",
+            app,
+            "http-client",
+            "--url",
+            url,
+            "--count",
+            &count,
+        ])?;
+        let line = out
+            .stdout
+            .lines()
+            .rfind(|l| l.starts_with('{'))
+            .with_context(|| format!("no summary:\n{}\n{}", out.stdout, out.stderr))?;
+        Ok(serde_json::from_str(line)?)
+    }
+
     /// What a background `strand run` printed so far.
     pub fn run_output(&self, label: &str) -> String {
         std::fs::read_to_string(self.state_dir.join(format!("{label}.out"))).unwrap_or_default()

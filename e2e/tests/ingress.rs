@@ -67,39 +67,10 @@ http {{
     )
 }
 
-/// `count` GETs of `url` from a meshed client: the JSON summary.
-fn requests(mesh: &LocalMesh, url: &str, count: u32) -> serde_json::Value {
-    let app = bin_path("strand-testapp");
-    let count = count.to_string();
-    let out = mesh
-        .strand(&[
-            "run",
-            "--name",
-            "client",
-            "--",
-            app.to_str().unwrap(),
-            "http-client",
-            "--url",
-            url,
-            "--count",
-            &count,
-        ])
-        .unwrap();
-    let line = out
-        .stdout
-        .lines()
-        .rfind(|l| l.starts_with('{'))
-        .unwrap_or_else(|| panic!("{}\n{}", out.stdout, out.stderr));
-    serde_json::from_str(line).unwrap()
-}
-
 #[test]
 fn an_ingress_routes_by_l5d_dst_override_across_replicas_over_mtls() {
     if !require_root() {
         return;
-    }
-    if which("nginx").is_none() {
-        panic!("nginx is not installed (scripts/test.sh installs the test packages)");
     }
     let mut mesh = LocalMesh::up("ingress").unwrap();
     assert_eq!(mesh.apply(SERVICE).unwrap().code, Some(0));
@@ -168,13 +139,17 @@ fn an_ingress_routes_by_l5d_dst_override_across_replicas_over_mtls() {
 
     // With the header: every request is balanced by the ingress's proxy
     // over both replicas, although nginx sends them all to one pod.
-    let summary = requests(&mesh, &format!("http://{ingress_ip}:8081/"), 40);
+    let summary = mesh
+        .http_client(&format!("http://{ingress_ip}:8081/"), 40)
+        .unwrap();
     assert_eq!(summary["ok"], 40, "{summary}");
     let served = summary["served_by"].as_object().unwrap();
     assert_eq!(served.len(), 2, "both replicas: {summary}");
 
     // Without it: the pod nginx named, and only that one.
-    let summary = requests(&mesh, &format!("http://{ingress_ip}:8081/direct"), 10);
+    let summary = mesh
+        .http_client(&format!("http://{ingress_ip}:8081/direct"), 10)
+        .unwrap();
     assert_eq!(summary["ok"], 10, "{summary}");
     let served: Vec<_> = summary["served_by"].as_object().unwrap().keys().collect();
     assert_eq!(served, [&first_pod], "{summary}");
@@ -199,12 +174,4 @@ fn an_ingress_routes_by_l5d_dst_override_across_replicas_over_mtls() {
             && l.ends_with(" 40")),
         "{text}"
     );
-}
-
-fn which(program: &str) -> Option<std::path::PathBuf> {
-    std::env::var_os("PATH")?
-        .to_str()?
-        .split(':')
-        .map(|d| std::path::Path::new(d).join(program))
-        .find(|p| p.is_file())
 }

@@ -3,7 +3,8 @@
 //! proxies split its requests by weight, match paths, time requests out,
 //! and follow every change to the route live. And ServiceProfiles, which
 //! win over HTTPRoutes: named routes in metrics, retries within the
-//! budget, timeouts, `dstOverrides`.
+//! budget, timeouts, `dstOverrides`. And HTTPRoute filters: header
+//! changes and redirects.
 //!
 //! ```text
 //!  client ─▶ proxy ─▶ web (Service: app=web)
@@ -84,29 +85,7 @@ fn web_version(mesh: &mut LocalMesh, version: &str) {
 /// `count` GETs of `path` from a meshed client: how many each version's
 /// pods served, and the statuses.
 fn spread(mesh: &LocalMesh, path: &str, count: u32) -> (BTreeMap<String, u32>, serde_json::Value) {
-    let app = testapp();
-    let url = format!("{WEB}{path}");
-    let count = count.to_string();
-    let out = mesh
-        .strand(&[
-            "run",
-            "--name",
-            "client",
-            "--",
-            &app,
-            "http-client",
-            "--url",
-            &url,
-            "--count",
-            &count,
-        ])
-        .unwrap();
-    let line = out
-        .stdout
-        .lines()
-        .rfind(|l| l.starts_with('{'))
-        .unwrap_or_else(|| panic!("{}\n{}", out.stdout, out.stderr));
-    let v: serde_json::Value = serde_json::from_str(line).unwrap();
+    let v = mesh.http_client(&format!("{WEB}{path}"), count).unwrap();
     let mut by_version = BTreeMap::new();
     for (pod, n) in v["served_by"].as_object().unwrap() {
         let version = pod.rsplit_once('-').map_or(pod.as_str(), |(w, _)| w);
@@ -415,4 +394,65 @@ fn a_service_profile_names_routes_retries_times_out_and_overrides() {
         (404, e) if e.contains("no route") => Ok(()),
         other => Err(format!("{other:?}")),
     });
+}
+
+/// Headers and body of one GET of `path` from a meshed client, with
+/// `curl_args` (e.g. extra request headers).
+fn get_all(mesh: &LocalMesh, path: &str, curl_args: &str) -> String {
+    let script = format!("curl -s -D - --max-time 10 {curl_args} '{WEB}{path}' | tr -d '\\r'");
+    mesh.run_script("curl", &[], &script).unwrap().stdout
+}
+
+#[test]
+fn an_httproute_changes_headers_and_redirects() {
+    if !require_root() {
+        return;
+    }
+    let mut mesh = LocalMesh::up("filters").unwrap();
+    assert_eq!(mesh.apply(SERVICES).unwrap().code, Some(0));
+    web_version(&mut mesh, "v1");
+    let filters = route(
+        "    - matches: [{path: {type: PathPrefix, value: /old}}]
+      filters:
+        - type: RequestRedirect
+          requestRedirect:
+            path: {type: ReplacePrefixMatch, replacePrefixMatch: /new}
+            statusCode: 301
+    - matches: [{path: {type: Exact, value: /headers}}]
+      filters:
+        - type: RequestHeaderModifier
+          requestHeaderModifier:
+            set: [{name: x-route, value: web-split}]
+            add: [{name: x-added, value: two}]
+            remove: [x-remove-me]
+        - type: ResponseHeaderModifier
+          responseHeaderModifier:
+            set: [{name: x-through, value: strand}]
+      backendRefs: [{name: web-v1, port: 8080}]
+",
+    );
+    let applied = mesh.apply(&filters).unwrap();
+    assert_eq!(applied.code, Some(0), "{applied:?}");
+
+    // The request's headers as the server saw them, and the response's.
+    let out = get_all(
+        &mesh,
+        "/headers",
+        "-H 'x-remove-me: 1' -H 'x-route: client' -H 'x-added: one'",
+    );
+    let body = out.lines().last().unwrap_or_default();
+    let seen: serde_json::Value =
+        serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert_eq!(seen["x-route"], "web-split", "{out}");
+    assert_eq!(seen["x-added"], "one, two", "{out}");
+    assert!(seen.get("x-remove-me").is_none(), "{out}");
+    assert!(out.contains("\nx-through: strand\n"), "{out}");
+
+    // A redirect, answered by the client's proxy with the path rewritten.
+    let out = get_all(&mesh, "/old/page?x=1", "");
+    assert!(out.starts_with("HTTP/1.1 301"), "{out}");
+    assert!(
+        out.contains("\nlocation: http://web.default.svc.cluster.local:8080/new/page?x=1\n"),
+        "{out}"
+    );
 }

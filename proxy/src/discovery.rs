@@ -91,6 +91,7 @@ struct RouteTable {
 }
 
 /// Where one request to a service goes, by its routes.
+#[derive(Default)]
 pub struct Routed {
     /// The backend the request's rule picked; `None`: the service itself
     /// (no route attached).
@@ -103,6 +104,10 @@ pub struct Routed {
     pub route: Option<Arc<str>>,
     /// The rule's retries.
     pub retry: Option<discover::RetryPolicy>,
+    /// The rule's header filters, when it has any.
+    pub filters: Option<Arc<[discover::RouteFilter]>>,
+    /// The rule answers with this redirect (status, `Location`) instead.
+    pub redirect: Option<(http::StatusCode, http::HeaderValue)>,
 }
 
 /// Each endpoint: the identity it proves when meshed, whether it takes
@@ -454,17 +459,36 @@ impl Balanced {
             .unwrap_or_else(|p| p.into_inner())
             .clone();
         let Some(table) = table else {
-            return Ok(Routed {
-                backend: None,
-                timeout: None,
-                backend_timeout: None,
-                route: None,
-                retry: None,
-            });
+            return Ok(Routed::default());
         };
         let Some((route, rule)) = table.routes.select(method, uri, headers) else {
             return Err(ProxyError::NoRoute(self.name.clone()));
         };
+        let filter_error = |reason: &str| ProxyError::RouteFilter {
+            route: route.name.clone(),
+            reason: reason.into(),
+        };
+        for f in rule.filters.iter() {
+            match f {
+                discover::RouteFilter::Redirect(r) => {
+                    let authority = uri
+                        .authority()
+                        .map(|a| a.as_str())
+                        .or_else(|| headers.get(http::header::HOST)?.to_str().ok());
+                    let location = r
+                        .location(uri, authority, rule.matched_prefix(uri.path()))
+                        .map_err(|why| filter_error(&why))?;
+                    return Ok(Routed {
+                        route: Some(route.name.clone()),
+                        redirect: Some((r.status, location)),
+                        ..Routed::default()
+                    });
+                }
+                discover::RouteFilter::Invalid(why) => return Err(filter_error(why)),
+                discover::RouteFilter::RequestHeaders(_)
+                | discover::RouteFilter::ResponseHeaders(_) => {}
+            }
+        }
         let total: u64 = rule.backends.iter().map(|b| u64::from(b.weight)).sum();
         if total == 0 {
             return Err(ProxyError::NoBackends(route.name.clone()));
@@ -489,6 +513,8 @@ impl Balanced {
                 backend_timeout: rule.backend_timeout,
                 route: Some(route.name.clone()),
                 retry: rule.retry.clone(),
+                filters: (!rule.filters.is_empty()).then(|| rule.filters.clone()),
+                redirect: None,
             }),
             Some(Err(why)) => Err(ProxyError::Backend {
                 path: picked.path.clone(),

@@ -60,6 +60,17 @@ pub enum ProxyError {
     },
     #[error("discovery failed: {0}")]
     Discovery(#[from] strand_proxy_discover::DiscoveryError),
+    /// Not a failure: the route's rule answers with a redirect.
+    #[error("redirected to {location:?} ({status})")]
+    Redirect {
+        status: StatusCode,
+        location: HeaderValue,
+    },
+    #[error("route {route} has a filter the proxy cannot apply: {reason}")]
+    RouteFilter {
+        route: std::sync::Arc<str>,
+        reason: std::sync::Arc<str>,
+    },
 }
 
 /// A target the proxy refuses without trying to connect.
@@ -106,6 +117,8 @@ impl ProxyError {
             ProxyError::RouteTimeout { .. } => "timeout",
             ProxyError::ClientBody(_) => "client_body",
             ProxyError::Discovery(_) => "discovery",
+            ProxyError::Redirect { .. } => "redirect",
+            ProxyError::RouteFilter { .. } => "route_filter",
         }
     }
 
@@ -119,7 +132,10 @@ impl ProxyError {
             }
             ProxyError::NoRoute(_) => StatusCode::NOT_FOUND,
             ProxyError::ClientBody(_) => StatusCode::BAD_REQUEST,
-            ProxyError::NoBackends(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ProxyError::NoBackends(_) | ProxyError::RouteFilter { .. } => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+            ProxyError::Redirect { status, .. } => *status,
             ProxyError::Discovery(e) => match e {
                 strand_proxy_discover::DiscoveryError::Timeout { .. } => {
                     StatusCode::SERVICE_UNAVAILABLE
@@ -147,6 +163,11 @@ impl ProxyError {
 
     /// Whether the request never reached the upstream, so that sending it
     /// again elsewhere is safe.
+    /// An answer the route itself gives (a redirect), not a failure.
+    pub fn is_answer(&self) -> bool {
+        matches!(self, ProxyError::Redirect { .. })
+    }
+
     pub fn is_retryable(&self) -> bool {
         matches!(
             self,
@@ -161,6 +182,13 @@ impl ProxyError {
     /// response (HTTP 200 with `grpc-status`), which is how gRPC expects
     /// transport failures to be reported.
     pub fn to_response(&self, grpc: bool) -> Response<Bytes> {
+        if let ProxyError::Redirect { status, location } = self {
+            let mut rsp = Response::new(Bytes::new());
+            *rsp.status_mut() = *status;
+            rsp.headers_mut()
+                .insert(http::header::LOCATION, location.clone());
+            return rsp;
+        }
         let msg = self.to_string();
         let header =
             HeaderValue::from_str(&msg).unwrap_or_else(|_| HeaderValue::from_static("proxy error"));

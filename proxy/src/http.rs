@@ -169,14 +169,21 @@ impl Forward {
                 }))
             }
             Err(e) => {
-                tracing::info!(direction = self.direction.as_str(), target = %self.target, error = %e, "request failed");
+                let answer = e.is_answer();
+                if !answer {
+                    tracing::info!(direction = self.direction.as_str(), target = %self.target, error = %e, "request failed");
+                }
                 let rsp = e.to_response(grpc);
                 let rsp_labels = ResponseLabels {
                     target: labels,
                     status_code: Some(rsp.status().as_u16()),
-                    classification: Classification::Failure,
+                    classification: if answer {
+                        Classification::Success
+                    } else {
+                        Classification::Failure
+                    },
                     grpc_status: headers::grpc_status(rsp.headers()),
-                    error: Some(e.kind()),
+                    error: (!answer).then(|| e.kind()),
                 };
                 self.metrics
                     .response_latency_cached(&self.handles, &rsp_labels, start);
@@ -288,7 +295,40 @@ impl Forward {
         if let Some(table) = service.profile() {
             return self.send_profiled(service, &table, req, h1, out).await;
         }
-        let routed = service.route(&req)?;
+        let mut req = req;
+        let mut routed = service.route(&req)?;
+        if let Some((status, location)) = routed.redirect.take() {
+            return Err(ProxyError::Redirect { status, location });
+        }
+        let Some(filters) = routed.filters.take() else {
+            return self.send_rule(service, routed, req, h1, out).await;
+        };
+        for f in filters.iter() {
+            if let strand_proxy_discover::RouteFilter::RequestHeaders(m) = f {
+                m.apply(req.headers_mut());
+            }
+        }
+        let mut res = self.send_rule(service, routed, req, h1, out).await;
+        if let Ok(rsp) = &mut res {
+            for f in filters.iter() {
+                if let strand_proxy_discover::RouteFilter::ResponseHeaders(m) = f {
+                    m.apply(rsp.headers_mut());
+                }
+            }
+        }
+        res
+    }
+
+    /// [`Forward::send_balanced`] by an HTTPRoute rule (or the service's
+    /// own endpoints), retrying as the rule says.
+    async fn send_rule(
+        &self,
+        service: &crate::discovery::Balanced,
+        routed: crate::discovery::Routed,
+        req: Request<RequestBody>,
+        h1: Option<&StickyH1>,
+        out: &mut EndpointLabels,
+    ) -> Result<Response<Incoming>, ProxyError> {
         let (Some(route), Some(policy)) = (routed.route.clone(), routed.retry.clone()) else {
             return self.send_routed(service, routed, req, h1, out).await;
         };

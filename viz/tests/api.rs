@@ -93,6 +93,27 @@ fn garbage(_: u64) -> String {
 
 struct Fixed(Vec<ScrapeTarget>);
 
+/// The metrics API over a store that scrapes `targets` with `config`: a
+/// client for it, and the sender that keeps the target list alive.
+async fn metrics_api(
+    targets: Vec<ScrapeTarget>,
+    config: ScrapeConfig,
+) -> (MetricsApiClient, watch::Sender<Vec<ScrapeTarget>>) {
+    let store = Arc::new(Store::new(Duration::from_secs(120)));
+    let (tx, rx) = watch::channel(targets.clone());
+    tokio::spawn(strand_viz::run(
+        config,
+        Arc::clone(&store),
+        rx,
+        std::future::pending::<()>(),
+    ));
+    let api = MetricsApi::new(store.clone(), Arc::new(Fixed(targets)), Some(store));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let client = MetricsApiClient::new(listener.local_addr().unwrap());
+    tokio::spawn(api.serve(listener, std::future::pending::<()>()));
+    (client, tx)
+}
+
 impl InventorySource for Fixed {
     fn inventory(&self) -> BoxFuture<'_, Result<Inventory, String>> {
         Box::pin(async move {
@@ -145,23 +166,12 @@ async fn vanished_and_garbage_proxies_are_marked_stale() {
         target("web-2", bad),
         target("web-3", gone),
     ];
-    let store = Arc::new(Store::new(Duration::from_secs(120)));
-    let (_tx, rx) = watch::channel(targets.clone());
     let config = ScrapeConfig {
         interval: Duration::from_millis(300),
         timeout: Duration::from_millis(500),
         ..ScrapeConfig::default()
     };
-    tokio::spawn(strand_viz::run(
-        config,
-        Arc::clone(&store),
-        rx,
-        std::future::pending::<()>(),
-    ));
-    let api = MetricsApi::new(store.clone(), Arc::new(Fixed(targets)), Some(store.clone()));
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let client = MetricsApiClient::new(listener.local_addr().unwrap());
-    tokio::spawn(api.serve(listener, std::future::pending::<()>()));
+    let (client, _targets) = metrics_api(targets, config).await;
 
     let req = StatRequest {
         resource: "deploy".parse().unwrap(),
@@ -212,22 +222,11 @@ async fn vanished_and_garbage_proxies_are_marked_stale() {
 async fn routes_are_answered_over_http() {
     let (proxy, _proxy) = serve(routed).await;
     let targets = vec![target("web-1", proxy)];
-    let store = Arc::new(Store::new(Duration::from_secs(120)));
-    let (_tx, rx) = watch::channel(targets.clone());
     let config = ScrapeConfig {
         interval: Duration::from_millis(200),
         ..ScrapeConfig::default()
     };
-    tokio::spawn(strand_viz::run(
-        config,
-        Arc::clone(&store),
-        rx,
-        std::future::pending::<()>(),
-    ));
-    let api = MetricsApi::new(store.clone(), Arc::new(Fixed(targets)), Some(store.clone()));
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let client = MetricsApiClient::new(listener.local_addr().unwrap());
-    tokio::spawn(api.serve(listener, std::future::pending::<()>()));
+    let (client, _targets) = metrics_api(targets, config).await;
 
     let req = RoutesRequest {
         resource: "deploy/web".parse().unwrap(),

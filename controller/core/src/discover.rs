@@ -1,5 +1,6 @@
 use crate::{
-    HttpRouteApi, HttpRouteMatch, IdentityName, RouteRetry, RouteTimeouts, ServiceProfile,
+    HttpRouteApi, HttpRouteMatch, IdentityName, RouteFilter, RouteRetry, RouteTimeouts,
+    ServiceProfile,
 };
 use std::collections::BTreeMap;
 use std::fmt;
@@ -83,6 +84,10 @@ pub struct OutboundRouteRule {
     /// From the route's `retry.linkerd.io/*` annotations; `None`: each
     /// request is sent once.
     pub retry: Option<RouteRetry>,
+    /// The rule's filters, in its order. A rule with a `RequestRedirect`
+    /// has no backendRefs (its backend is the parent's, and gets nothing):
+    /// the client's proxy answers the redirect.
+    pub filters: Vec<RouteFilter>,
 }
 
 /// One port of a service that a rule sends a share of its requests to.

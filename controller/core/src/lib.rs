@@ -39,12 +39,14 @@ pub use self::profile::{
     ServiceProfileSpec, StatusRange, WeightedDst, compile_path_regex,
 };
 pub use self::route::{
-    GATEWAY_API_GROUP, GatewayDuration, HttpBackendRef, HttpHeaderMatch, HttpMethod, HttpPathMatch,
-    HttpQueryParamMatch, HttpRoute, HttpRouteApi, HttpRouteMatch, HttpRouteRule, HttpRouteSpec,
-    HttpRouteTimeouts, LINKERD_POLICY_GROUP, MAX_RETRY_LIMIT, MAX_WEIGHT, ParentReference,
-    PathMatchType, RETRY_HTTP, RETRY_LIMIT, RETRY_TIMEOUT, ROUTE_ANNOTATIONS, RouteAnnotations,
-    RouteRetry, RouteStatus, RouteTimeouts, TIMEOUT_IDLE, TIMEOUT_REQUEST, TIMEOUT_RESPONSE,
-    ValueMatchType,
+    DEFAULT_REDIRECT_STATUS, GATEWAY_API_GROUP, GatewayDuration, HttpBackendRef, HttpHeader,
+    HttpHeaderFilter, HttpHeaderMatch, HttpMethod, HttpPathMatch, HttpPathModifier,
+    HttpQueryParamMatch, HttpRequestRedirectFilter, HttpRoute, HttpRouteApi, HttpRouteFilter,
+    HttpRouteFilterType, HttpRouteMatch, HttpRouteRule, HttpRouteSpec, HttpRouteTimeouts,
+    LINKERD_POLICY_GROUP, MAX_RETRY_LIMIT, MAX_WEIGHT, ParentReference, PathMatchType,
+    PathModifier, PathModifierType, RETRY_HTTP, RETRY_LIMIT, RETRY_TIMEOUT, ROUTE_ANNOTATIONS,
+    RedirectScheme, RouteAnnotations, RouteFilter, RouteRedirect, RouteRetry, RouteStatus,
+    RouteTimeouts, TIMEOUT_IDLE, TIMEOUT_REQUEST, TIMEOUT_RESPONSE, ValueMatchType,
 };
 pub use self::service::{Service, ServicePort, ServiceSpec, ServiceStatus, TargetPort};
 pub use self::workload::{

@@ -1,16 +1,18 @@
 //! Gateway API HTTPRoutes attached to Services (GAMMA, "mesh mode"), as
 //! Linkerd reads them: requests that clients send to a Service are matched
 //! by path, headers, query parameters and method, split by weight between
-//! backend Services, and given timeouts and retries.
+//! backend Services, given timeouts and retries, and filtered (headers set,
+//! added or removed; redirects).
 //!
 //! The schema is Gateway API's `HTTPRoute` (served as
 //! `gateway.networking.k8s.io/v1` and as Linkerd's `policy.linkerd.io/v1beta3`),
 //! narrowed to what strand's outbound policy implements, with Linkerd's
-//! retry and timeout annotations (module `annotations`). Fields that would
-//! change where or how a request goes and that strand does not implement yet
-//! (filters, hostnames, regular expressions, Gateway API's experimental
-//! `retry`, session persistence) are refused rather than ignored, so that a
-//! route never does less than it says.
+//! retry and timeout annotations (module `annotations`) and the rule
+//! filters Linkerd implements (module `filter`). Fields that would change
+//! where or how a request goes and that strand does not implement yet
+//! (other filters, backendRef filters, hostnames, regular expressions,
+//! Gateway API's experimental `retry`, session persistence) are refused
+//! rather than ignored, so that a route never does less than it says.
 
 use crate::{FieldError, ObjectMeta};
 use serde::{Deserialize, Serialize};
@@ -18,6 +20,7 @@ use std::time::Duration;
 
 mod annotations;
 mod duration;
+mod filter;
 mod validate;
 
 pub use self::annotations::{
@@ -25,6 +28,11 @@ pub use self::annotations::{
     RouteRetry, RouteTimeouts, TIMEOUT_IDLE, TIMEOUT_REQUEST, TIMEOUT_RESPONSE,
 };
 pub use self::duration::GatewayDuration;
+pub use self::filter::{
+    DEFAULT_REDIRECT_STATUS, HttpHeader, HttpHeaderFilter, HttpPathModifier,
+    HttpRequestRedirectFilter, HttpRouteFilter, HttpRouteFilterType, PathModifier,
+    PathModifierType, RedirectScheme, RouteFilter, RouteRedirect,
+};
 
 /// The group Linkerd names Gateway API resources with.
 pub const GATEWAY_API_GROUP: &str = "gateway.networking.k8s.io";
@@ -111,9 +119,11 @@ pub struct HttpRouteRule {
     pub backend_refs: Vec<HttpBackendRef>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeouts: Option<HttpRouteTimeouts>,
-    /// Refused unless empty (not implemented).
+    /// Applied in order to the rule's requests (and their responses):
+    /// `RequestHeaderModifier`, `ResponseHeaderModifier` and
+    /// `RequestRedirect`, at most one of each; other types are refused.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub filters: Vec<serde_json::Value>,
+    pub filters: Vec<HttpRouteFilter>,
     /// Refused: Gateway API's retry is experimental; Linkerd's
     /// `retry.linkerd.io/*` annotations on the route do it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -218,9 +228,10 @@ pub struct HttpBackendRef {
     /// 0..=1,000,000, default 1; 0 sends nothing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub weight: Option<i64>,
-    /// Refused unless empty (not implemented).
+    /// Refused unless empty (not implemented; the rule's filters apply to
+    /// every backend).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub filters: Vec<serde_json::Value>,
+    pub filters: Vec<HttpRouteFilter>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

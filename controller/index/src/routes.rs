@@ -1,13 +1,14 @@
 //! Pure functions from HTTPRoutes to what a service port's outbound policy
 //! serves: which routes attach to the port, in which order, where each rule
-//! sends its requests, and its timeouts and retries (the rule's own
-//! timeouts and the route's Linkerd annotations).
+//! sends its requests, its timeouts and retries (the rule's own timeouts
+//! and the route's Linkerd annotations) and its filters.
 
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
 use strand_controller_core::{
-    HttpBackendRef, HttpPathMatch, HttpRoute, HttpRouteMatch, HttpRouteRule, OutboundBackend,
-    OutboundHttpRoute, OutboundRouteRule, PathMatchType, RouteAnnotations, Service, ServiceKey,
+    HttpBackendRef, HttpPathMatch, HttpRoute, HttpRouteFilter, HttpRouteMatch, HttpRouteRule,
+    OutboundBackend, OutboundHttpRoute, OutboundRouteRule, PathMatchType, RouteAnnotations,
+    Service, ServiceKey,
 };
 
 /// A backendRef that gets no traffic, and why.
@@ -136,6 +137,13 @@ fn rule(
         backends,
         timeouts: annotations.timeouts(rule.timeouts.as_ref()),
         retry: annotations.retry.clone(),
+        // Validation refuses a filter without its settings or of a type
+        // strand does not implement, so none is left out here.
+        filters: rule
+            .filters
+            .iter()
+            .filter_map(HttpRouteFilter::to_route_filter)
+            .collect(),
     }
 }
 

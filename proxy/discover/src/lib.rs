@@ -52,7 +52,8 @@ pub use crate::profile::{
     RetryBudget, compile_path_regex,
 };
 pub use crate::routes::{
-    HttpRoute, HttpRoutes, HttpRule, PathMatch, RetryPolicy, RouteMatch, WeightedBackend,
+    HeaderModifier, HttpRoute, HttpRoutes, HttpRule, PathMatch, PathRewrite, Redirect, RetryPolicy,
+    RouteFilter, RouteMatch, WeightedBackend,
 };
 
 /// Where the control plane is and how patient to be with it.

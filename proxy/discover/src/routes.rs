@@ -16,6 +16,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+mod filter;
+
+pub use self::filter::{HeaderModifier, PathRewrite, Redirect, RouteFilter};
+
 use linkerd2_proxy_api::http_route as api;
 use linkerd2_proxy_api::meta::{Metadata, metadata};
 use linkerd2_proxy_api::outbound::{
@@ -51,6 +55,8 @@ pub struct HttpRule {
     pub backend_timeout: Option<Duration>,
     /// When and how often a failed request is sent again.
     pub retry: Option<RetryPolicy>,
+    /// Header changes and redirects, in the rule's order.
+    pub filters: Arc<[RouteFilter]>,
 }
 
 /// A rule's retries (Linkerd's `retry.linkerd.io/*` annotations).
@@ -207,6 +213,24 @@ impl HttpRoutes {
     }
 }
 
+// === impl HttpRule ===
+
+impl HttpRule {
+    /// The longest path prefix among this rule's matches that `path` is
+    /// under (what a redirect's prefix rewrite replaces).
+    pub fn matched_prefix(&self, path: &str) -> Option<&str> {
+        self.matches
+            .iter()
+            .filter_map(|m| match &m.path {
+                Some(PathMatch::Prefix(p)) if prefix_matches(p.trim_end_matches('/'), path) => {
+                    Some(p.as_str())
+                }
+                _ => None,
+            })
+            .max_by_key(|p| p.trim_end_matches('/').len())
+    }
+}
+
 // === impl RouteMatch ===
 
 impl RouteMatch {
@@ -320,6 +344,7 @@ fn rule(rule: &linkerd2_proxy_api::outbound::http_route::Rule) -> HttpRule {
         request_timeout: timeouts.and_then(|t| timeout(t.request)),
         backend_timeout: timeouts.and_then(|t| timeout(t.response)),
         retry: rule.retry.as_ref().and_then(retry),
+        filters: filter::filters(&rule.filters).into(),
     }
 }
 

@@ -1,6 +1,8 @@
 use super::*;
 use crate::{Kind, ManifestError, Resource, parse_manifests, parse_resource_json};
 
+mod filters;
+
 const CANARY: &str = r#"
 apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
@@ -423,10 +425,10 @@ fn refusals() {
         (
             canary_with(
                 "      timeouts:",
-                "      filters: [{type: RequestHeaderModifier}]\n      timeouts:",
+                "      filters: [{type: URLRewrite, urlRewrite: {}}]\n      timeouts:",
             ),
-            "spec.rules[0].filters",
-            "is not supported yet",
+            "spec.rules[0].filters[0].type",
+            "URLRewrite is not supported yet",
         ),
         (
             canary_with(

@@ -1,5 +1,6 @@
 //! What serde cannot check of an HTTPRoute: Gateway API's limits and
 //! formats, and the parts strand refuses because it does not implement them.
+//! A rule's filters have their own module.
 
 use super::{
     HttpBackendRef, HttpRoute, HttpRouteMatch, HttpRouteRule, HttpRouteTimeouts, MAX_WEIGHT,
@@ -7,6 +8,8 @@ use super::{
 };
 use crate::{FieldError, validate_dns_label};
 use std::collections::HashMap;
+
+mod filters;
 
 // Gateway API's limits (the CRD's maxItems and maxLength).
 const MAX_PARENT_REFS: usize = 32;
@@ -109,9 +112,7 @@ fn rule(field: &str, r: &HttpRouteRule, ns: &str) -> Result<(), FieldError> {
     if let Some(t) = &r.timeouts {
         timeouts(&format!("{field}.timeouts"), t)?;
     }
-    if !r.filters.is_empty() {
-        return Err(not_supported(&format!("{field}.filters")));
-    }
+    filters::rule_filters(field, r)?;
     if r.retry.is_some() {
         return Err(FieldError::new(
             format!("{field}.retry"),
@@ -222,7 +223,10 @@ fn backend_ref(field: &str, b: &HttpBackendRef, ns: &str) -> Result<(), FieldErr
         ));
     }
     if !b.filters.is_empty() {
-        return Err(not_supported(&format!("{field}.filters")));
+        return Err(FieldError::new(
+            format!("{field}.filters"),
+            "is not supported yet; leave it out (the rule's filters apply to every backend of it)",
+        ));
     }
     Ok(())
 }

@@ -19,6 +19,15 @@
 //!   max_request_bytes: 64 KiB, conditions: {status_ranges}, timeout:
 //!   per-try timeout, backoff: 25 ms to 250 ms, jitter 1.0}`; no `Retry`
 //!   without annotations.
+//! - filters, in the rule's order, as `Rule.filters`:
+//!   `RequestHeaderModifier` and `ResponseHeaderModifier` as the filter
+//!   kinds of those names, `{add, set: Headers (always present, maybe
+//!   empty), remove}`, header names lower-cased as Linkerd's policy
+//!   controller sends them; `RequestRedirect` as `Redirect{scheme:
+//!   registered HTTP | HTTPS or absent, host: "" for the request's,
+//!   path: PathModifier{full | prefix} or absent, port: 0 for unset,
+//!   status}`. The status is always set (Gateway API's default 302
+//!   filled in): the API reads 0 as 301.
 
 use super::policy;
 use crate::convert;
@@ -26,12 +35,13 @@ use linkerd2_proxy_api::http_route::{
     self as api, HeaderMatch, PathMatch, QueryParamMatch, header_match, path_match,
     query_param_match,
 };
-use linkerd2_proxy_api::http_types::{HttpMethod, http_method};
+use linkerd2_proxy_api::http_types::{Headers, HttpMethod, Scheme, headers, http_method, scheme};
 use linkerd2_proxy_api::meta::{Metadata, Resource, metadata};
 use linkerd2_proxy_api::outbound::{ExponentialBackoff, HttpRoute, http_route};
 use std::time::Duration;
 use strand_controller_core::{
-    HttpRouteMatch, OutboundBackend, OutboundHttpRoute, OutboundRouteRule, PathMatchType,
+    HttpHeader, HttpHeaderFilter, HttpRouteMatch, OutboundBackend, OutboundHttpRoute,
+    OutboundRouteRule, PathMatchType, PathModifier, RedirectScheme, RouteFilter, RouteRedirect,
     RouteRetry,
 };
 
@@ -90,7 +100,7 @@ fn rule(rule: &OutboundRouteRule) -> http_route::Rule {
     };
     http_route::Rule {
         matches: rule.matches.iter().map(route_match).collect(),
-        filters: Vec::new(),
+        filters: rule.filters.iter().map(filter).collect(),
         backends: Some(http_route::Distribution {
             kind: Some(distribution),
         }),
@@ -124,6 +134,68 @@ fn retry(r: &RouteRetry) -> http_route::Retry {
             // Linkerd's policy controller leaves it off.
             respect_retry_after_hint: false,
         }),
+    }
+}
+
+fn filter(f: &RouteFilter) -> http_route::Filter {
+    use http_route::filter::Kind;
+    let kind = match f {
+        RouteFilter::RequestHeaderModifier(h) => {
+            Kind::RequestHeaderModifier(api::RequestHeaderModifier {
+                add: Some(header_list(&h.add)),
+                set: Some(header_list(&h.set)),
+                remove: remove_list(h),
+            })
+        }
+        RouteFilter::ResponseHeaderModifier(h) => {
+            Kind::ResponseHeaderModifier(api::ResponseHeaderModifier {
+                add: Some(header_list(&h.add)),
+                set: Some(header_list(&h.set)),
+                remove: remove_list(h),
+            })
+        }
+        RouteFilter::RequestRedirect(r) => Kind::Redirect(redirect(r)),
+    };
+    http_route::Filter { kind: Some(kind) }
+}
+
+fn header_list(list: &[HttpHeader]) -> Headers {
+    Headers {
+        headers: list
+            .iter()
+            .map(|h| headers::Header {
+                name: h.name.to_ascii_lowercase(),
+                value: h.value.clone().into_bytes(),
+            })
+            .collect(),
+    }
+}
+
+fn remove_list(h: &HttpHeaderFilter) -> Vec<String> {
+    h.remove.iter().map(|n| n.to_ascii_lowercase()).collect()
+}
+
+fn redirect(r: &RouteRedirect) -> api::RequestRedirect {
+    use api::path_modifier::Replace;
+    api::RequestRedirect {
+        scheme: r.scheme.map(|s| Scheme {
+            r#type: Some(scheme::Type::Registered(
+                match s {
+                    RedirectScheme::Http => scheme::Registered::Http,
+                    RedirectScheme::Https => scheme::Registered::Https,
+                }
+                .into(),
+            )),
+        }),
+        host: r.hostname.clone().unwrap_or_default(),
+        path: r.path.as_ref().map(|p| api::PathModifier {
+            replace: Some(match p {
+                PathModifier::ReplaceFullPath(v) => Replace::Full(v.clone()),
+                PathModifier::ReplacePrefixMatch(v) => Replace::Prefix(v.clone()),
+            }),
+        }),
+        port: r.port.map_or(0, u32::from),
+        status: r.status.into(),
     }
 }
 

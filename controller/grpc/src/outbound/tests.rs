@@ -141,6 +141,7 @@ fn with_route(protocol: Protocol, backends: &[(&str, u32)]) -> policy::Inputs {
             idle: None,
         },
         retry: None,
+        filters: Vec::new(),
     };
     policy::Inputs {
         http_routes: vec![OutboundHttpRoute {
@@ -296,4 +297,100 @@ fn retries_and_idle_timeouts_take_linkerds_shape() {
         .expect("retry")
         .timeout = None;
     assert_eq!(http1_rule(&inputs).retry.expect("retry").timeout, None);
+}
+
+#[test]
+fn filters_take_linkerds_shape() {
+    use http_route::filter::Kind;
+    use linkerd2_proxy_api::http_route::{
+        PathModifier, RequestHeaderModifier, RequestRedirect, ResponseHeaderModifier, path_modifier,
+    };
+    use linkerd2_proxy_api::http_types::{Headers, Scheme, headers::Header, scheme};
+    use strand_controller_core::{
+        HttpHeader, HttpHeaderFilter, PathModifier as Path, RedirectScheme, RouteFilter,
+        RouteRedirect,
+    };
+    let header = |name: &str, value: &str| HttpHeader {
+        name: name.into(),
+        value: value.into(),
+    };
+    let pb = |name: &str, value: &str| Header {
+        name: name.into(),
+        value: value.as_bytes().to_vec(),
+    };
+    let mut inputs = with_route(Protocol::Http1, &[("a", 1)]);
+    inputs.http_routes[0].rules[0].filters = vec![
+        RouteFilter::RequestHeaderModifier(HttpHeaderFilter {
+            set: vec![header("X-Env", "canary")],
+            add: vec![header("x-trace", "1"), header("x-hop", "a")],
+            remove: vec!["X-Debug".into()],
+        }),
+        RouteFilter::ResponseHeaderModifier(HttpHeaderFilter {
+            remove: vec!["server".into()],
+            ..HttpHeaderFilter::default()
+        }),
+        RouteFilter::RequestRedirect(RouteRedirect {
+            scheme: Some(RedirectScheme::Https),
+            hostname: Some("new.example.com".into()),
+            path: Some(Path::ReplacePrefixMatch("/new".into())),
+            port: Some(8443),
+            status: 301,
+        }),
+        RouteFilter::RequestRedirect(RouteRedirect {
+            scheme: None,
+            hostname: None,
+            path: Some(Path::ReplaceFullPath("/here".into())),
+            port: None,
+            status: 302,
+        }),
+    ];
+    let kinds: Vec<_> = http1_rule(&inputs)
+        .filters
+        .into_iter()
+        .map(|f| f.kind.expect("a kind"))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            // Names lower-cased; set and add always present.
+            Kind::RequestHeaderModifier(RequestHeaderModifier {
+                add: Some(Headers {
+                    headers: vec![pb("x-trace", "1"), pb("x-hop", "a")],
+                }),
+                set: Some(Headers {
+                    headers: vec![pb("x-env", "canary")],
+                }),
+                remove: vec!["x-debug".into()],
+            }),
+            Kind::ResponseHeaderModifier(ResponseHeaderModifier {
+                add: Some(Headers::default()),
+                set: Some(Headers::default()),
+                remove: vec!["server".into()],
+            }),
+            Kind::Redirect(RequestRedirect {
+                scheme: Some(Scheme {
+                    r#type: Some(scheme::Type::Registered(scheme::Registered::Https.into())),
+                }),
+                host: "new.example.com".into(),
+                path: Some(PathModifier {
+                    replace: Some(path_modifier::Replace::Prefix("/new".into())),
+                }),
+                port: 8443,
+                status: 301,
+            }),
+            // Unset: no scheme, empty host, port 0; the status is always set.
+            Kind::Redirect(RequestRedirect {
+                scheme: None,
+                host: String::new(),
+                path: Some(PathModifier {
+                    replace: Some(path_modifier::Replace::Full("/here".into())),
+                }),
+                port: 0,
+                status: 302,
+            }),
+        ]
+    );
+    // Without filters, none.
+    inputs.http_routes[0].rules[0].filters.clear();
+    assert!(http1_rule(&inputs).filters.is_empty());
 }

@@ -5,6 +5,7 @@
 mod support;
 
 mod destination;
+mod filters;
 mod lifecycle;
 mod policy;
 mod profile;

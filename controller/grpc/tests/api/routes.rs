@@ -111,7 +111,7 @@ fn path(b: &Backend) -> String {
 }
 
 /// A rule's backends as `path=weight`, or `["empty"]`.
-fn weights(rule: &http_route::Rule) -> Vec<String> {
+pub(crate) fn weights(rule: &http_route::Rule) -> Vec<String> {
     match rule.backends.clone().and_then(|d| d.kind) {
         Some(http_route::distribution::Kind::RandomAvailable(random)) => random
             .backends

@@ -325,3 +325,59 @@ fn annotations_give_every_rule_retries_and_timeouts() {
         )
     );
 }
+
+#[test]
+fn filters_reach_the_view_and_their_changes_wake_watchers() {
+    use strand_controller_core::{
+        HttpHeader, HttpHeaderFilter, PathModifier, RouteFilter, RouteRedirect,
+    };
+    let index = with_services(&["web"]);
+    let mut http = index.watch(&key("web"), 80);
+    seen(&mut http);
+    let filtered = |value: &str| {
+        Resource::HttpRoute(route(
+            "filtered",
+            1,
+            WEB_80,
+            &format!(
+                "[{{filters: [{{type: RequestHeaderModifier, requestHeaderModifier: {{set: [{{name: x-env, value: {value}}}]}}}}]}}, {{matches: [{{path: {{value: /old}}}}], filters: [{{type: RequestRedirect, requestRedirect: {{path: {{type: ReplacePrefixMatch, replacePrefixMatch: /new}}}}}}]}}]"
+            ),
+        ))
+    };
+    let filters = |rx: &mut ServiceWatch| -> Vec<Vec<RouteFilter>> {
+        seen(rx).expect("view").http_routes[0]
+            .rules
+            .iter()
+            .map(|r| r.filters.clone())
+            .collect()
+    };
+    let set = |value: &str| {
+        RouteFilter::RequestHeaderModifier(HttpHeaderFilter {
+            set: vec![HttpHeader {
+                name: "x-env".into(),
+                value: value.into(),
+            }],
+            ..HttpHeaderFilter::default()
+        })
+    };
+    let redirect = RouteFilter::RequestRedirect(RouteRedirect {
+        scheme: None,
+        hostname: None,
+        path: Some(PathModifier::ReplacePrefixMatch("/new".into())),
+        port: None,
+        status: 302,
+    });
+
+    index.apply(filtered("a"));
+    assert!(changed(&http));
+    assert_eq!(filters(&mut http), [vec![set("a")], vec![redirect.clone()]]);
+    // The redirect rule keeps the parent as its backend.
+    assert_eq!(backends(&mut http), [["web:80=1"], ["web:80=1"]]);
+
+    // A filter's change alone reaches the watchers; the same again does not.
+    index.apply(filtered("b"));
+    assert!(changed(&http));
+    assert_eq!(filters(&mut http), [vec![set("b")], vec![redirect]]);
+    index.apply(filtered("b"));
+    assert!(!changed(&http));
+}

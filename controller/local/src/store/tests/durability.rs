@@ -261,12 +261,16 @@ async fn the_state_dir_is_locked() {
 }
 
 /// An HTTPRoute `name` written as `api_version`, splitting web's requests
-/// between web-v1 and web-v2.
+/// between web-v1 and web-v2, redirecting `/old` and changing the headers
+/// of the rest.
 fn route_doc(api_version: &str, name: &str, v1: u32, v2: u32) -> String {
     format!(
-        "apiVersion: {api_version}\nkind: HTTPRoute\nmetadata: {{name: {name}, namespace: shop}}\nspec:\n  parentRefs: [{{name: web, group: core, kind: Service, port: 80}}]\n  rules:\n  - matches: [{{path: {{type: PathPrefix, value: /api}}, method: GET}}]\n    backendRefs: [{{name: web-v1, port: 80, weight: {v1}}}, {{name: web-v2, port: 80, weight: {v2}}}]\n    timeouts: {{request: 2s, backendRequest: 500ms}}\n"
+        "apiVersion: {api_version}\nkind: HTTPRoute\nmetadata: {{name: {name}, namespace: shop}}\nspec:\n  parentRefs: [{{name: web, group: core, kind: Service, port: 80}}]\n  rules:\n  - matches: [{{path: {{type: PathPrefix, value: /api}}, method: GET}}]\n    backendRefs: [{{name: web-v1, port: 80, weight: {v1}}}, {{name: web-v2, port: 80, weight: {v2}}}]\n    timeouts: {{request: 2s, backendRequest: 500ms}}\n{FILTER_RULES}"
     )
 }
+
+/// Rules with each filter strand implements.
+const FILTER_RULES: &str = "  - matches: [{path: {type: PathPrefix, value: /old}}]\n    filters: [{type: RequestRedirect, requestRedirect: {scheme: https, hostname: shop.example.com, path: {type: ReplacePrefixMatch, replacePrefixMatch: /new}, port: 8443, statusCode: 301}}]\n  - filters:\n    - {type: RequestHeaderModifier, requestHeaderModifier: {set: [{name: X-Env, value: shop}], add: [{name: x-trace, value: \"1\"}], remove: [x-debug]}}\n    - {type: ResponseHeaderModifier, responseHeaderModifier: {add: [{name: x-served-by, value: web}]}}\n";
 
 fn route(store: &Store, name: &str) -> strand_controller_core::HttpRoute {
     match store.get(Kind::HttpRoute, "shop", name) {
@@ -357,6 +361,26 @@ async fn http_routes_round_trip_through_log_snapshot_and_watch() {
     assert_eq!(
         json["spec"]["rules"][0]["timeouts"]["backendRequest"],
         "500ms"
+    );
+    // Filters come back typed, as written.
+    let written = match strand_controller_core::parse_manifests(&route_doc(
+        "policy.linkerd.io/v1beta3",
+        "linkerd",
+        1,
+        1,
+    ))
+    .expect("valid")
+    .pop()
+    {
+        Some(Resource::HttpRoute(r)) => r,
+        other => panic!("not a route: {other:?}"),
+    };
+    let stored = route(&store, "linkerd");
+    assert_eq!(stored.spec, written.spec);
+    assert_eq!(stored.spec.rules[2].filters.len(), 2);
+    assert_eq!(
+        json["spec"]["rules"][1]["filters"][0]["requestRedirect"]["path"]["replacePrefixMatch"],
+        "/new"
     );
 
     let deleted = store
