@@ -35,7 +35,8 @@ pub struct Config {
     pub admin_addr: SocketAddr,
     /// How long in-flight work may take to finish after a shutdown request.
     pub shutdown_grace_period: Duration,
-    /// Tokio worker threads.
+    /// Threads serving connections, each with its own single-threaded
+    /// runtime (`crate::workers`).
     pub cores: usize,
     /// `tracing` filter directives.
     pub log_level: String,
