@@ -15,7 +15,7 @@
 use std::time::Duration;
 
 use strand_e2e::local::LocalMesh;
-use strand_testkit::{bin_path, require_root};
+use strand_testkit::require_root;
 
 const SERVICE: &str = "apiVersion: v1
 kind: Service
@@ -75,24 +75,8 @@ fn an_ingress_routes_by_l5d_dst_override_across_replicas_over_mtls() {
     let mut mesh = LocalMesh::up("ingress").unwrap();
     assert_eq!(mesh.apply(SERVICE).unwrap().code, Some(0));
     assert_eq!(mesh.apply(PROFILE).unwrap().code, Some(0));
-    let app = bin_path("strand-testapp");
-    let app = app.to_str().unwrap();
-    let web = [
-        "--name",
-        "web",
-        "--label",
-        "app=web",
-        "--port",
-        "8080",
-        "--replicas",
-        "2",
-        "--",
-        app,
-        "http",
-        "--listen",
-        "0.0.0.0:8080",
-    ];
-    mesh.spawn_run("web", &web).unwrap();
+    // Two replicas of web (labelled app=web).
+    mesh.http_server("web", &["--replicas", "2"]).unwrap();
     mesh.wait_ready_pods("web", 2, Duration::from_secs(60))
         .unwrap();
     let pods = mesh.pod_ips("web").unwrap();
