@@ -228,7 +228,7 @@ fn flaky_posts(mesh: &LocalMesh, count: u32, chunked: bool) -> (u64, String) {
     let chunked = if chunked { "--chunked" } else { "" };
     let script = format!(
         "{app} http-client --url {WEB}/flaky --method POST --body-bytes 1000 {chunked} --count {count} --expect-status 200 || true; \
-         curl -s http://127.0.0.1:4191/metrics | grep -E '^(outbound_http_route_retry|route_)' || true"
+         curl -s http://127.0.0.1:4191/metrics | grep -E '^(outbound_http_route_|route_)' || true"
     );
     let out = mesh.run_script("client", &[], &script).unwrap();
     // The summary is the client's last line on stdout, or the end of its
@@ -291,6 +291,22 @@ spec:
     };
     assert_eq!(counter("outbound_http_route_retry_requests_total{"), 20.0);
     assert_eq!(counter("outbound_http_route_retry_successes_total{"), 20.0);
+    // Each request once in the route's statuses and durations, by the
+    // status the client got.
+    let ok = out
+        .lines()
+        .find(|l| {
+            l.starts_with("outbound_http_route_request_statuses_total{")
+                && l.contains(r#"route_name="web-retry""#)
+                && l.contains(r#"http_status="200""#)
+                && l.contains(r#"error="""#)
+        })
+        .unwrap_or_else(|| panic!("route statuses: {out}"));
+    assert!(ok.ends_with(" 20"), "{ok}");
+    assert_eq!(
+        counter("outbound_http_route_request_duration_seconds_count{"),
+        20.0
+    );
     // A body of unknown length is not kept, so it is not retried.
     let (ok, out) = flaky_posts(&mesh, 20, true);
     assert_eq!(ok, 10, "{out}");

@@ -295,8 +295,40 @@ impl Forward {
         if let Some(table) = service.profile() {
             return self.send_profiled(service, &table, req, h1, out).await;
         }
-        let mut req = req;
-        let mut routed = service.route(&req)?;
+        let routed = service.route(&req)?;
+        let Some(route) = routed.route.clone() else {
+            return self.send_rule(service, routed, req, h1, out).await;
+        };
+        let started = Instant::now();
+        let res = self.send_filtered(service, routed, req, h1, out).await;
+        let labels = crate::metrics::route_labels(service.name(), &route);
+        let (status, error) = match &res {
+            Ok(rsp) => (rsp.status().as_u16(), ""),
+            Err(e) if e.is_answer() => (e.http_status().as_u16(), ""),
+            Err(e) => (e.http_status().as_u16(), e.kind()),
+        };
+        let statuses = crate::metrics::route_status_labels(&labels, status, error);
+        self.metrics
+            .http_route_statuses
+            .get_or_create(&statuses)
+            .inc();
+        self.metrics
+            .http_route_duration
+            .get_or_create(&labels)
+            .observe(started.elapsed().as_secs_f64());
+        res
+    }
+
+    /// A request that took an HTTPRoute rule: its redirect, or its header
+    /// filters around [`Forward::send_rule`].
+    async fn send_filtered(
+        &self,
+        service: &crate::discovery::Balanced,
+        mut routed: crate::discovery::Routed,
+        mut req: Request<RequestBody>,
+        h1: Option<&StickyH1>,
+        out: &mut EndpointLabels,
+    ) -> Result<Response<Incoming>, ProxyError> {
         if let Some((status, location)) = routed.redirect.take() {
             return Err(ProxyError::Redirect { status, location });
         }

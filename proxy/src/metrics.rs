@@ -68,6 +68,11 @@ pub struct Metrics {
     pub route_retry_requests: Family<RouteLabels, Counter>,
     pub route_retry_successes: Family<RouteLabels, Counter>,
     pub route_retry_limit_exceeded: Family<RouteLabels, Counter>,
+    /// Requests that took an HTTPRoute's rule: their statuses (with the
+    /// proxy's error, if it answered) and their duration to the response
+    /// head, retries included (Linkerd's `outbound_http_route_request_*`).
+    pub http_route_statuses: Family<RouteLabels, Counter>,
+    pub http_route_duration: HistogramFamily<RouteLabels>,
     /// ServiceProfile routes (Linkerd's `route_*` families): requests as
     /// the client sent them, their responses and latency, and every
     /// attempt (`route_actual_*`, retries included).
@@ -82,6 +87,15 @@ pub struct ProfileRouteMetrics {
     pub latency: HistogramFamily<RouteLabels>,
     pub actual_requests: Family<RouteLabels, Counter>,
     pub actual_responses: Family<RouteLabels, Counter>,
+}
+
+/// [`route_labels`] with the status the client got and, when the proxy
+/// answered itself, its error kind (`""` otherwise).
+pub fn route_status_labels(route: &RouteLabels, status: u16, error: &str) -> RouteLabels {
+    let mut labels = route.clone();
+    labels.push(("http_status", status.to_string()));
+    labels.push(("error", error.to_string()));
+    labels
 }
 
 /// Requests to a profiled service that match none of its routes.
@@ -180,6 +194,15 @@ fn latency_histogram() -> Histogram {
     Histogram::new(LATENCY_BUCKETS_MS)
 }
 
+/// `outbound_http_route_request_duration_seconds` buckets, in seconds.
+pub const ROUTE_DURATION_BUCKETS_S: [f64; 11] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+fn route_duration_histogram() -> Histogram {
+    Histogram::new(ROUTE_DURATION_BUCKETS_S)
+}
+
 fn duration_histogram() -> Histogram {
     Histogram::new(CONNECTION_DURATION_BUCKETS_MS)
 }
@@ -208,6 +231,8 @@ impl Metrics {
             route_retry_requests: Family::default(),
             route_retry_successes: Family::default(),
             route_retry_limit_exceeded: Family::default(),
+            http_route_statuses: Family::default(),
+            http_route_duration: Family::new_with_constructor(route_duration_histogram),
             profile_route: ProfileRouteMetrics {
                 requests: Family::default(),
                 responses: Family::default(),
@@ -276,6 +301,16 @@ impl Metrics {
             "outbound_http_route_retry_limit_exceeded",
             "Requests whose last permitted retry failed too",
             m.route_retry_limit_exceeded.clone(),
+        );
+        r.register(
+            "outbound_http_route_request_statuses",
+            "Requests that took an HTTPRoute rule, by the status the client got and the proxy's error when it answered itself",
+            m.http_route_statuses.clone(),
+        );
+        r.register(
+            "outbound_http_route_request_duration_seconds",
+            "Time from a request taking an HTTPRoute rule to its response head, retries included, in seconds",
+            m.http_route_duration.clone(),
         );
         let pr = &m.profile_route;
         r.register(

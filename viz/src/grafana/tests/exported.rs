@@ -67,6 +67,16 @@ const PROXY_FAMILIES: &[(&str, Kind, Source)] = &[
         Kind::Counter,
         Source::Metrics,
     ),
+    (
+        "outbound_http_route_request_statuses",
+        Kind::Counter,
+        Source::Metrics,
+    ),
+    (
+        "outbound_http_route_request_duration_seconds",
+        Kind::Histogram,
+        Source::Metrics,
+    ),
     ("route_request", Kind::Counter, Source::Metrics),
     ("route_response", Kind::Counter, Source::Metrics),
     (
