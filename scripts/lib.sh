@@ -31,4 +31,4 @@ ensure_cargo() {
 # The packages the demo needs.
 DEMO_PACKAGES=(iptables iproute2 util-linux procps)
 # The packages the tests need.
-TEST_PACKAGES=(iptables iproute2 curl util-linux procps tcpdump prometheus chromium nginx)
+TEST_PACKAGES=(iptables iproute2 curl util-linux procps tcpdump prometheus chromium nginx containernetworking-plugins)

@@ -11,6 +11,7 @@
 #![forbid(unsafe_code)]
 
 pub mod browser;
+pub mod cni;
 pub mod local;
 pub mod pcap;
 
@@ -43,6 +44,12 @@ impl MeshedPod {
         let pod = net.add_pod(name)?;
         pod.run(pod.command(bin_path("strand-init")))
             .context("strand-init")?;
+        MeshedPod::start_in(pod, env)
+    }
+
+    /// Starts the proxy in `pod`, whose traffic something else captures
+    /// already (e.g. the CNI plugin), and waits until it reports ready.
+    pub fn start_in(pod: Pod, env: &[(&str, &str)]) -> anyhow::Result<MeshedPod> {
         let mut cmd = pod.command_as(PROXY_UID, PROXY_UID, bin_path("strand-proxy"));
         cmd.env("STRAND_PROXY_LOG", "warn,strand_proxy=info");
         for (k, v) in env {

@@ -18,6 +18,7 @@
 #![forbid(unsafe_code)]
 
 pub mod cli;
+pub mod cni;
 pub mod exec;
 pub mod ports;
 pub mod rules;

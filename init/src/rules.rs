@@ -251,6 +251,18 @@ impl Config {
         out.push_str("COMMIT\n");
         out
     }
+
+    /// The rules of this config for `family` that the saved table
+    /// (`iptables-save -t nat` output) does not hold, as restore lines.
+    /// Empty when the capture is in place exactly as configured.
+    pub fn missing_rules(&self, family: Family, saved: &str) -> Vec<String> {
+        let lines: std::collections::HashSet<&str> = saved.lines().map(str::trim).collect();
+        self.rules(family)
+            .iter()
+            .map(ToString::to_string)
+            .filter(|rule| !lines.contains(rule.as_str()))
+            .collect()
+    }
 }
 
 /// The `iptables-restore --noflush` input that removes our jumps, rules and

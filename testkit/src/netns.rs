@@ -95,6 +95,13 @@ impl Network {
         Pod::create(Arc::clone(&self.inner), name)
     }
 
+    /// Creates a pod namespace with only `lo` up and no `eth0`: its
+    /// address ([`Pod::ip`]) is reserved, and plugging it into the bridge is
+    /// left to the caller (a CNI plugin run in the bridge namespace).
+    pub fn add_unplugged_pod(&self, name: &str) -> anyhow::Result<Pod> {
+        Pod::create_unplugged(Arc::clone(&self.inner), name)
+    }
+
     /// The bridge namespace's name.
     pub fn ns_name(&self) -> &str {
         &self.inner.ns

@@ -42,6 +42,17 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
 
 impl Pod {
     pub(crate) fn create(net: Arc<NetInner>, name: &str) -> anyhow::Result<Pod> {
+        let mut pod = Pod::create_unplugged(net, name)?;
+        pod.connect(pod.host())?;
+        let ipv6 = pod.ipv6_reserved();
+        pod.ipv6 = pod.add_ipv6(ipv6).then_some(ipv6);
+        Ok(pod)
+    }
+
+    /// A pod namespace with only `lo` up: [`Pod::ip`] is reserved for it
+    /// on the network, but plugging it in (`eth0`, the address) is left to
+    /// the caller, e.g. a CNI plugin.
+    pub(crate) fn create_unplugged(net: Arc<NetInner>, name: &str) -> anyhow::Result<Pod> {
         let ns = netns::unique_ns_name(name);
         netns::ip(&["netns", "add", &ns])?;
         let host = match net.register_pod(&ns) {
@@ -51,9 +62,9 @@ impl Pod {
                 return Err(e);
             }
         };
-        let (ipv4, ipv6) = netns::host_addrs(host);
+        let (ipv4, _) = netns::host_addrs(host);
         // From here on, dropping `pod` deletes the namespace.
-        let mut pod = Pod {
+        let pod = Pod {
             log_dir: netns::log_root().join(&ns),
             net,
             name: name.to_string(),
@@ -64,9 +75,18 @@ impl Pod {
         };
         std::fs::create_dir_all(&pod.log_dir)
             .with_context(|| format!("creating {}", pod.log_dir.display()))?;
-        pod.connect(host)?;
-        pod.ipv6 = pod.add_ipv6(ipv6).then_some(ipv6);
+        ip_in(&pod.ns, &["link", "set", "lo", "up"])?;
         Ok(pod)
+    }
+
+    /// The host number of the pod's addresses on its network.
+    fn host(&self) -> u8 {
+        self.ipv4.octets()[3]
+    }
+
+    /// The IPv6 address the network reserves for this pod.
+    fn ipv6_reserved(&self) -> Ipv6Addr {
+        netns::host_addrs(self.host()).1
     }
 
     /// Plugs `eth0` into the bridge. The veth pair is created from inside the
@@ -76,7 +96,6 @@ impl Pod {
         let veth = netns::veth_name(host, &self.name);
         let bridge = self.net.ns();
         let addr = format!("{}/24", self.ipv4);
-        ip_in(&self.ns, &["link", "set", "lo", "up"])?;
         ip_in(
             bridge,
             &[
