@@ -200,6 +200,20 @@ impl Env {
         })
     }
 
+    /// `CNI_NETNS`, which ADD and CHECK need, when the namespace exists.
+    fn existing_netns(&self, capture: &dyn Capture) -> Result<&Path, CniError> {
+        let netns = self.require_netns()?;
+        if capture.netns_exists(netns) {
+            Ok(netns)
+        } else {
+            Err(CniError::new(
+                code::UNKNOWN_CONTAINER,
+                "the container's network namespace does not exist",
+                netns.display().to_string(),
+            ))
+        }
+    }
+
     /// `CNI_NETNS`, which ADD and CHECK need.
     fn require_netns(&self) -> Result<&Path, CniError> {
         for (name, value) in [
@@ -347,14 +361,7 @@ pub fn run(
         // GC: the rules live and die with each namespace.
         Command::Version | Command::Status | Command::Gc => Ok(Outcome::default()),
         Command::Add => {
-            let netns = env.require_netns().map_err(fail)?;
-            if !capture.netns_exists(netns) {
-                return Err(fail(CniError::new(
-                    code::UNKNOWN_CONTAINER,
-                    "the container's network namespace does not exist",
-                    netns.display().to_string(),
-                )));
-            }
+            let netns = env.existing_netns(capture).map_err(fail)?;
             if conf.simulate {
                 let rules = crate::cli::dry_run(
                     &conf.config,
@@ -405,14 +412,7 @@ pub fn run(
             })
         }
         Command::Check => {
-            let netns = env.require_netns().map_err(fail)?;
-            if !capture.netns_exists(netns) {
-                return Err(fail(CniError::new(
-                    code::UNKNOWN_CONTAINER,
-                    "the container's network namespace does not exist",
-                    netns.display().to_string(),
-                )));
-            }
+            let netns = env.existing_netns(capture).map_err(fail)?;
             if conf.simulate {
                 return Ok(Outcome::default());
             }
