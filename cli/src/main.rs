@@ -27,7 +27,7 @@ mod viz;
 ///
 /// Local mode runs the control plane and meshed workloads on one Linux host:
 /// `strand up` starts the control plane, `strand apply -f svc.yaml` adds
-/// Services (and Gateway API HTTPRoutes and Linkerd ServiceProfiles), and `strand run --name web --port
+/// Services (and Gateway API HTTPRoutes and GRPCRoutes, and Linkerd ServiceProfiles), and `strand run --name web --port
 /// 8080 -- CMD` runs CMD in its own network namespace beside a proxy.
 #[derive(Parser)]
 #[command(name = "strand", version, propagate_version = true)]
@@ -58,11 +58,11 @@ enum Command {
     /// Run a meshed demo application (emojivoto's shape: web, emoji, voting,
     /// vote-bot) and show its live metrics (needs root); `--down` removes it.
     Demo(demo::DemoArgs),
-    /// Traffic metrics and live requests: `stat`, `edges`, `routes`, `tap`,
-    /// `top`, `dashboard`, `grafana`, `prometheus-config`.
+    /// Traffic metrics, live requests and traces: `stat`, `edges`, `routes`,
+    /// `tap`, `top`, `trace`, `dashboard`, `grafana`, `prometheus-config`.
     Viz(viz::VizArgs),
     /// Create or update resources from YAML documents: Services, Workloads,
-    /// Pods, HTTPRoutes, ServiceProfiles.
+    /// Pods, HTTPRoutes, GRPCRoutes, ServiceProfiles.
     Apply(resources::ApplyArgs),
     /// List resources, or show one.
     Get(resources::GetArgs),

@@ -5,7 +5,7 @@ use anyhow::{Context as _, bail};
 use clap::Args;
 use std::io::Read as _;
 use std::path::PathBuf;
-use strand_controller_core::{HttpRoute, Kind, Resource};
+use strand_controller_core::{Kind, Resource, ServiceRoute};
 
 #[derive(Args, Debug)]
 pub struct ApplyArgs {
@@ -16,8 +16,8 @@ pub struct ApplyArgs {
 
 #[derive(Args, Debug)]
 pub struct GetArgs {
-    /// services (svc), workloads (deploy), pods (po), httproutes, or
-    /// serviceprofiles (sp).
+    /// services (svc), workloads (deploy), pods (po), httproutes,
+    /// grpcroutes, or serviceprofiles (sp).
     #[arg(value_parser = parse_kind)]
     kind: Kind,
     /// Show only this one.
@@ -34,7 +34,7 @@ pub struct GetArgs {
 
 #[derive(Args, Debug)]
 pub struct DeleteArgs {
-    /// The kind, as for `strand get` (e.g. serviceprofile, sp).
+    /// The kind, as for `strand get` (e.g. grpcroute, serviceprofile, sp).
     #[arg(value_parser = parse_kind)]
     kind: Kind,
     name: String,
@@ -45,7 +45,7 @@ pub struct DeleteArgs {
 fn parse_kind(s: &str) -> Result<Kind, String> {
     Kind::parse(s).ok_or_else(|| {
         format!(
-            "unknown kind {s:?}: use services (svc), workloads (deploy), pods (po), httproutes or serviceprofiles (sp)"
+            "unknown kind {s:?}: use services (svc), workloads (deploy), pods (po), httproutes, grpcroutes or serviceprofiles (sp)"
         )
     })
 }
@@ -138,7 +138,7 @@ fn rows(kind: Kind, items: &[Resource], with_ns: bool, cluster_domain: &str) -> 
         Kind::Service => vec!["NAME", "CLUSTER-IP", "PORT(S)", "SELECTOR", "AGE"],
         Kind::Workload => vec!["NAME", "READY", "PORTS", "COMMAND", "AGE"],
         Kind::Pod => vec!["NAME", "READY", "IP", "WORKLOAD", "PID", "AGE"],
-        Kind::HttpRoute => vec!["NAME", "PARENTS", "BACKENDS", "AGE"],
+        Kind::HttpRoute | Kind::GrpcRoute => vec!["NAME", "PARENTS", "BACKENDS", "AGE"],
         Kind::ServiceProfile => vec![
             "NAME",
             "SERVICE",
@@ -197,6 +197,9 @@ fn rows(kind: Kind, items: &[Resource], with_ns: bool, cluster_domain: &str) -> 
             Resource::HttpRoute(r) => {
                 vec![meta.name.clone(), route_parents(r), route_backends(r), age]
             }
+            Resource::GrpcRoute(r) => {
+                vec![meta.name.clone(), route_parents(r), route_backends(r), age]
+            }
             Resource::ServiceProfile(p) => {
                 let mut row = vec![meta.name.clone()];
                 row.extend(crate::profile::columns(p, cluster_domain));
@@ -213,9 +216,8 @@ fn rows(kind: Kind, items: &[Resource], with_ns: bool, cluster_domain: &str) -> 
 }
 
 /// `web:8080`, or `web` for every port.
-fn route_parents(r: &HttpRoute) -> String {
-    r.spec
-        .parent_refs
+fn route_parents(r: &impl ServiceRoute) -> String {
+    r.parent_refs()
         .iter()
         .map(|p| match p.port {
             Some(port) => format!("{}:{port}", p.name),
@@ -228,10 +230,10 @@ fn route_parents(r: &HttpRoute) -> String {
 /// Every backend once, with its weight (as `name:port=weight`) when the
 /// route has a single rule, where weights compare; `<parent>` when no rule
 /// names a backend.
-fn route_backends(r: &HttpRoute) -> String {
-    let one_rule = r.spec.rules.len() == 1;
+fn route_backends(r: &impl ServiceRoute) -> String {
+    let one_rule = r.rule_backend_refs().count() == 1;
     let mut out: Vec<String> = Vec::new();
-    for b in r.spec.rules.iter().flat_map(|rule| &rule.backend_refs) {
+    for b in r.backend_refs() {
         let name = match b.port {
             Some(port) => format!("{}:{port}", b.name),
             None => b.name.clone(),
@@ -313,6 +315,7 @@ fn age_of(ts: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use strand_controller_core::HttpRoute;
 
     fn route(text: &str) -> HttpRoute {
         match strand_controller_core::parse_manifests(text)
@@ -346,6 +349,28 @@ mod tests {
         );
         assert_eq!(rows[0], ["NAMESPACE", "NAME", "PARENTS", "BACKENDS", "AGE"]);
         assert_eq!(rows[1], ["default", "r", "web:8080,api", "<parent>", "-"]);
+    }
+
+    #[test]
+    fn grpc_route_rows_and_kind_names() {
+        let text = "apiVersion: gateway.networking.k8s.io/v1\nkind: GRPCRoute\nmetadata: {name: emoji-split}\nspec:\n  parentRefs: [{name: emoji, group: core, kind: Service, port: 8080}]\n  rules:\n  - matches: [{method: {service: emojivoto.v1.EmojiService, method: ListAll}}]\n    backendRefs: [{name: emoji-v1, port: 8080, weight: 9}, {name: emoji-v2, port: 8080}]\n";
+        let items = strand_controller_core::parse_manifests(text).expect("valid");
+        let rows = rows(Kind::GrpcRoute, &items, false, "cluster.local");
+        assert_eq!(rows[0], ["NAME", "PARENTS", "BACKENDS", "AGE"]);
+        assert_eq!(
+            rows[1],
+            [
+                "emoji-split",
+                "emoji:8080",
+                "emoji-v1:8080=9,emoji-v2:8080=1",
+                "-"
+            ]
+        );
+        for name in ["grpcroute", "grpcroutes", "GRPCRoute"] {
+            assert_eq!(parse_kind(name), Ok(Kind::GrpcRoute), "{name}");
+        }
+        let unknown = parse_kind("grpc").expect_err("not a kind");
+        assert!(unknown.contains("grpcroutes"), "{unknown}");
     }
 
     #[test]

@@ -128,6 +128,7 @@ pub async fn run(ctx: &Ctx, args: RunArgs) -> anyhow::Result<u8> {
         proxy_env.push(("STRAND_PROXY_INGRESS_MODE".into(), "true".into()));
     }
     let tpl = PodTemplate {
+        workload: args.name.clone(),
         namespace: args.namespace.clone(),
         command: args.command.clone(),
         uid,

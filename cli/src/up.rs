@@ -141,13 +141,14 @@ pub async fn up(ctx: &Ctx, args: UpArgs) -> anyhow::Result<u8> {
     }
     let cluster = ctx.cluster()?;
     println!(
-        "control plane up (pid {}): API {}, destination {}, identity {}, DNS {}, metrics API {}, pods on {} ({}); logs in {}",
+        "control plane up (pid {}): API {}, destination {}, identity {}, DNS {}, metrics API {}, trace collector {}, pods on {} ({}); logs in {}",
         child.id(),
         cluster.api_addr,
         cluster.destination_addr,
         cluster.identity_addr,
         cluster.dns_addr,
         cluster.metrics_api_addr,
+        cluster.trace_collector_addr,
         cluster.bridge,
         cluster.pod_cidr,
         log_path.display()
@@ -313,6 +314,22 @@ pub async fn check(ctx: &Ctx, args: CheckArgs) -> anyhow::Result<u8> {
                     (
                         e,
                         "`strand viz` cannot answer; see the control plane's log".into(),
+                    )
+                }),
+        );
+    }
+    if let Ok(c) = &cluster
+        && c.tracing_enabled()
+    {
+        push(
+            "trace collector",
+            tcp_reachable(c.trace_collector_addr)
+                .await
+                .map(|_| format!("listening on {}", c.trace_collector_addr))
+                .map_err(|e| {
+                    (
+                        e,
+                        "proxies cannot send spans (`strand viz trace` shows none); see the control plane's log".into(),
                     )
                 }),
         );

@@ -1,18 +1,20 @@
 //! `strand viz`: golden metrics per resource (`stat`) and per
 //! ServiceProfile route (`routes`), who talks to whom and whether over
 //! mTLS (`edges`), a Prometheus configuration for the proxies
-//! (`prometheus-config`), live requests (`tap`, `top`), and the web
-//! dashboard (`dashboard`).
+//! (`prometheus-config`), live requests (`tap`, `top`), the web
+//! dashboard (`dashboard`), and the traces the proxies reported (`trace`).
 //!
 //! The numbers come from the control plane's metrics API, which scrapes
 //! every proxy itself; with `--prometheus-url` the same questions go to a
-//! Prometheus server instead, in PromQL.
+//! Prometheus server instead, in PromQL. Traces come from the metrics API
+//! alone: it shares the spans the control plane's trace collector receives.
 
 mod dashboard;
 mod grafana;
 mod routes;
 mod tap;
 mod top;
+mod trace;
 
 use crate::ctx::Ctx;
 use anyhow::{Context as _, bail};
@@ -71,6 +73,27 @@ enum VizCommand {
     /// dashboard` opens it. Live requests need the control plane's CA files
     /// (root).
     Dashboard(dashboard::DashboardArgs),
+    /// The most recent traces, or one trace's spans as a tree: what the
+    /// proxies reported to the control plane's trace collector.
+    ///
+    /// A proxy reports a span for each HTTP request that carries a sampled
+    /// W3C `traceparent` (or B3 `x-b3-*`) header: a server span for a
+    /// request its pod receives, a client span for each request its pod
+    /// sends, and it passes the context on with its own span as the parent.
+    /// An application joins its calls to the trace by copying the
+    /// `traceparent` it received onto the requests it makes; otherwise each
+    /// call starts a trace of its own. The control plane keeps the last
+    /// 20,000 spans in memory (`strand-controller local --trace-max-spans`).
+    ///
+    /// Without TRACE_ID: one row per trace, newest first. ROOT is the
+    /// earliest span whose parent was not reported (usually the first
+    /// proxy's: the application that started the trace reports no spans),
+    /// SERVICES the workloads whose proxies reported spans,
+    /// DURATION from the first span's start to the last one's end, ERROR a
+    /// trace with a failed span (a 5xx answer or a proxy error). With
+    /// TRACE_ID: every span, indented under its parent, with its service,
+    /// pod, kind, start after the trace's, duration, HTTP status and error.
+    Trace(trace::TraceArgs),
     /// Write strand's Grafana dashboards and the provisioning files that
     /// load them, as Linkerd's viz extension ships its own.
     ///
@@ -166,6 +189,7 @@ pub async fn viz(ctx: &Ctx, args: VizArgs) -> anyhow::Result<u8> {
         VizCommand::Top(a) => top::top(ctx, a).await,
         VizCommand::Dashboard(a) => dashboard::dashboard(ctx, a).await,
         VizCommand::Grafana(a) => grafana::grafana(a),
+        VizCommand::Trace(a) => trace::trace(ctx, a).await,
     }
 }
 
@@ -498,6 +522,18 @@ fn format_ms(ms: f64) -> String {
 /// Left-aligned first column, the others right-aligned, three spaces
 /// apart, as Linkerd's tables.
 fn table(rows: &[Vec<String>]) -> String {
+    aligned_table(rows, |c, cell, len| {
+        !(c == 0 || c + 1 == len && cell.starts_with("stale"))
+    })
+}
+
+/// Columns three spaces apart, each as wide as its widest cell;
+/// `right(column, cell, cells in the row)` says which cells are
+/// right-aligned. Trailing spaces are trimmed.
+pub(super) fn aligned_table(
+    rows: &[Vec<String>],
+    right: impl Fn(usize, &str, usize) -> bool,
+) -> String {
     let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
     let width: Vec<usize> = (0..cols)
         .map(|c| {
@@ -515,10 +551,10 @@ fn table(rows: &[Vec<String>]) -> String {
             if c > 0 {
                 line.push_str("   ");
             }
-            if c == 0 || c + 1 == r.len() && cell.starts_with("stale") {
-                let _ = write!(line, "{cell:<w$}", w = width[c]);
-            } else {
+            if right(c, cell, r.len()) {
                 let _ = write!(line, "{cell:>w$}", w = width[c]);
+            } else {
+                let _ = write!(line, "{cell:<w$}", w = width[c]);
             }
         }
         out.push_str(line.trim_end());

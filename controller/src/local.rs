@@ -7,6 +7,7 @@
 //!  management API (127.0.0.1:8089) ◀── strand apply / run / get; pod tokens
 //!  admin (127.0.0.1:9990): /metrics /ready /live
 //!  metrics API (127.0.0.1:8085) ◀── strand viz; scrapes <pod-ip>:4191/metrics
+//!       └── traces ◀── trace collector, OTLP/gRPC (gateway:4317) ◀── proxies' spans
 //! ```
 
 use anyhow::{Context as _, bail};
@@ -62,6 +63,16 @@ pub struct LocalArgs {
     /// The metrics API (`strand viz`); it scrapes every meshed proxy.
     #[arg(long, default_value = "127.0.0.1:8085")]
     metrics_api_addr: SocketAddr,
+    /// The trace collector's port on the bridge address: OpenTelemetry's
+    /// OTLP/gRPC `TraceService/Export` (4317 is OTLP/gRPC's own port).
+    /// Proxies send their spans here; `strand viz trace` shows them.
+    #[arg(long, default_value_t = 4317)]
+    trace_collector_port: u16,
+    /// How many spans the trace collector keeps in memory (at least 1);
+    /// past it, the traces that received a span longest ago are dropped
+    /// whole.
+    #[arg(long, default_value_t = strand_viz::traces::DEFAULT_MAX_SPANS)]
+    trace_max_spans: usize,
     #[command(flatten)]
     scrape: crate::metrics::ScrapeArgs,
     #[arg(long, default_value = "cluster.local")]
@@ -210,6 +221,22 @@ pub async fn run(args: LocalArgs) -> anyhow::Result<()> {
         });
     }
 
+    // Trace collector: proxies export spans over OTLP/gRPC on the bridge
+    // address, like their other control-plane calls.
+    let traces = Arc::new(strand_viz::TraceStore::new(
+        strand_viz::traces::TraceLimits {
+            max_spans: args.trace_max_spans,
+            ..Default::default()
+        },
+    ));
+    let trace_collector_addr = crate::metrics::start_trace_collector(
+        SocketAddr::new(IpAddr::V4(gateway), args.trace_collector_port),
+        Arc::clone(&traces),
+        &mut tasks,
+        &shutdown,
+    )
+    .await?;
+
     // Metrics API.
     let metrics_listener = tokio::net::TcpListener::bind(args.metrics_api_addr)
         .await
@@ -217,6 +244,7 @@ pub async fn run(args: LocalArgs) -> anyhow::Result<()> {
     let metrics_api_addr = crate::metrics::start_local(
         store.clone(),
         metrics_listener,
+        traces,
         &args.scrape,
         &mut tasks,
         &shutdown,
@@ -239,6 +267,7 @@ pub async fn run(args: LocalArgs) -> anyhow::Result<()> {
         identity_server_name: identity.server_name(),
         identity_dir: identity.dir().to_path_buf(),
         metrics_api_addr,
+        trace_collector_addr,
     };
     cluster
         .save(&args.state_dir)
@@ -250,6 +279,7 @@ pub async fn run(args: LocalArgs) -> anyhow::Result<()> {
         dns = %dns_addr,
         admin = %admin_addr,
         metrics_api = %metrics_api_addr,
+        trace_collector = %trace_collector_addr,
         bridge = %args.bridge,
         "control plane up"
     );

@@ -5,6 +5,9 @@
 //!  pods (store or management API) ──every 2 s──▶ scrape targets (watch)
 //!       scrape::run ──GET <pod-ip>:4191/metrics every 10 s──▶ viz Store (bounded window)
 //!  MetricsApi (127.0.0.1:8085) ── stat / edges ──▶ Store, or Prometheus (--prometheus-url)
+//!
+//!  local mode: proxies ──OTLP/gRPC Export──▶ trace collector (gateway:4317) ──▶ TraceStore
+//!              MetricsApi ── /api/v1/traces ──▶ the same TraceStore
 //! ```
 
 use anyhow::Context as _;
@@ -17,7 +20,7 @@ use std::time::Duration;
 use strand_controller_core::{Kind, Resource};
 use strand_viz::api::{InventorySource, MetricsApi};
 use strand_viz::stat::Inventory;
-use strand_viz::{PrometheusClient, ScrapeConfig, ScrapeTarget};
+use strand_viz::{PrometheusClient, ScrapeConfig, ScrapeTarget, TraceStore};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -139,6 +142,7 @@ pub async fn run(args: MetricsApiArgs) -> anyhow::Result<()> {
         client,
         listener,
         args.prometheus_url.as_deref(),
+        None,
         &args.scrape,
         &mut tasks,
         &shutdown,
@@ -150,21 +154,51 @@ pub async fn run(args: MetricsApiArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The local mode's metrics API: pods straight from the store.
+/// The local mode's metrics API: pods straight from the store, and the
+/// traces the collector feeds `traces`.
 pub fn start_local(
     store: strand_controller_local::Store,
     listener: tokio::net::TcpListener,
+    traces: Arc<TraceStore>,
     scrape: &ScrapeArgs,
     tasks: &mut tokio::task::JoinSet<anyhow::Result<()>>,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<SocketAddr> {
-    serve(store, listener, None, scrape, tasks, shutdown)
+    serve(store, listener, None, Some(traces), scrape, tasks, shutdown)
+}
+
+/// The local mode's trace collector: OTLP/gRPC `TraceService/Export` on
+/// `addr`, into `traces`, until `shutdown`. Returns the address bound.
+pub async fn start_trace_collector(
+    addr: SocketAddr,
+    traces: Arc<TraceStore>,
+    tasks: &mut tokio::task::JoinSet<anyhow::Result<()>>,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<SocketAddr> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| {
+            format!("binding the trace collector (OTLP/gRPC) to {addr} (another port: --trace-collector-port)")
+        })?;
+    let local = listener.local_addr()?;
+    let incoming = tonic::transport::server::TcpIncoming::from(listener);
+    let stop = shutdown.clone();
+    tasks.spawn(async move {
+        tonic::transport::Server::builder()
+            .tcp_nodelay(true)
+            .add_service(strand_otlp::TraceServer::new(traces))
+            .serve_with_incoming_shutdown(incoming, stop.cancelled_owned())
+            .await
+            .map_err(|e| anyhow::anyhow!("trace collector {local}: {e}"))
+    });
+    Ok(local)
 }
 
 fn serve<L: ListResources>(
     list: L,
     listener: tokio::net::TcpListener,
     prometheus_url: Option<&str>,
+    traces: Option<Arc<TraceStore>>,
     scrape: &ScrapeArgs,
     tasks: &mut tokio::task::JoinSet<anyhow::Result<()>>,
     shutdown: &CancellationToken,
@@ -178,7 +212,7 @@ fn serve<L: ListResources>(
                 prometheus: Some(prom.clone()),
             });
             (
-                MetricsApi::new(Arc::new(prom), source.clone(), None),
+                MetricsApi::new(Arc::new(prom), source.clone(), None, traces),
                 source,
             )
         }
@@ -209,7 +243,7 @@ fn serve<L: ListResources>(
                 });
             }
             (
-                MetricsApi::new(store.clone(), source.clone(), Some(store)),
+                MetricsApi::new(store.clone(), source.clone(), Some(store), traces),
                 source,
             )
         }

@@ -196,7 +196,8 @@ pub async fn generate(config: &Config, stats: &Stats, shutdown: Shutdown) {
                 let target = Target::pick(tick, config.favorite.as_deref(), &mut rng);
                 tick += 1;
                 let uri = format!("http://{}{}", config.web, target.path_and_query());
-                in_flight.spawn(request(client.clone(), uri, target.path(), stats.clone()));
+                let trace = tick.is_multiple_of(TRACE_EVERY).then(|| new_traceparent(&mut rng));
+                in_flight.spawn(request(client.clone(), uri, target.path(), stats.clone(), trace));
             }
         }
     }
@@ -246,10 +247,37 @@ fn http_client() -> HttpClient {
     Client::builder(TokioExecutor::new()).build(connector)
 }
 
-/// Makes one request and counts its outcome.
-async fn request(client: HttpClient, uri: String, path: &'static str, stats: Stats) {
+/// One request in this many starts a sampled trace (a W3C `traceparent`),
+/// so that the mesh's proxies record spans of it along its way.
+pub const TRACE_EVERY: u64 = 10;
+
+/// A new sampled W3C trace context: random trace and span ids.
+fn new_traceparent(rng: &mut fastrand::Rng) -> String {
+    let nonzero = |rng: &mut fastrand::Rng| loop {
+        let v = rng.u64(..);
+        if v != 0 {
+            return v;
+        }
+    };
+    let (hi, lo, span) = (nonzero(rng), nonzero(rng), nonzero(rng));
+    format!("00-{hi:016x}{lo:016x}-{span:016x}-01")
+}
+
+/// Makes one request (with `trace` as its `traceparent`) and counts its
+/// outcome.
+async fn request(
+    client: HttpClient,
+    uri: String,
+    path: &'static str,
+    stats: Stats,
+    trace: Option<String>,
+) {
     let exchange = async {
-        let req = Request::get(uri.as_str()).body(Empty::new())?;
+        let mut req = Request::get(uri.as_str());
+        if let Some(trace) = &trace {
+            req = req.header("traceparent", trace);
+        }
+        let req = req.body(Empty::new())?;
         let rsp = client.request(req).await?;
         let status = rsp.status();
         // Read to the end so the connection goes back to the pool.
@@ -452,6 +480,23 @@ mod tests {
         }
         let mut rng = fastrand::Rng::with_seed(7);
         assert!((0..100).all(|t| Target::pick(t, None, &mut rng) != Target::Vote(String::new())));
+    }
+
+    #[test]
+    fn traceparents_are_valid_sampled_w3c_contexts() {
+        let mut rng = fastrand::Rng::with_seed(7);
+        let a = new_traceparent(&mut rng);
+        let b = new_traceparent(&mut rng);
+        assert_ne!(a, b);
+        let parts: Vec<&str> = a.split('-').collect();
+        assert_eq!(parts.len(), 4, "{a}");
+        assert_eq!((parts[0], parts[3]), ("00", "01"));
+        assert_eq!((parts[1].len(), parts[2].len()), (32, 16));
+        assert!(
+            parts[1..3]
+                .iter()
+                .all(|p| p.bytes().all(|c| c.is_ascii_hexdigit()))
+        );
     }
 
     #[test]

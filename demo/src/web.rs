@@ -131,16 +131,20 @@ impl Web {
             return error_json(StatusCode::METHOD_NOT_ALLOWED, "only GET is supported");
         }
         let query = req.uri().query().unwrap_or("");
+        let trace = Trace::of(&req);
         let result = match req.uri().path() {
             "/" => return html(INDEX_HTML),
             "/healthz" => return text(StatusCode::OK, "ok\n"),
-            "/api/list" => self.list().await.map(|list| json(StatusCode::OK, &list)),
+            "/api/list" => self
+                .list(&trace)
+                .await
+                .map(|list| json(StatusCode::OK, &list)),
             "/api/vote" => self
-                .vote(query::param(query, "choice"))
+                .vote(query::param(query, "choice"), &trace)
                 .await
                 .map(|()| json(StatusCode::OK, &serde_json::json!({ "ok": true }))),
             "/api/leaderboard" => self
-                .leaderboard()
+                .leaderboard(&trace)
                 .await
                 .map(|board| json(StatusCode::OK, &board)),
             _ => return error_json(StatusCode::NOT_FOUND, "not found"),
@@ -156,11 +160,11 @@ impl Web {
         })
     }
 
-    async fn list(&self) -> Result<Vec<EmojiJson>, ApiError> {
+    async fn list(&self, trace: &Trace) -> Result<Vec<EmojiJson>, ApiError> {
         let rsp = self
             .emoji
             .clone()
-            .list_all(ListAllEmojiRequest {})
+            .list_all(trace.request(ListAllEmojiRequest {}))
             .await
             .map_err(|status| ApiError::upstream("emoji", status))?;
         Ok(rsp
@@ -174,16 +178,16 @@ impl Web {
             .collect())
     }
 
-    async fn vote(&self, choice: Option<String>) -> Result<(), ApiError> {
+    async fn vote(&self, choice: Option<String>, trace: &Trace) -> Result<(), ApiError> {
         let shortcode = choice
             .filter(|c| !c.is_empty())
             .ok_or(ApiError::MissingParam("choice"))?;
         let found = self
             .emoji
             .clone()
-            .find_by_shortcode(FindByShortcodeRequest {
+            .find_by_shortcode(trace.request(FindByShortcodeRequest {
                 shortcode: shortcode.clone(),
-            })
+            }))
             .await
             .map_err(|status| ApiError::upstream("emoji", status))?;
         if found.into_inner().emoji.is_none() {
@@ -191,15 +195,18 @@ impl Web {
         }
         self.voting
             .clone()
-            .vote(VoteRequest { shortcode })
+            .vote(trace.request(VoteRequest { shortcode }))
             .await
             .map_err(|status| ApiError::upstream("voting", status))?;
         Ok(())
     }
 
-    async fn leaderboard(&self) -> Result<Vec<LeaderboardEntry>, ApiError> {
+    async fn leaderboard(&self, trace: &Trace) -> Result<Vec<LeaderboardEntry>, ApiError> {
         let mut voting = self.voting.clone();
-        let (results, list) = tokio::join!(voting.results(ResultsRequest {}), self.list());
+        let (results, list) = tokio::join!(
+            voting.results(trace.request(ResultsRequest {})),
+            self.list(trace)
+        );
         let results = results.map_err(|status| ApiError::upstream("voting", status))?;
         let unicode: HashMap<String, String> = list?
             .into_iter()
@@ -213,6 +220,40 @@ impl Web {
                 .map(|r| (r.shortcode, r.votes)),
             &unicode,
         ))
+    }
+}
+
+/// A request's trace context (W3C `traceparent` and `tracestate`), passed
+/// on to the calls made while answering it, so that a trace follows the
+/// request through emoji and voting. The mesh's proxy in front of web has
+/// already named its own span as the parent.
+#[derive(Debug, Default)]
+struct Trace {
+    headers: Vec<(
+        &'static str,
+        tonic::metadata::MetadataValue<tonic::metadata::Ascii>,
+    )>,
+}
+
+impl Trace {
+    fn of<B>(req: &Request<B>) -> Trace {
+        let headers = ["traceparent", "tracestate"]
+            .into_iter()
+            .filter_map(|name| {
+                let value = req.headers().get(name)?.to_str().ok()?.parse().ok()?;
+                Some((name, value))
+            })
+            .collect();
+        Trace { headers }
+    }
+
+    /// `msg` as a gRPC request carrying the context.
+    fn request<T>(&self, msg: T) -> tonic::Request<T> {
+        let mut req = tonic::Request::new(msg);
+        for (name, value) in &self.headers {
+            req.metadata_mut().insert(*name, value.clone());
+        }
+        req
     }
 }
 
@@ -318,6 +359,26 @@ fn error_json(status: StatusCode, message: &str) -> Response<Full<Bytes>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_trace_context_goes_on_to_grpc_calls() {
+        let req = Request::get("/api/list")
+            .header(
+                "traceparent",
+                "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+            )
+            .header("tracestate", "strand=1")
+            .body(())
+            .unwrap();
+        let call = Trace::of(&req).request(ListAllEmojiRequest {});
+        assert_eq!(
+            call.metadata().get("traceparent").unwrap(),
+            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+        );
+        assert_eq!(call.metadata().get("tracestate").unwrap(), "strand=1");
+        let bare = Trace::of(&Request::get("/").body(()).unwrap()).request(ListAllEmojiRequest {});
+        assert!(bare.metadata().get("traceparent").is_none());
+    }
 
     #[test]
     fn leaderboard_joins_and_sorts() {

@@ -267,6 +267,41 @@ fn demo_shows_golden_metrics_and_leaves_nothing_behind() {
         .unwrap();
     assert!(table.stdout.contains("web.emojivoto"), "{}", table.stdout);
 
+    // Traces: vote-bot starts one every tenth request, and web passes the
+    // context on to its gRPC calls, so a trace crosses vote-bot's, web's
+    // and emoji's proxies, each span the child of the one before.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let list = json(&mesh, &["viz", "trace", "-o", "json"]);
+        let through_all = list["traces"].as_array().unwrap().iter().find(|t| {
+            t["spans"].as_u64().unwrap_or(0) >= 4
+                && ["vote-bot", "web", "emoji"]
+                    .iter()
+                    .all(|s| t["services"].as_array().unwrap().iter().any(|x| x == s))
+        });
+        if let Some(t) = through_all {
+            let id = t["trace_id"].as_str().unwrap();
+            let detail = json(&mesh, &["viz", "trace", id, "-o", "json"]);
+            let spans = detail["spans"].as_array().unwrap();
+            let ids: std::collections::HashSet<&str> =
+                spans.iter().filter_map(|s| s["span_id"].as_str()).collect();
+            let roots = spans
+                .iter()
+                .filter(|s| !ids.contains(s["parent_span_id"].as_str().unwrap_or("")))
+                .count();
+            assert_eq!(
+                roots, 1,
+                "one root, every other span's parent in the trace: {detail}"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "a trace through vote-bot, web and emoji: {list}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+
     // Tap: web's live requests in both directions, over mTLS, with the
     // gRPC status of its calls to emoji and voting.
     let tap_web = |flags: &[&str]| {

@@ -4,7 +4,8 @@
 //! and follow every change to the route live. And ServiceProfiles, which
 //! win over HTTPRoutes: named routes in metrics, retries within the
 //! budget, timeouts, `dstOverrides`. And HTTPRoute filters: header
-//! changes and redirects.
+//! changes and redirects. And GRPCRoutes: gRPC calls routed by service and
+//! method, retried by gRPC status.
 //!
 //! ```text
 //!  client ─▶ proxy ─▶ web (Service: app=web)
@@ -223,11 +224,11 @@ fn an_httproute_splits_matches_times_out_and_follows_changes() {
 /// `count` POSTs of a 1,000-byte body to `/flaky` (whose server fails
 /// every other request) from a meshed client, and the client proxy's
 /// retry and route counters after them.
-fn flaky_posts(mesh: &LocalMesh, count: u32, chunked: bool) -> (u64, String) {
+fn flaky_posts(mesh: &LocalMesh, count: u32, bytes: u32, chunked: bool) -> (u64, String) {
     let app = testapp();
     let chunked = if chunked { "--chunked" } else { "" };
     let script = format!(
-        "{app} http-client --url {WEB}/flaky --method POST --body-bytes 1000 {chunked} --count {count} --expect-status 200 || true; \
+        "{app} http-client --url {WEB}/flaky --method POST --body-bytes {bytes} {chunked} --count {count} --expect-status 200 || true; \
          curl -s http://127.0.0.1:4191/metrics | grep -E '^(outbound_http_route_|route_)' || true"
     );
     let out = mesh.run_script("client", &[], &script).unwrap();
@@ -268,7 +269,7 @@ spec:
 
     // No retries: half of the requests fail.
     assert_eq!(mesh.apply(&to_v1("")).unwrap().code, Some(0));
-    let (ok, out) = flaky_posts(&mesh, 20, false);
+    let (ok, out) = flaky_posts(&mesh, 20, 1000, false);
     assert_eq!(ok, 10, "{out}");
 
     // One retry on 5xx: every request succeeds on its second attempt, with
@@ -278,7 +279,7 @@ spec:
     assert_eq!(applied.code, Some(0), "{applied:?}");
     // Each client is a new pod whose proxy asks for the policy afresh, so
     // the route applied above is the one it follows.
-    let (ok, out) = flaky_posts(&mesh, 20, false);
+    let (ok, out) = flaky_posts(&mesh, 20, 1000, false);
     eprintln!("with retries: {out}");
     assert_eq!(ok, 20, "{out}");
     // The server read the whole body on the attempt that succeeded.
@@ -307,8 +308,11 @@ spec:
         counter("outbound_http_route_request_duration_seconds_count{"),
         20.0
     );
-    // A body of unknown length is not kept, so it is not retried.
-    let (ok, out) = flaky_posts(&mesh, 20, true);
+    // A body of unknown length (chunked) that ends quickly within 64 KiB is
+    // kept and retried too; a longer one is sent once, so not retried.
+    let (ok, out) = flaky_posts(&mesh, 20, 1000, true);
+    assert_eq!(ok, 20, "{out}");
+    let (ok, out) = flaky_posts(&mesh, 20, 100_000, true);
     assert_eq!(ok, 10, "{out}");
 }
 
@@ -366,7 +370,7 @@ fn a_service_profile_names_routes_retries_times_out_and_overrides() {
 
     // Every failure of the retryable route is sent again (the budget's
     // reserve covers them), with its body; the route is named in metrics.
-    let (ok, out) = flaky_posts(&mesh, 20, false);
+    let (ok, out) = flaky_posts(&mesh, 20, 1000, false);
     assert_eq!(ok, 20, "{out}");
     assert!(out.contains(r#"last_body":"{\"bytes\":1000}"#), "{out}");
     let flaky = r#"rt_route="POST /flaky""#;
@@ -471,4 +475,163 @@ fn an_httproute_changes_headers_and_redirects() {
         out.contains("\nlocation: http://web.default.svc.cluster.local:8080/new/page?x=1\n"),
         "{out}"
     );
+}
+
+const ECHO_SERVICES: &str = "apiVersion: v1
+kind: Service
+metadata: {name: echo}
+spec: {selector: {app: echo}, ports: [{port: 9090}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: echo-v2}
+spec: {selector: {version: v2}, ports: [{port: 9090}]}
+";
+
+/// A GRPCRoute on `echo`: `Unary` calls go to echo-v2 and are retried
+/// twice on UNAVAILABLE; other methods stay on echo.
+const GRPC_ROUTE: &str = "apiVersion: gateway.networking.k8s.io/v1
+kind: GRPCRoute
+metadata:
+  name: echo-unary
+  annotations:
+    retry.linkerd.io/grpc: unavailable
+    retry.linkerd.io/limit: \"2\"
+spec:
+  parentRefs: [{name: echo, kind: Service, group: core, port: 9090}]
+  rules:
+    - matches: [{method: {service: strand.test.Echo, method: Unary}}]
+      backendRefs: [{name: echo-v2, port: 9090}]
+";
+
+/// `strand-testapp grpc` as workload `name` with `labels`.
+fn echo_server(mesh: &mut LocalMesh, name: &str, labels: &[&str]) {
+    let app = testapp();
+    let mut args = vec!["--name", name];
+    for l in labels {
+        args.extend_from_slice(&["--label", l]);
+    }
+    args.extend_from_slice(&[
+        "--port",
+        "9090",
+        "--",
+        &app,
+        "grpc",
+        "--listen",
+        "0.0.0.0:9090",
+    ]);
+    mesh.spawn_run(name, &args).unwrap();
+    mesh.wait_ready_pods(name, 1, Duration::from_secs(60))
+        .unwrap();
+}
+
+/// `count` calls of `call` (`unary`, `server-stream`) with `message` from a
+/// meshed client: its JSON summary.
+fn grpc_calls(mesh: &LocalMesh, call: &str, message: &str, count: u32) -> serde_json::Value {
+    let app = testapp();
+    let count = count.to_string();
+    // `trailers-only:<code>` asks the server for that status.
+    let expect = message.strip_prefix("trailers-only:").unwrap_or("0");
+    let out = mesh
+        .strand(&[
+            "run",
+            "--name",
+            "grpc-client",
+            "--",
+            &app,
+            "grpc-client",
+            "--target",
+            "http://echo.default.svc.cluster.local:9090",
+            "--count",
+            &count,
+            "--message",
+            message,
+            "--expect-code",
+            expect,
+            call,
+        ])
+        .unwrap();
+    let line = out
+        .stdout
+        .lines()
+        .rfind(|l| l.starts_with('{'))
+        .unwrap_or_else(|| panic!("{}\n{}", out.stdout, out.stderr));
+    serde_json::from_str(line).unwrap()
+}
+
+fn served_by_workloads(summary: &serde_json::Value) -> BTreeMap<String, u64> {
+    let mut out = BTreeMap::new();
+    for (pod, n) in summary["served_by_counts"].as_object().unwrap() {
+        let workload = pod.rsplit_once('-').map_or(pod.as_str(), |(w, _)| w);
+        *out.entry(workload.to_string()).or_default() += n.as_u64().unwrap();
+    }
+    out
+}
+
+#[test]
+fn a_grpcroute_routes_by_method_and_retries_by_grpc_status() {
+    if !require_root() {
+        return;
+    }
+    let mut mesh = LocalMesh::up("grpcroute").unwrap();
+    assert_eq!(mesh.apply(ECHO_SERVICES).unwrap().code, Some(0));
+    echo_server(&mut mesh, "echo-v1", &["app=echo", "version=v1"]);
+    echo_server(&mut mesh, "echo-v2", &["version=v2"]);
+    let before = served_by_workloads(&grpc_calls(&mesh, "unary", "hello", 10));
+    assert_eq!(
+        before,
+        BTreeMap::from([("echo-v1".into(), 10)]),
+        "no route yet"
+    );
+
+    let applied = mesh.apply(GRPC_ROUTE).unwrap();
+    assert_eq!(applied.code, Some(0), "{}", applied.stderr);
+    let got = mesh.strand(&["get", "grpcroutes", "-o", "json"]).unwrap();
+    assert!(got.stdout.contains("echo-unary"), "{}", got.stdout);
+    eventually("Unary calls move to echo-v2", || {
+        let by = served_by_workloads(&grpc_calls(&mesh, "unary", "hello", 10));
+        (by == BTreeMap::from([("echo-v2".into(), 10)]))
+            .then_some(())
+            .ok_or(format!("{by:?}"))
+    });
+    // Another method of the same service matches no rule: with a
+    // GRPCRoute, it goes to the Service itself.
+    let stream = served_by_workloads(&grpc_calls(&mesh, "server-stream", "hello", 3));
+    assert_eq!(stream.keys().collect::<Vec<_>>(), ["echo-v1"], "{stream:?}");
+
+    // UNAVAILABLE (a trailers-only answer) is retried twice; INTERNAL is not.
+    let failing = grpc_calls(&mesh, "unary", "trailers-only:14", 4);
+    assert_eq!(failing["status"], 14, "{failing}");
+    let internal = grpc_calls(&mesh, "unary", "trailers-only:13", 4);
+    assert_eq!(internal["status"], 13, "{internal}");
+    let client_metrics = || {
+        let ip = mesh.pod_ips("echo-v2").unwrap()[0].1;
+        mesh.proxy_metrics(ip).unwrap()
+    };
+    eventually("echo-v2 saw every attempt", || {
+        let m = client_metrics();
+        let unavailable = m.sum(
+            "response_total",
+            &["direction=\"inbound\"", "grpc_status=\"14\""],
+        );
+        let internal = m.sum(
+            "response_total",
+            &["direction=\"inbound\"", "grpc_status=\"13\""],
+        );
+        (unavailable == 12.0 && internal == 4.0)
+            .then_some(())
+            .ok_or(format!(
+                "UNAVAILABLE {unavailable} (want 4 x 3), INTERNAL {internal} (want 4)"
+            ))
+    });
+
+    // Deleting the route sends Unary back to echo.
+    let deleted = mesh.strand(&["delete", "grpcroute", "echo-unary"]).unwrap();
+    assert_eq!(deleted.code, Some(0), "{}", deleted.stderr);
+    eventually("Unary calls return to echo-v1", || {
+        let by = served_by_workloads(&grpc_calls(&mesh, "unary", "hello", 5));
+        (by == BTreeMap::from([("echo-v1".into(), 5)]))
+            .then_some(())
+            .ok_or(format!("{by:?}"))
+    });
 }

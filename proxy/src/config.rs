@@ -50,6 +50,19 @@ pub struct Config {
     pub identity: Option<IdentityConfig>,
     /// The tap API; `None` when no tap service identity is configured.
     pub tap: Option<TapConfig>,
+    /// Where spans of traced requests go; `None`: no tracing.
+    pub trace: Option<TraceConfig>,
+}
+
+/// Distributed tracing: spans exported over OTLP/gRPC.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TraceConfig {
+    /// The collector, `host:port` (OTLP/gRPC, plaintext HTTP/2).
+    pub collector_addr: String,
+    /// The `service.name` resource attribute of this proxy's spans.
+    pub service_name: String,
+    /// More resource attributes (`k8s.pod.name`, ...).
+    pub attributes: Vec<(String, String)>,
 }
 
 /// Where the tap API is served and who may use it.
@@ -318,6 +331,26 @@ pub const VARS: &[VarDoc] = &[
         help: "The identity a tap client must present (its certificate, from the same trust anchors) to open taps: live events of the requests this proxy handles. Needs the identity variables.",
     },
     VarDoc {
+        name: "STRAND_PROXY_TRACE_COLLECTOR_SVC_ADDR",
+        default: "(none: no tracing)",
+        help: "An OpenTelemetry collector (OTLP/gRPC, `host:port`). Set: every HTTP request that carries a sampled W3C `traceparent` or B3 (`x-b3-*`) context gets a span from this proxy (a server span inbound, a client span outbound), the context passed on names the proxy's span as the parent, and spans are sent in batches (dropped, and counted, when the collector cannot keep up).",
+    },
+    VarDoc {
+        name: "STRAND_PROXY_TRACE_PROTOCOL",
+        default: "opentelemetry",
+        help: "The export protocol: only `opentelemetry` (OTLP/gRPC).",
+    },
+    VarDoc {
+        name: "STRAND_PROXY_TRACE_SERVICE_NAME",
+        default: "strand-proxy",
+        help: "The `service.name` of this proxy's spans.",
+    },
+    VarDoc {
+        name: "STRAND_PROXY_TRACE_EXTRA_ATTRIBUTES",
+        default: "(none)",
+        help: "More attributes of this proxy's spans, comma-separated `key=value` (e.g. `k8s.pod.name=web-1,k8s.namespace.name=default`).",
+    },
+    VarDoc {
         name: "STRAND_PROXY_INBOUND_OPAQUE_TLS_WAIT",
         default: "500ms",
         help: "Inbound, on ports that skip protocol detection: how long to wait for a meshed client's TLS ClientHello before passing the connection through as plaintext (a server-speaks-first protocol with an unmeshed client waits this long).",
@@ -424,11 +457,13 @@ impl Config {
             discovery: None,
             identity: None,
             tap: None,
+            trace: None,
         };
         let mut config = config;
         config.discovery = p.discovery();
         config.identity = p.identity();
         config.tap = p.tap(config.identity.is_some());
+        config.trace = p.trace();
         if p.errors.is_empty() {
             Ok(config)
         } else {
@@ -627,6 +662,42 @@ impl Parser<'_> {
         })
     }
 
+    fn trace(&mut self) -> Option<TraceConfig> {
+        let collector_addr = self.parse("STRAND_PROXY_TRACE_COLLECTOR_SVC_ADDR", None, |v| {
+            parse_host_port(v).map(Some)
+        });
+        self.parse("STRAND_PROXY_TRACE_PROTOCOL", (), |v| match v {
+            "opentelemetry" => Ok(()),
+            "opencensus" => Err(
+                "OpenCensus is not supported; spans are exported as OpenTelemetry (OTLP/gRPC): \
+                 use `opentelemetry` or leave it unset"
+                    .into(),
+            ),
+            _ => Err("expected `opentelemetry`".into()),
+        });
+        let service_name = self.parse(
+            "STRAND_PROXY_TRACE_SERVICE_NAME",
+            "strand-proxy".to_string(),
+            |v| {
+                if v.is_empty() {
+                    Err("must not be empty".into())
+                } else {
+                    Ok(v.to_string())
+                }
+            },
+        );
+        let attributes = self.parse(
+            "STRAND_PROXY_TRACE_EXTRA_ATTRIBUTES",
+            Vec::new(),
+            parse_attributes,
+        );
+        Some(TraceConfig {
+            collector_addr: collector_addr?,
+            service_name,
+            attributes,
+        })
+    }
+
     fn parse<T>(
         &mut self,
         name: &'static str,
@@ -673,6 +744,40 @@ fn parse_dns_like(v: &str) -> Result<String, String> {
 fn parse_addr(v: &str) -> Result<SocketAddr, String> {
     v.parse()
         .map_err(|_| "expected an IP address and port such as 0.0.0.0:4143 or [::]:4143".into())
+}
+
+/// `host:port`, where the host is an IP address (IPv6 in brackets) or a
+/// DNS name.
+fn parse_host_port(v: &str) -> Result<String, String> {
+    const EXPECTED: &str = "expected host:port such as 10.42.0.1:4317 or collector.linkerd-jaeger.svc.cluster.local:4317";
+    let (host, port) = v.rsplit_once(':').ok_or(EXPECTED)?;
+    let port_ok = port.parse::<u16>().is_ok_and(|p| p != 0);
+    let host_ok = if let Some(ip) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        ip.parse::<std::net::Ipv6Addr>().is_ok()
+    } else {
+        host.parse::<std::net::Ipv4Addr>().is_ok() || parse_dns_like(host).is_ok()
+    };
+    if port_ok && host_ok {
+        Ok(v.to_string())
+    } else {
+        Err(EXPECTED.into())
+    }
+}
+
+/// Comma-separated `key=value` pairs.
+fn parse_attributes(v: &str) -> Result<Vec<(String, String)>, String> {
+    v.split(',')
+        .map(str::trim)
+        .filter(|kv| !kv.is_empty())
+        .map(|kv| match kv.split_once('=') {
+            Some((k, val)) if !k.trim().is_empty() => {
+                Ok((k.trim().to_string(), val.trim().to_string()))
+            }
+            _ => Err(format!(
+                "`{kv}` is not key=value (expected e.g. k8s.pod.name=web-1,k8s.namespace.name=default)"
+            )),
+        })
+        .collect()
 }
 
 /// A comma-separated list of addresses (IPv4 and IPv6 listeners).

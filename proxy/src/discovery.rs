@@ -102,6 +102,8 @@ pub struct Routed {
     pub backend_timeout: Option<std::time::Duration>,
     /// The route's `<namespace>/<name>`.
     pub route: Option<Arc<str>>,
+    /// The route's kind (HTTPRoute or GRPCRoute).
+    pub route_kind: discover::RouteKind,
     /// The rule's retries.
     pub retry: Option<discover::RetryPolicy>,
     /// The rule's header filters, when it has any.
@@ -462,6 +464,9 @@ impl Balanced {
             return Ok(Routed::default());
         };
         let Some((route, rule)) = table.routes.select(method, uri, headers) else {
+            if table.routes.fallback {
+                return Ok(Routed::default());
+            }
             return Err(ProxyError::NoRoute(self.name.clone()));
         };
         let filter_error = |reason: &str| ProxyError::RouteFilter {
@@ -480,6 +485,7 @@ impl Balanced {
                         .map_err(|why| filter_error(&why))?;
                     return Ok(Routed {
                         route: Some(route.name.clone()),
+                        route_kind: route.kind,
                         redirect: Some((r.status, location)),
                         ..Routed::default()
                     });
@@ -512,6 +518,7 @@ impl Balanced {
                 timeout: rule.request_timeout,
                 backend_timeout: rule.backend_timeout,
                 route: Some(route.name.clone()),
+                route_kind: route.kind,
                 retry: rule.retry.clone(),
                 filters: (!rule.filters.is_empty()).then(|| rule.filters.clone()),
                 redirect: None,

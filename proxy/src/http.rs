@@ -75,6 +75,9 @@ pub struct Forward {
     pub taps: Arc<crate::tap::Taps>,
     /// The client's address.
     pub source: SocketAddr,
+    /// With a trace collector: spans for requests that carry a sampled
+    /// trace context.
+    pub tracer: Option<Arc<crate::trace::Tracer>>,
 }
 
 /// How a served connection ended, for the connection's log line.
@@ -110,6 +113,14 @@ impl Forward {
         } else {
             None
         };
+        let span = self.tracer.as_ref().and_then(|t| {
+            let conn = crate::trace::ConnInfo {
+                authority: authority.as_deref(),
+                peer: self.source,
+                target: self.target,
+            };
+            t.start(&mut req, self.direction, &conn)
+        });
         // The connection's `tls` label, or the chosen endpoint's labels.
         let mut ep = EndpointLabels::tls(self.tls.clone());
 
@@ -166,6 +177,7 @@ impl Forward {
                     ProxyBody::upstream(b, self.clone(), rsp_labels, h1, reset)
                         .with_tap(tap)
                         .with_route(route)
+                        .with_span(span)
                 }))
             }
             Err(e) => {
@@ -192,6 +204,10 @@ impl Forward {
                     t.response_init(rsp.status(), rsp.headers(), &rsp_labels.target);
                     t.data(rsp.body().len());
                     t.response_end(None);
+                }
+                if let (Some(tracer), Some(span)) = (&self.tracer, span) {
+                    let error = (!answer).then(|| e.kind());
+                    tracer.finish(span, Some(rsp.status().as_u16()), error);
                 }
                 Ok(rsp.map(ProxyBody::full))
             }
@@ -299,9 +315,10 @@ impl Forward {
         let Some(route) = routed.route.clone() else {
             return self.send_rule(service, routed, req, h1, out).await;
         };
+        let kind = routed.route_kind.as_str();
         let started = Instant::now();
         let res = self.send_filtered(service, routed, req, h1, out).await;
-        let labels = crate::metrics::route_labels(service.name(), &route);
+        let labels = crate::metrics::route_labels(service.name(), &route, kind);
         let (status, error) = match &res {
             Ok(rsp) => (rsp.status().as_u16(), ""),
             Err(e) if e.is_answer() => (e.http_status().as_u16(), ""),
@@ -373,7 +390,8 @@ impl Forward {
                 return self.send_routed(service, routed, req, h1, out).await;
             }
         };
-        let labels = || crate::metrics::route_labels(service.name(), &route);
+        let kind = routed.route_kind.as_str();
+        let labels = || crate::metrics::route_labels(service.name(), &route, kind);
         let mut routed = routed;
         let mut retries = 0;
         loop {
@@ -383,7 +401,9 @@ impl Forward {
             let per_try = min_some(policy.timeout, routed.backend_timeout);
             let res = retry::within(attempt, per_try, deadline, &route).await;
             let again = match &res {
-                Ok(rsp) => policy.retries(rsp.status().as_u16()),
+                Ok(rsp) => {
+                    policy.retries(rsp.status().as_u16(), headers::grpc_status(rsp.headers()))
+                }
                 Err(retry::Failed::Try(_)) => true,
                 // Never reached the server (connect, TLS): safe to resend.
                 Err(retry::Failed::Send(e)) => e.is_retryable(),

@@ -29,6 +29,7 @@ pub mod orig_dst;
 pub mod proxy;
 pub mod tap;
 pub mod tcp;
+pub mod trace;
 pub mod workers;
 
 pub use config::Config;

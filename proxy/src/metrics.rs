@@ -77,6 +77,10 @@ pub struct Metrics {
     /// the client sent them, their responses and latency, and every
     /// attempt (`route_actual_*`, retries included).
     pub profile_route: ProfileRouteMetrics,
+    /// Spans of traced requests sent to the collector, and spans dropped
+    /// (queue full, or the collector refused or could not be reached).
+    pub trace_spans_exported: Counter,
+    pub trace_spans_dropped: Counter,
 }
 
 /// Linkerd's per-route families of ServiceProfile routes.
@@ -126,13 +130,13 @@ pub fn profile_response_labels(route: &RouteLabels, status: u16, failure: bool) 
 /// carry them.
 pub type RouteLabels = Vec<(&'static str, String)>;
 
-/// The labels of the route `<namespace>/<name>` of the service `parent`
-/// (its `<fqdn>:<port>`).
-pub fn route_labels(parent: &str, route: &str) -> RouteLabels {
+/// The labels of the route `<namespace>/<name>` (an HTTPRoute or a
+/// GRPCRoute: `kind`) of the service `parent` (its `<fqdn>:<port>`).
+pub fn route_labels(parent: &str, route: &str, kind: &str) -> RouteLabels {
     let (namespace, name) = route.split_once('/').unwrap_or(("", route));
     vec![
         ("parent", parent.to_string()),
-        ("route_kind", "HTTPRoute".to_string()),
+        ("route_kind", kind.to_string()),
         ("route_namespace", namespace.to_string()),
         ("route_name", name.to_string()),
     ]
@@ -240,6 +244,8 @@ impl Metrics {
                 actual_requests: Family::default(),
                 actual_responses: Family::default(),
             },
+            trace_spans_exported: Counter::default(),
+            trace_spans_dropped: Counter::default(),
         };
         let r = &mut m.registry;
         r.register(
@@ -342,6 +348,16 @@ impl Metrics {
             "inbound_protocol_errors",
             "Connections closed because the client sent input the proxy could not accept, by reason",
             m.protocol_errors.clone(),
+        );
+        r.register(
+            "trace_spans_exported",
+            "Spans of traced requests the trace collector accepted",
+            m.trace_spans_exported.clone(),
+        );
+        r.register(
+            "trace_spans_dropped",
+            "Spans of traced requests dropped: the export queue was full, or the collector refused them or could not be reached",
+            m.trace_spans_dropped.clone(),
         );
         r.register_collector(Box::new(process::ProcessCollector));
         if let Some(identity) = identity {

@@ -56,6 +56,8 @@ pub struct Bound {
     taps: Arc<Taps>,
     /// The control listener (tap API), when a tap service is configured.
     control: Option<TcpListener>,
+    /// Sends the spans of traced requests, when a collector is configured.
+    exporter: Option<crate::trace::Exporter>,
 }
 
 /// One direction of the proxy, as one worker thread serves it.
@@ -76,6 +78,7 @@ struct Side {
     /// Inbound, opaque ports: how long to wait for a mesh ClientHello.
     opaque_tls_wait: Duration,
     taps: Arc<Taps>,
+    tracer: Option<Arc<crate::trace::Tracer>>,
 }
 
 // === impl Proxy ===
@@ -132,6 +135,18 @@ impl Proxy {
             None => None,
         };
         let taps = Arc::new(Taps::default());
+        let (tracer, exporter) = match &self.config.trace {
+            Some(trace) => {
+                let (tracer, exporter) = crate::trace::Tracer::new(
+                    trace,
+                    metrics.trace_spans_exported.clone(),
+                    metrics.trace_spans_dropped.clone(),
+                )
+                .map_err(io::Error::other)?;
+                (Some(Arc::new(tracer)), Some(exporter))
+            }
+            None => (None, None),
+        };
         let resolver = self.config.discovery.as_ref().map(Resolver::new);
         let side = |direction, config: &SideConfig, refuse_loopback, resolver| {
             let connector = Arc::new(Connector {
@@ -156,6 +171,7 @@ impl Proxy {
                 identity: local_identity.clone(),
                 opaque_tls_wait,
                 taps: taps.clone(),
+                tracer: tracer.clone(),
             })
         };
         let out_side = side(
@@ -175,6 +191,7 @@ impl Proxy {
             identity,
             taps,
             control,
+            exporter,
         })
     }
 }
@@ -297,6 +314,7 @@ impl Bound {
             identity,
             taps,
             control,
+            exporter,
         } = self;
         tracing::info!(
             outbound = ?addrs(&outbound.0),
@@ -326,6 +344,8 @@ impl Bound {
             }
             _ => None,
         };
+        let trace_stop = CancellationToken::new();
+        let trace_task = exporter.map(|e| tokio::spawn(e.run(trace_stop.clone())));
         let tracker = TaskTracker::new();
         for (listeners, side) in [outbound, inbound] {
             let others = workers.iter().map(|h| {
@@ -353,6 +373,14 @@ impl Bound {
                 open = tracker.len(),
                 "grace period expired; closing the remaining connections"
             );
+        }
+        // The last requests' spans go out before the proxy exits.
+        trace_stop.cancel();
+        if let Some(task) = trace_task {
+            let flush = crate::trace::EXPORT_TIMEOUT + Duration::from_secs(1);
+            if tokio::time::timeout(flush, task).await.is_err() {
+                tracing::warn!("the trace collector did not take the last spans in time");
+            }
         }
         admin_stop.cancel();
         let _ = admin_task.await;
@@ -550,6 +578,7 @@ impl Side {
                     handles: Default::default(),
                     taps: self.taps.clone(),
                     source: client,
+                    tracer: self.tracer.clone(),
                 });
                 let res = if let Some(flag) = reset_client {
                     let mut io = ResetOnDrop::new(io, flag.clone());

@@ -115,6 +115,21 @@ async fn handle(mut req: Request<Incoming>) -> Result<Response<TestBody>, Infall
     let path = req.uri().path().to_string();
     let rsp = match path.as_str() {
         "/echo" => Response::new(req.into_body().map_err(BoxError::from).boxed()),
+        "/trace-headers" => {
+            let get = |name: &str| {
+                req.headers()
+                    .get(name)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("-")
+                    .to_string()
+            };
+            Response::new(full(format!(
+                "{} {} {}",
+                get("traceparent"),
+                get("x-b3-spanid"),
+                get("x-b3-parentspanid")
+            )))
+        }
         "/headers" => {
             let mut names: Vec<_> = req
                 .headers()
@@ -1078,4 +1093,205 @@ async fn a_request_with_a_body_moves_the_connection_to_the_general_path() {
         Some(1.0),
         "{m}"
     );
+}
+
+/// An OTLP/gRPC trace collector: a real tonic server that keeps every
+/// span it receives, with its resource's attributes.
+#[derive(Default)]
+struct Collected(std::sync::Mutex<Vec<(Attributes, strand_otlp::Span)>>);
+
+/// A resource's attributes, as text.
+type Attributes = Vec<(String, String)>;
+
+impl strand_otlp::TraceSink for Collected {
+    async fn export(
+        &self,
+        req: strand_otlp::ExportTraceServiceRequest,
+    ) -> Result<strand_otlp::ExportTraceServiceResponse, tonic::Status> {
+        let mut spans = self.0.lock().unwrap();
+        for rs in req.resource_spans {
+            let resource: Attributes = rs
+                .resource
+                .map(|r| {
+                    r.attributes
+                        .iter()
+                        .map(|a| (a.key.clone(), a.value_text()))
+                        .collect()
+                })
+                .unwrap_or_default();
+            for ss in rs.scope_spans {
+                for span in ss.spans {
+                    spans.push((resource.clone(), span));
+                }
+            }
+        }
+        Ok(strand_otlp::ExportTraceServiceResponse::default())
+    }
+}
+
+async fn trace_collector() -> (SocketAddr, Arc<Collected>) {
+    let sink = Arc::new(Collected::default());
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tonic::transport::Server::builder()
+        .add_service(strand_otlp::TraceServer::new(Arc::clone(&sink)))
+        .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener));
+    tokio::spawn(server);
+    (addr, sink)
+}
+
+fn span_attr(span: &strand_otlp::Span, key: &str) -> Option<String> {
+    span.attributes
+        .iter()
+        .find(|a| a.key == key)
+        .map(strand_otlp::KeyValue::value_text)
+}
+
+#[tokio::test]
+async fn traced_requests_get_a_span_and_pass_the_proxys_span_on() {
+    const TRACE: &str = "0af7651916cd43dd8448eb211c80319c";
+    const PARENT: &str = "b7ad6b7169203331";
+    let (collector, sink) = trace_collector().await;
+    let server = http_server().await;
+    let collector = collector.to_string();
+    let proxy = start_proxy(
+        server,
+        &[
+            ("STRAND_PROXY_TRACE_COLLECTOR_SVC_ADDR", collector.as_str()),
+            ("STRAND_PROXY_TRACE_SERVICE_NAME", "web"),
+            ("STRAND_PROXY_TRACE_EXTRA_ATTRIBUTES", "k8s.pod.name=web-1"),
+        ],
+    )
+    .await;
+    let text = |rsp: Response<Incoming>| async move {
+        String::from_utf8(rsp.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap()
+    };
+    let traced = |header: &'static str, value: String| {
+        Request::get("/trace-headers")
+            .header("host", "web.test:8080")
+            .header(header, value)
+            .body(full(""))
+            .unwrap()
+    };
+
+    // HTTP/1 with a sampled W3C context (a GET the lean path would take).
+    let mut tx = h1_client(proxy.outbound).await;
+    let rsp = tx
+        .send_request(traced("traceparent", format!("00-{TRACE}-{PARENT}-01")))
+        .await
+        .unwrap();
+    let seen_w3c = text(rsp).await;
+    // Not sampled: passed on untouched, no span.
+    let unsampled = format!("00-{TRACE}-{PARENT}-00");
+    let rsp = tx
+        .send_request(traced("traceparent", unsampled.clone()))
+        .await
+        .unwrap();
+    assert!(text(rsp).await.starts_with(&unsampled));
+    // No context at all.
+    let rsp = tx.send_request(get("/trace-headers")).await.unwrap();
+    assert_eq!(text(rsp).await, "- - -");
+    // HTTP/2 with B3 headers.
+    let mut h2 = h2_client(proxy.outbound).await;
+    let req = Request::get("http://web.test:8080/trace-headers")
+        .header("x-b3-traceid", TRACE)
+        .header("x-b3-spanid", PARENT)
+        .header("x-b3-sampled", "1")
+        .body(full(""))
+        .unwrap();
+    let rsp = h2.send_request(req).await.unwrap();
+    let seen_b3 = text(rsp).await;
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while sink.0.lock().unwrap().len() < 2 {
+        assert!(tokio::time::Instant::now() < deadline, "two spans exported");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let spans = sink.0.lock().unwrap().clone();
+    assert_eq!(spans.len(), 2, "{spans:?}");
+    for (resource, span) in &spans {
+        assert!(resource.contains(&("service.name".into(), "web".into())));
+        assert!(resource.contains(&("k8s.pod.name".into(), "web-1".into())));
+        assert_eq!(strand_otlp::hex(&span.trace_id), TRACE);
+        assert_eq!(strand_otlp::hex(&span.parent_span_id), PARENT);
+        assert_eq!(span.name, "GET /trace-headers");
+        assert_eq!(span.kind, strand_otlp::SpanKind::Client as i32);
+        assert_eq!(span_attr(span, "http.status_code").as_deref(), Some("200"));
+        assert_eq!(span_attr(span, "direction").as_deref(), Some("outbound"));
+        assert!(span.end_time_unix_nano >= span.start_time_unix_nano);
+    }
+    // The server saw the proxy's span as its parent.
+    let ids: Vec<String> = spans
+        .iter()
+        .map(|(_, s)| strand_otlp::hex(&s.span_id))
+        .collect();
+    assert!(
+        ids.iter()
+            .any(|id| seen_w3c == format!("00-{TRACE}-{id}-01 - -")),
+        "{seen_w3c} {ids:?}"
+    );
+    assert!(
+        ids.iter().any(|id| seen_b3 == format!("- {id} {PARENT}")),
+        "{seen_b3} {ids:?}"
+    );
+
+    // A traced request just before shutdown still gets its span out.
+    let rsp = tx
+        .send_request(traced("traceparent", format!("00-{TRACE}-{PARENT}-01")))
+        .await
+        .unwrap();
+    text(rsp).await;
+    let m = metrics(proxy.admin).await;
+    drop((tx, h2));
+    proxy.shutdown.cancel();
+    proxy.task.await.unwrap();
+    assert_eq!(sink.0.lock().unwrap().len(), 3, "flushed at shutdown");
+    assert_eq!(
+        sample(&m, "trace_spans_exported_total", &[]),
+        Some(2.0),
+        "{m}"
+    );
+    assert_eq!(
+        sample(&m, "trace_spans_dropped_total", &[]),
+        Some(0.0),
+        "{m}"
+    );
+}
+
+#[tokio::test]
+async fn an_unreachable_collector_drops_spans_and_never_fails_requests() {
+    // A port nothing listens on.
+    let closed = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let collector = closed.local_addr().unwrap().to_string();
+    drop(closed);
+    let server = http_server().await;
+    let proxy = start_proxy(
+        server,
+        &[("STRAND_PROXY_TRACE_COLLECTOR_SVC_ADDR", collector.as_str())],
+    )
+    .await;
+    let mut tx = h1_client(proxy.outbound).await;
+    for _ in 0..3 {
+        let req = Request::get("/")
+            .header("host", "web.test:8080")
+            .header(
+                "traceparent",
+                "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+            )
+            .body(full(""))
+            .unwrap();
+        let rsp = tx.send_request(req).await.unwrap();
+        assert_eq!(rsp.status(), 200);
+        rsp.into_body().collect().await.unwrap();
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let m = metrics(proxy.admin).await;
+        if sample(&m, "trace_spans_dropped_total", &[]) == Some(3.0) {
+            assert_eq!(sample(&m, "trace_spans_exported_total", &[]), Some(0.0));
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{m}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }

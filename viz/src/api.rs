@@ -1,7 +1,7 @@
 //! The metrics API's HTTP server (`strand-controller metrics-api`, and the
 //! local mode's): JSON answers to `stat`, `edges` and `routes`, the scrape
-//! targets' health, and the proxies' list for Prometheus's HTTP service
-//! discovery.
+//! targets' health, the proxies' list for Prometheus's HTTP service
+//! discovery, and (with a trace collector) the traces proxies reported.
 //!
 //! ```text
 //!  GET /api/v1/stat?resource=deploy/web&namespace=ns&from=..&to=..&window=60
@@ -9,6 +9,8 @@
 //!  GET /api/v1/routes?resource=deploy/web&namespace=ns&to=svc/emoji-svc&to_namespace=ns&window=60
 //!  GET /api/v1/targets          every proxy: last scrape, last error
 //!  GET /api/v1/prometheus-sd    [{"targets":["10.42.0.5:4191"],"labels":{..}}]
+//!  GET /api/v1/traces?limit=20  the most recent traces, newest first
+//!  GET /api/v1/traces/<id>      one trace's spans (32 hex digits)
 //!  GET /ready  /live
 //! ```
 //!
@@ -34,9 +36,15 @@ use crate::routes::{self, RoutesRequest};
 use crate::scrape::ScrapeTarget;
 use crate::stat::{self, EdgesRequest, Inventory, ResourceKind, ResourceRef, StatRequest};
 use crate::store::Store;
+use crate::traces::{TraceId, TraceList, TraceStore};
 
 /// The longest window a request may ask for.
 pub const MAX_WINDOW: Duration = Duration::from_secs(24 * 3600);
+
+/// Traces listed when the request does not say: a screenful.
+pub const DEFAULT_TRACES_LIMIT: usize = 20;
+/// The most traces one answer lists (summaries of ~300 bytes each).
+pub const MAX_TRACES_LIMIT: usize = 1_000;
 
 /// Where the API learns which pods and services exist, and which proxies
 /// to scrape.
@@ -54,6 +62,8 @@ pub struct MetricsApi {
     source: Arc<dyn InventorySource>,
     /// The embedded store, when the API scrapes the proxies itself.
     store: Option<Arc<Store>>,
+    /// The spans the trace collector received, when there is one.
+    traces: Option<Arc<TraceStore>>,
 }
 
 #[derive(Serialize)]
@@ -84,15 +94,20 @@ struct SdGroup {
 // === impl MetricsApi ===
 
 impl MetricsApi {
+    /// The API over `eval`, with `store` when it is the embedded store
+    /// that scrapes the proxies, and `traces` when a trace collector feeds
+    /// one.
     pub fn new(
         eval: Arc<dyn Evaluate>,
         source: Arc<dyn InventorySource>,
         store: Option<Arc<Store>>,
+        traces: Option<Arc<TraceStore>>,
     ) -> Arc<Self> {
         Arc::new(MetricsApi {
             eval,
             source,
             store,
+            traces,
         })
     }
 
@@ -147,7 +162,17 @@ impl MetricsApi {
             },
             "/api/v1/targets" => self.targets(),
             "/api/v1/prometheus-sd" => self.prometheus_sd().await,
-            _ => error(StatusCode::NOT_FOUND, "no such endpoint"),
+            "/api/v1/traces" => match traces_limit(&query) {
+                Ok(limit) => self.traces(limit),
+                Err(e) => error(StatusCode::BAD_REQUEST, &e),
+            },
+            path => match path.strip_prefix("/api/v1/traces/") {
+                Some(id) => match id.parse::<TraceId>() {
+                    Ok(id) => self.trace(&id),
+                    Err(e) => error(StatusCode::BAD_REQUEST, &e.to_string()),
+                },
+                None => error(StatusCode::NOT_FOUND, "no such endpoint"),
+            },
         }
     }
 
@@ -237,6 +262,33 @@ impl MetricsApi {
             })
             .collect();
         json(StatusCode::OK, &out)
+    }
+
+    fn traces(&self, limit: usize) -> Response<Full<Bytes>> {
+        let Some(store) = self.traces.as_deref() else {
+            return no_trace_store();
+        };
+        let list = TraceList {
+            traces: store.list(limit),
+            stats: store.stats(),
+        };
+        json(StatusCode::OK, &list)
+    }
+
+    fn trace(&self, id: &TraceId) -> Response<Full<Bytes>> {
+        let Some(store) = self.traces.as_deref() else {
+            return no_trace_store();
+        };
+        match store.get(id) {
+            Some(trace) => json(StatusCode::OK, &trace),
+            None => error(
+                StatusCode::NOT_FOUND,
+                &format!(
+                    "no trace {id}: no proxy reported it, or it was dropped (the control plane keeps the last {} spans)",
+                    store.limits().max_spans
+                ),
+            ),
+        }
     }
 
     async fn prometheus_sd(&self) -> Response<Full<Bytes>> {
@@ -351,6 +403,20 @@ pub fn routes_request(q: &BTreeMap<String, String>) -> Result<RoutesRequest, Str
     Ok(req)
 }
 
+/// How many traces to list: `limit`, default [`DEFAULT_TRACES_LIMIT`],
+/// 1 to [`MAX_TRACES_LIMIT`].
+pub fn traces_limit(q: &BTreeMap<String, String>) -> Result<usize, String> {
+    let Some(v) = q.get("limit") else {
+        return Ok(DEFAULT_TRACES_LIMIT);
+    };
+    match v.parse::<usize>() {
+        Ok(n) if (1..=MAX_TRACES_LIMIT).contains(&n) => Ok(n),
+        _ => Err(format!(
+            "limit: {v:?} is not a number of traces from 1 to {MAX_TRACES_LIMIT}"
+        )),
+    }
+}
+
 /// `window` in seconds, default 60.
 fn window(q: &BTreeMap<String, String>) -> Result<Duration, String> {
     let secs = match q.get("window") {
@@ -412,6 +478,14 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// The answer about traces when no collector feeds this API.
+fn no_trace_store() -> Response<Full<Bytes>> {
+    error(
+        StatusCode::NOT_FOUND,
+        "this metrics API collects no traces (the local control plane's does)",
+    )
+}
+
 fn json<T: Serialize>(status: StatusCode, body: &T) -> Response<Full<Bytes>> {
     match serde_json::to_vec(body) {
         Ok(bytes) => respond(status, "application/json", bytes),
@@ -438,57 +512,4 @@ fn respond(status: StatusCode, content_type: &str, body: Vec<u8>) -> Response<Fu
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn queries_decode() {
-        let q = parse_query("resource=deploy%2Fweb&namespace=emojivoto&window=30&x=%zz&y=a+b&z=%4");
-        assert_eq!(q["resource"], "deploy/web");
-        assert_eq!(q["namespace"], "emojivoto");
-        assert_eq!(q["x"], "%zz");
-        assert_eq!(q["y"], "a b");
-        assert_eq!(q["z"], "%4");
-        let r = stat_request(&q).expect("valid");
-        assert_eq!(r.window, Duration::from_secs(30));
-        assert_eq!(r.resource.name.as_deref(), Some("web"));
-    }
-
-    #[test]
-    fn bad_requests_are_explained() {
-        let q = parse_query("resource=pods/x/y");
-        assert!(stat_request(&q).unwrap_err().contains("unknown resource"));
-        let q = parse_query("resource=deploy&window=0");
-        assert!(stat_request(&q).unwrap_err().contains("out of range"));
-        let q = parse_query("resource=deploy&window=abc");
-        assert!(stat_request(&q).unwrap_err().contains("not a number"));
-        let q = parse_query("resource=svc");
-        assert!(edges_request(&q).unwrap_err().contains("deployments"));
-    }
-
-    #[test]
-    fn routes_parameters() {
-        let q = parse_query(
-            "resource=deploy%2Fweb&namespace=emojivoto&to=svc%2Femoji-svc&to_namespace=other&window=30",
-        );
-        let r = routes_request(&q).expect("valid");
-        assert_eq!(r.resource.to_string(), "deploy/web");
-        assert_eq!(r.namespace.as_deref(), Some("emojivoto"));
-        assert_eq!(
-            r.to.map(|t| t.to_string()).as_deref(),
-            Some("svc/emoji-svc")
-        );
-        assert_eq!(r.to_namespace.as_deref(), Some("other"));
-        assert_eq!(r.window, Duration::from_secs(30));
-
-        let r = routes_request(&parse_query("resource=svc%2Fweb-svc&to=")).expect("valid");
-        assert!(r.to.is_none() && r.namespace.is_none());
-        assert_eq!(r.window, Duration::from_secs(60));
-
-        let err = |q: &str| routes_request(&parse_query(q)).unwrap_err();
-        assert!(err("").contains("missing `resource`"));
-        assert!(err("resource=deploy").contains("name the resource"));
-        assert!(err("resource=deploy%2Fweb&to=gadget%2Fx").starts_with("to: unknown"));
-        assert!(err("resource=deploy%2Fweb&to=deploy%2Femoji").contains("takes a Service"));
-    }
-}
+mod tests;

@@ -8,6 +8,7 @@ use serde::de::DeserializeOwned;
 
 use crate::routes::{RoutesRequest, RoutesResponse};
 use crate::stat::{EdgesRequest, EdgesResponse, ResourceRef, StatRequest, StatResponse};
+use crate::traces::{TraceDetail, TraceId, TraceList};
 
 /// Answers are small tables; anything bigger is not the metrics API.
 const MAX_BODY: usize = 16 * 1024 * 1024;
@@ -97,20 +98,32 @@ impl MetricsApiClient {
         self.get("/api/v1/routes", &q).await
     }
 
+    /// The `limit` most recent traces, newest first (`limit` from 1 to
+    /// [`crate::api::MAX_TRACES_LIMIT`]).
+    pub async fn traces(&self, limit: usize) -> Result<TraceList, ClientError> {
+        self.get("/api/v1/traces", &[("limit", limit.to_string())])
+            .await
+    }
+
+    /// One trace's spans; an unknown trace is [`ClientError::Api`] with
+    /// status 404.
+    pub async fn trace(&self, id: &TraceId) -> Result<TraceDetail, ClientError> {
+        self.get(&format!("/api/v1/traces/{id}"), &[]).await
+    }
+
     async fn get<T: DeserializeOwned>(
         &self,
         path: &str,
         query: &[(&str, String)],
     ) -> Result<T, ClientError> {
         let addr = self.addr;
-        let uri = format!(
-            "{path}?{}",
-            query
-                .iter()
-                .map(|(k, v)| format!("{k}={}", crate::prom::url_encode(v)))
-                .collect::<Vec<_>>()
-                .join("&")
-        );
+        let mut uri = path.to_string();
+        for (i, (k, v)) in query.iter().enumerate() {
+            uri.push(if i == 0 { '?' } else { '&' });
+            uri.push_str(k);
+            uri.push('=');
+            uri.push_str(&crate::prom::url_encode(v));
+        }
         let rsp = crate::fetch::get(
             &addr.to_string(),
             &uri,

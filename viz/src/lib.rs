@@ -17,6 +17,10 @@
 //!
 //! [`grafana`] holds the Grafana dashboards that ask a Prometheus the same
 //! questions, panel by panel.
+//!
+//! [`traces`] is the local mode's trace collector: the spans proxies
+//! export over OTLP/gRPC, kept in memory (bounded) and answered by the
+//! same HTTP API.
 
 #![forbid(unsafe_code)]
 
@@ -33,8 +37,10 @@ pub mod routes;
 pub mod scrape;
 pub mod stat;
 pub mod store;
+pub mod traces;
 
 pub use self::prom::PrometheusClient;
 pub use self::query::{EvalError, Evaluate, Matcher, Query, Sample, Selector, format_duration};
 pub use self::scrape::{ScrapeConfig, ScrapeError, ScrapeTarget, run};
 pub use self::store::{DEFAULT_RETENTION, HealthChange, Prepared, Store, TargetInfo, TargetKey};
+pub use self::traces::{TraceId, TraceStore};

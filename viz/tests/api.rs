@@ -107,7 +107,7 @@ async fn metrics_api(
         rx,
         std::future::pending::<()>(),
     ));
-    let api = MetricsApi::new(store.clone(), Arc::new(Fixed(targets)), Some(store));
+    let api = MetricsApi::new(store.clone(), Arc::new(Fixed(targets)), Some(store), None);
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let client = MetricsApiClient::new(listener.local_addr().unwrap());
     tokio::spawn(api.serve(listener, std::future::pending::<()>()));

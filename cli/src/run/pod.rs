@@ -25,6 +25,8 @@ const PROXY_READY_TIMEOUT: Duration = Duration::from_secs(30);
 /// What a replica runs and how.
 #[derive(Clone, Debug)]
 pub struct PodTemplate {
+    /// The workload's name: the `service.name` of its proxies' spans.
+    pub workload: String,
     pub namespace: String,
     pub command: Vec<String>,
     pub uid: u32,
@@ -134,6 +136,7 @@ impl Pod {
             .env("STRAND_PROXY_POD_NAME", name)
             .env("STRAND_PROXY_POD_NAMESPACE", &tpl.namespace)
             .env("STRAND_PROXY_CLUSTER_DOMAIN", &cluster.cluster_domain)
+            .envs(trace_env(cluster, &tpl.workload, &tpl.namespace, name))
             .envs(tpl.proxy_env.iter().map(|(k, v)| (k, v)))
             .envs(proxy_env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
@@ -277,6 +280,33 @@ impl Pod {
     }
 }
 
+/// The proxy's tracing variables: spans go to the control plane's
+/// collector, named after the workload, with the pod and its namespace as
+/// resource attributes (`strand viz trace` shows them). None when the
+/// control plane collects no traces (it predates the collector).
+fn trace_env(
+    cluster: &LocalCluster,
+    workload: &str,
+    namespace: &str,
+    pod: &str,
+) -> Vec<(&'static str, String)> {
+    if !cluster.tracing_enabled() {
+        return Vec::new();
+    }
+    vec![
+        (
+            "STRAND_PROXY_TRACE_COLLECTOR_SVC_ADDR",
+            cluster.trace_collector_addr.to_string(),
+        ),
+        ("STRAND_PROXY_TRACE_SERVICE_NAME", workload.to_string()),
+        // Names are DNS labels: no `,` or `=` to escape.
+        (
+            "STRAND_PROXY_TRACE_EXTRA_ATTRIBUTES",
+            format!("k8s.pod.name={pod},k8s.namespace.name={namespace}"),
+        ),
+    ]
+}
+
 /// `ip netns exec NS setpriv --reuid U --regid G --clear-groups`: `ip netns
 /// exec` also mounts the pod's resolv.conf over /etc/resolv.conf.
 fn in_pod(netns: &str, uid: u32, gid: u32) -> Command {
@@ -352,5 +382,53 @@ async fn prefix_lines(out: impl AsyncRead + Unpin, pod: String, stderr: bool) {
         } else {
             println!("[{pod}] {line}");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cluster(trace_collector_addr: &str) -> LocalCluster {
+        LocalCluster {
+            name: "strand".into(),
+            pid: 1,
+            bridge: "strand0".into(),
+            gateway: Ipv4Addr::new(10, 42, 0, 1),
+            pod_cidr: "10.42.0.0/16".into(),
+            pod_prefix_len: 16,
+            service_cidr: "10.96.0.0/16".into(),
+            cluster_domain: "cluster.local".into(),
+            api_addr: "127.0.0.1:8089".parse().unwrap(),
+            destination_addr: "10.42.0.1:8086".parse().unwrap(),
+            policy_addr: "10.42.0.1:8090".parse().unwrap(),
+            dns_addr: "10.42.0.1:53".parse().unwrap(),
+            identity_addr: "10.42.0.1:8080".parse().unwrap(),
+            identity_server_name: String::new(),
+            identity_dir: PathBuf::new(),
+            metrics_api_addr: "127.0.0.1:8085".parse().unwrap(),
+            trace_collector_addr: trace_collector_addr.parse().unwrap(),
+        }
+    }
+
+    #[test]
+    fn proxies_send_spans_to_the_control_planes_collector() {
+        let env = trace_env(&cluster("10.42.0.1:4317"), "web", "emojivoto", "web-2");
+        assert_eq!(
+            env,
+            [
+                (
+                    "STRAND_PROXY_TRACE_COLLECTOR_SVC_ADDR",
+                    "10.42.0.1:4317".to_string()
+                ),
+                ("STRAND_PROXY_TRACE_SERVICE_NAME", "web".to_string()),
+                (
+                    "STRAND_PROXY_TRACE_EXTRA_ATTRIBUTES",
+                    "k8s.pod.name=web-2,k8s.namespace.name=emojivoto".to_string()
+                ),
+            ]
+        );
+        // A control plane from before the collector: no tracing.
+        assert!(trace_env(&cluster("0.0.0.0:0"), "web", "emojivoto", "web-2").is_empty());
     }
 }

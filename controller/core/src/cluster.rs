@@ -36,6 +36,10 @@ pub struct LocalCluster {
     /// The metrics API (`strand viz`); `0.0.0.0:0` in files from before it.
     #[serde(default = "unspecified")]
     pub metrics_api_addr: SocketAddr,
+    /// The trace collector (OTLP/gRPC) proxies send their spans to, on the
+    /// bridge address; `0.0.0.0:0` in files from before it.
+    #[serde(default = "unspecified")]
+    pub trace_collector_addr: SocketAddr,
 }
 
 pub const CLUSTER_FILE: &str = "cluster.json";
@@ -75,6 +79,12 @@ impl LocalCluster {
     /// did have no identity address).
     pub fn identity_enabled(&self) -> bool {
         self.identity_addr.port() != 0 && !self.identity_server_name.is_empty()
+    }
+
+    /// Whether the control plane collects traces (files written before it
+    /// did have no collector address).
+    pub fn tracing_enabled(&self) -> bool {
+        self.trace_collector_addr.port() != 0
     }
 
     /// Files that belong to one pod on this host (its identity token):
@@ -118,6 +128,7 @@ mod tests {
             "dnsAddr":"10.42.0.1:53"}"#;
         let c: LocalCluster = serde_json::from_str(old).expect("parses");
         assert!(!c.identity_enabled());
+        assert!(!c.tracing_enabled());
         assert_eq!(c.identity_dir, PathBuf::new());
 
         let with = LocalCluster {
@@ -125,12 +136,18 @@ mod tests {
             identity_server_name:
                 "linkerd-identity.linkerd.serviceaccount.identity.linkerd.cluster.local".into(),
             identity_dir: "/var/lib/strand/identity".into(),
+            trace_collector_addr: "10.42.0.1:4317".parse().expect("addr"),
             ..c
         };
         assert!(with.identity_enabled());
+        assert!(with.tracing_enabled());
         let text = serde_json::to_string(&with).expect("json");
         assert!(
             text.contains(r#""identityAddr":"10.42.0.1:8080""#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#""traceCollectorAddr":"10.42.0.1:4317""#),
             "{text}"
         );
         assert_eq!(

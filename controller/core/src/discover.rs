@@ -1,6 +1,6 @@
 use crate::{
-    HttpRouteApi, HttpRouteMatch, IdentityName, RouteFilter, RouteRetry, RouteTimeouts,
-    ServiceProfile,
+    GrpcRouteApi, GrpcRouteMatch, GrpcRouteRetry, HttpRouteApi, HttpRouteMatch, IdentityName,
+    RouteFilter, RouteRetry, RouteTimeouts, ServiceProfile,
 };
 use std::collections::BTreeMap;
 use std::fmt;
@@ -53,40 +53,57 @@ pub struct ServicePortView {
     /// Gateway API's order (oldest first, then by name). Empty: clients
     /// route every request to the service itself.
     pub http_routes: Vec<OutboundHttpRoute>,
+    /// The GRPCRoutes attached to this port, in the same order. Not empty:
+    /// clients route the port's calls by these (and its HTTPRoutes do not
+    /// apply).
+    pub grpc_routes: Vec<OutboundGrpcRoute>,
     /// The ServiceProfile named after the service's FQDN in its namespace,
     /// shared by every port's view (`Destination/GetProfile` serves it).
     pub profile: Option<Arc<ServiceProfile>>,
 }
 
-/// An HTTPRoute as the outbound policy of one service port serves it: its
-/// rules with Gateway API's defaults filled in and its backends resolved
-/// against the services that exist.
+/// A route as the outbound policy of one service port serves it: its rules
+/// with Gateway API's defaults filled in and its backends resolved against
+/// the services that exist. An HTTPRoute's by default; a GRPCRoute's as
+/// [`OutboundGrpcRoute`].
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct OutboundHttpRoute {
-    pub api: HttpRouteApi,
+pub struct OutboundRoute<A = HttpRouteApi, M = HttpRouteMatch, R = RouteRetry> {
+    pub api: A,
     pub namespace: String,
     pub name: String,
-    pub rules: Vec<OutboundRouteRule>,
+    pub rules: Vec<OutboundRouteRule<M, R>>,
 }
 
+/// An HTTPRoute as a port's outbound policy serves it.
+pub type OutboundHttpRoute = OutboundRoute;
+
+/// A GRPCRoute as a port's outbound policy serves it.
+pub type OutboundGrpcRoute = OutboundRoute<GrpcRouteApi, GrpcRouteMatch, GrpcRouteRetry>;
+
+/// A GRPCRoute's rule.
+pub type OutboundGrpcRouteRule = OutboundRouteRule<GrpcRouteMatch, GrpcRouteRetry>;
+
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct OutboundRouteRule {
-    /// Never empty, and every match has a path: a rule without matches
-    /// gets one match of prefix `/`, a match without a path that prefix.
-    pub matches: Vec<HttpRouteMatch>,
+pub struct OutboundRouteRule<M = HttpRouteMatch, R = RouteRetry> {
+    /// Never empty. HTTPRoutes: every match has a path (a rule without
+    /// matches gets one match of prefix `/`, a match without a path that
+    /// prefix). GRPCRoutes: a rule without matches gets one empty match
+    /// (every call).
+    pub matches: Vec<M>,
     /// Backends with a weight above zero whose service and port exist, in
     /// the route's order; a rule without backendRefs has the parent service
     /// port (weight 1). Empty when none is left: requests get 500.
     pub backends: Vec<OutboundBackend>,
-    /// The rule's Gateway API timeouts, overridden by the route's
-    /// `timeout.linkerd.io/*` annotations.
+    /// The rule's Gateway API timeouts (HTTPRoutes), overridden by the
+    /// route's `timeout.linkerd.io/*` annotations.
     pub timeouts: RouteTimeouts,
     /// From the route's `retry.linkerd.io/*` annotations; `None`: each
     /// request is sent once.
-    pub retry: Option<RouteRetry>,
+    pub retry: Option<R>,
     /// The rule's filters, in its order. A rule with a `RequestRedirect`
     /// has no backendRefs (its backend is the parent's, and gets nothing):
-    /// the client's proxy answers the redirect.
+    /// the client's proxy answers the redirect. GRPCRoutes have
+    /// `RequestHeaderModifier`s only.
     pub filters: Vec<RouteFilter>,
 }
 

@@ -25,8 +25,9 @@ mod workload;
 
 pub use self::cluster::{CLUSTER_FILE, IDENTITY_DIR, LocalCluster};
 pub use self::discover::{
-    DiscoverServices, Endpoint, OutboundBackend, OutboundHttpRoute, OutboundRouteRule, ServiceKey,
-    ServicePortView, ServiceWatch, Target,
+    DiscoverServices, Endpoint, OutboundBackend, OutboundGrpcRoute, OutboundGrpcRouteRule,
+    OutboundHttpRoute, OutboundRoute, OutboundRouteRule, ServiceKey, ServicePortView, ServiceWatch,
+    Target,
 };
 pub use self::identity::{IdentityName, TrustDomain};
 pub use self::manifest::{
@@ -39,14 +40,17 @@ pub use self::profile::{
     ServiceProfileSpec, StatusRange, WeightedDst, compile_path_regex,
 };
 pub use self::route::{
-    DEFAULT_REDIRECT_STATUS, GATEWAY_API_GROUP, GatewayDuration, HttpBackendRef, HttpHeader,
+    DEFAULT_REDIRECT_STATUS, GATEWAY_API_GROUP, GRPC_ROUTE_ANNOTATIONS, GatewayDuration,
+    GrpcMethodMatch, GrpcRetryConditions, GrpcRoute, GrpcRouteAnnotations, GrpcRouteApi,
+    GrpcRouteMatch, GrpcRouteRetry, GrpcRouteRule, GrpcRouteSpec, HttpBackendRef, HttpHeader,
     HttpHeaderFilter, HttpHeaderMatch, HttpMethod, HttpPathMatch, HttpPathModifier,
     HttpQueryParamMatch, HttpRequestRedirectFilter, HttpRoute, HttpRouteApi, HttpRouteFilter,
     HttpRouteFilterType, HttpRouteMatch, HttpRouteRule, HttpRouteSpec, HttpRouteTimeouts,
     LINKERD_POLICY_GROUP, MAX_RETRY_LIMIT, MAX_WEIGHT, ParentReference, PathMatchType,
-    PathModifier, PathModifierType, RETRY_HTTP, RETRY_LIMIT, RETRY_TIMEOUT, ROUTE_ANNOTATIONS,
-    RedirectScheme, RouteAnnotations, RouteFilter, RouteRedirect, RouteRetry, RouteStatus,
-    RouteTimeouts, TIMEOUT_IDLE, TIMEOUT_REQUEST, TIMEOUT_RESPONSE, ValueMatchType,
+    PathModifier, PathModifierType, RETRY_GRPC, RETRY_HTTP, RETRY_LIMIT, RETRY_TIMEOUT,
+    ROUTE_ANNOTATIONS, RedirectScheme, RouteAnnotations, RouteFilter, RouteRedirect, RouteRetry,
+    RouteStatus, RouteTimeouts, ServiceRoute, TIMEOUT_IDLE, TIMEOUT_REQUEST, TIMEOUT_RESPONSE,
+    ValueMatchType,
 };
 pub use self::service::{Service, ServicePort, ServiceSpec, ServiceStatus, TargetPort};
 pub use self::workload::{
@@ -80,6 +84,7 @@ pub enum Resource {
     Workload(Workload),
     Pod(Pod),
     HttpRoute(HttpRoute),
+    GrpcRoute(GrpcRoute),
     ServiceProfile(ServiceProfile),
 }
 
@@ -92,6 +97,7 @@ impl Resource {
             Self::Workload(_) => Kind::Workload,
             Self::Pod(_) => Kind::Pod,
             Self::HttpRoute(_) => Kind::HttpRoute,
+            Self::GrpcRoute(_) => Kind::GrpcRoute,
             Self::ServiceProfile(_) => Kind::ServiceProfile,
         }
     }
@@ -100,8 +106,27 @@ impl Resource {
     pub fn api_version(&self) -> &'static str {
         match self {
             Self::HttpRoute(r) => r.api.api_version(),
+            Self::GrpcRoute(r) => r.api.api_version(),
             Self::ServiceProfile(p) => p.api.api_version(),
             _ => self.kind().api_version(),
+        }
+    }
+
+    /// Records which of its kind's `apiVersion`s (see
+    /// [`Kind::api_versions`]) the resource was written as, for the kinds
+    /// that have several; an unknown one leaves the first.
+    pub fn set_api_version(&mut self, api_version: &str) {
+        match self {
+            Self::HttpRoute(r) => {
+                r.api = HttpRouteApi::from_api_version(api_version).unwrap_or_default();
+            }
+            Self::GrpcRoute(r) => {
+                r.api = GrpcRouteApi::from_api_version(api_version).unwrap_or_default();
+            }
+            Self::ServiceProfile(p) => {
+                p.api = ServiceProfileApi::from_api_version(api_version).unwrap_or_default();
+            }
+            Self::Service(_) | Self::Workload(_) | Self::Pod(_) => {}
         }
     }
 
@@ -111,6 +136,7 @@ impl Resource {
             Self::Workload(w) => &w.metadata,
             Self::Pod(p) => &p.metadata,
             Self::HttpRoute(r) => &r.metadata,
+            Self::GrpcRoute(r) => &r.metadata,
             Self::ServiceProfile(p) => &p.metadata,
         }
     }
@@ -121,6 +147,7 @@ impl Resource {
             Self::Workload(w) => &mut w.metadata,
             Self::Pod(p) => &mut p.metadata,
             Self::HttpRoute(r) => &mut r.metadata,
+            Self::GrpcRoute(r) => &mut r.metadata,
             Self::ServiceProfile(p) => &mut p.metadata,
         }
     }
@@ -137,6 +164,7 @@ impl Resource {
             Self::Workload(w) => w.validate(),
             Self::Pod(p) => p.validate(),
             Self::HttpRoute(r) => r.validate(),
+            Self::GrpcRoute(r) => r.validate(),
             Self::ServiceProfile(p) => p.validate(),
         }
     }
@@ -148,6 +176,7 @@ impl Resource {
             Self::Workload(w) => serde_json::to_value(w),
             Self::Pod(p) => serde_json::to_value(p),
             Self::HttpRoute(r) => serde_json::to_value(r),
+            Self::GrpcRoute(r) => serde_json::to_value(r),
             Self::ServiceProfile(p) => serde_json::to_value(p),
         }
         .expect("resources always serialize");

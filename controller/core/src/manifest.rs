@@ -1,6 +1,4 @@
-use crate::{
-    FieldError, HttpRoute, HttpRouteApi, Kind, Resource, ServiceProfile, ServiceProfileApi,
-};
+use crate::{FieldError, Kind, Resource};
 use serde::Deserialize;
 use serde_json::Value;
 use std::fmt;
@@ -120,20 +118,16 @@ fn parse_value(document: usize, value: Value) -> Result<Resource, ManifestError>
             format!("{kind_name} {ns}/{n}")
         });
     let value = Value::Object(obj);
-    let resource = match kind {
+    let mut resource = match kind {
         Kind::Service => typed(value).map(Resource::Service),
         Kind::Workload => typed(value).map(Resource::Workload),
         Kind::Pod => typed(value).map(Resource::Pod),
-        Kind::HttpRoute => typed(value).map(|mut r: HttpRoute| {
-            r.api = HttpRouteApi::from_api_version(&api_version).unwrap_or_default();
-            Resource::HttpRoute(r)
-        }),
-        Kind::ServiceProfile => typed(value).map(|mut p: ServiceProfile| {
-            p.api = ServiceProfileApi::from_api_version(&api_version).unwrap_or_default();
-            Resource::ServiceProfile(p)
-        }),
+        Kind::HttpRoute => typed(value).map(Resource::HttpRoute),
+        Kind::GrpcRoute => typed(value).map(Resource::GrpcRoute),
+        Kind::ServiceProfile => typed(value).map(Resource::ServiceProfile),
     }
     .map_err(|e| err(name.clone(), e))?;
+    resource.set_api_version(&api_version);
     resource.validate().map_err(|e| err(name, e))?;
     Ok(resource)
 }

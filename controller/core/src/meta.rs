@@ -10,6 +10,7 @@ pub enum Kind {
     Workload,
     Pod,
     HttpRoute,
+    GrpcRoute,
     ServiceProfile,
 }
 
@@ -96,11 +97,12 @@ pub fn validate_dns_subdomain(field: &str, value: &str) -> Result<(), FieldError
 // === impl Kind ===
 
 impl Kind {
-    pub const ALL: [Kind; 5] = [
+    pub const ALL: [Kind; 6] = [
         Kind::Service,
         Kind::Workload,
         Kind::Pod,
         Kind::HttpRoute,
+        Kind::GrpcRoute,
         Kind::ServiceProfile,
     ];
 
@@ -110,6 +112,7 @@ impl Kind {
             Self::Workload => "Workload",
             Self::Pod => "Pod",
             Self::HttpRoute => "HTTPRoute",
+            Self::GrpcRoute => "GRPCRoute",
             Self::ServiceProfile => "ServiceProfile",
         }
     }
@@ -125,6 +128,10 @@ impl Kind {
             Self::Service => &["v1"],
             Self::Workload | Self::Pod => &["local.strand.io/v1alpha1"],
             Self::HttpRoute => &["gateway.networking.k8s.io/v1", "policy.linkerd.io/v1beta3"],
+            Self::GrpcRoute => &[
+                "gateway.networking.k8s.io/v1",
+                "gateway.networking.k8s.io/v1alpha2",
+            ],
             Self::ServiceProfile => &["linkerd.io/v1alpha2", "linkerd.io/v1alpha1"],
         }
     }
@@ -136,6 +143,7 @@ impl Kind {
             Self::Workload => "workloads",
             Self::Pod => "pods",
             Self::HttpRoute => "httproutes",
+            Self::GrpcRoute => "grpcroutes",
             Self::ServiceProfile => "serviceprofiles",
         }
     }
@@ -152,6 +160,9 @@ impl Kind {
             | "httproutes"
             | "httproutes.gateway.networking.k8s.io"
             | "httproutes.policy.linkerd.io" => Some(Self::HttpRoute),
+            "grpcroute" | "grpcroutes" | "grpcroutes.gateway.networking.k8s.io" => {
+                Some(Self::GrpcRoute)
+            }
             "serviceprofile" | "serviceprofiles" | "sp" | "serviceprofiles.linkerd.io" => {
                 Some(Self::ServiceProfile)
             }

@@ -23,6 +23,7 @@ mod validate;
 
 pub use self::duration::GoDuration;
 pub use self::quantity::Quantity;
+pub(crate) use self::validate::usable_regex;
 
 /// The API group of ServiceProfiles (the profile's `Metadata` names it).
 pub const SERVICE_PROFILE_GROUP: &str = "linkerd.io";
@@ -182,7 +183,8 @@ pub struct WeightedDst {
 /// Compiles a ServiceProfile path regex exactly as the proxy does: RE2
 /// syntax without Unicode classes (Go's `\d` is `[0-9]`) over bytes,
 /// anchored at both ends, within [`PATH_REGEX_SIZE_LIMIT`]. The error is
-/// boxed: it is large, and only ever reported.
+/// boxed: it is large, and only ever reported. GRPCRoute header regexes are
+/// checked with it too, so that each accepted one builds in every proxy.
 pub fn compile_path_regex(re: &str) -> Result<Regex, Box<dense::BuildError>> {
     Regex::builder()
         .syntax(syntax::Config::new().unicode(false).utf8(false))

@@ -13,19 +13,25 @@
 //! (other filters, backendRef filters, hostnames, regular expressions,
 //! Gateway API's experimental `retry`, session persistence) are refused
 //! rather than ignored, so that a route never does less than it says.
+//!
+//! GRPCRoutes (module `grpc`) share the parentRefs, backendRefs, header
+//! matches, filter shape and annotations; [`ServiceRoute`] is what the
+//! index needs of either kind.
 
-use crate::{FieldError, ObjectMeta};
+use crate::{FieldError, Kind, ObjectMeta};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
 mod annotations;
 mod duration;
 mod filter;
+mod grpc;
 mod validate;
 
 pub use self::annotations::{
-    MAX_RETRY_LIMIT, RETRY_HTTP, RETRY_LIMIT, RETRY_TIMEOUT, ROUTE_ANNOTATIONS, RouteAnnotations,
-    RouteRetry, RouteTimeouts, TIMEOUT_IDLE, TIMEOUT_REQUEST, TIMEOUT_RESPONSE,
+    GRPC_ROUTE_ANNOTATIONS, GrpcRetryConditions, GrpcRouteAnnotations, GrpcRouteRetry,
+    MAX_RETRY_LIMIT, RETRY_GRPC, RETRY_HTTP, RETRY_LIMIT, RETRY_TIMEOUT, ROUTE_ANNOTATIONS,
+    RouteAnnotations, RouteRetry, RouteTimeouts, TIMEOUT_IDLE, TIMEOUT_REQUEST, TIMEOUT_RESPONSE,
 };
 pub use self::duration::GatewayDuration;
 pub use self::filter::{
@@ -33,12 +39,58 @@ pub use self::filter::{
     HttpRequestRedirectFilter, HttpRouteFilter, HttpRouteFilterType, PathModifier,
     PathModifierType, RedirectScheme, RouteFilter, RouteRedirect,
 };
+pub use self::grpc::{
+    GrpcMethodMatch, GrpcRoute, GrpcRouteApi, GrpcRouteMatch, GrpcRouteRule, GrpcRouteSpec,
+};
 
 /// The group Linkerd names Gateway API resources with.
 pub const GATEWAY_API_GROUP: &str = "gateway.networking.k8s.io";
 
 /// Linkerd's own copy of the HTTPRoute schema.
 pub const LINKERD_POLICY_GROUP: &str = "policy.linkerd.io";
+
+/// What HTTPRoutes and GRPCRoutes have in common: Services as parents and
+/// as backends. The index attaches, orders and resolves both through it.
+pub trait ServiceRoute {
+    const KIND: Kind;
+
+    fn meta(&self) -> &ObjectMeta;
+
+    /// Why the route's Linkerd annotations do not parse, if they do not
+    /// (validation refuses such a route; one stored earlier is served
+    /// without them).
+    fn check_annotations(&self) -> Result<(), FieldError>;
+
+    /// `spec.parentRefs`.
+    fn parent_refs(&self) -> &[ParentReference];
+
+    /// Each rule's `backendRefs`, in order.
+    fn rule_backend_refs(&self) -> impl Iterator<Item = &[HttpBackendRef]>;
+
+    /// True when the route attaches to port `port` of Service `name` in the
+    /// route's namespace (a parentRef with that port, or with none).
+    fn attaches_to(&self, name: &str, port: u16) -> bool {
+        self.parent_refs()
+            .iter()
+            .any(|p| p.name == name && p.port.is_none_or(|p| p == port))
+    }
+
+    /// The names of the Services the route attaches to.
+    fn parent_services(&self) -> impl Iterator<Item = &str> {
+        self.parent_refs().iter().map(|p| p.name.as_str())
+    }
+
+    /// Every rule's backendRefs, in order.
+    fn backend_refs(&self) -> impl Iterator<Item = &HttpBackendRef> {
+        self.rule_backend_refs().flatten()
+    }
+
+    /// The names of the Services its rules send to (without the parents a
+    /// rule without backends sends to).
+    fn backend_services(&self) -> impl Iterator<Item = &str> {
+        self.backend_refs().map(|b| b.name.as_str())
+    }
+}
 
 /// A Gateway API HTTPRoute whose parents are Services.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -183,12 +235,14 @@ pub struct HttpQueryParamMatch {
     pub value: String,
 }
 
-/// How a header or query parameter value is compared.
+/// How a header or query parameter value (or a GRPCRoute's method) is
+/// compared.
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ValueMatchType {
     #[default]
     Exact,
-    /// Refused (not implemented).
+    /// Refused for HTTPRoutes and gRPC methods (not implemented); a
+    /// GRPCRoute's header matches take it.
     RegularExpression,
 }
 
@@ -208,6 +262,7 @@ pub enum HttpMethod {
 }
 
 /// `spec.rules[].backendRefs[]`: a Service port of the route's namespace.
+/// A GRPCRoute's (Gateway API's `GRPCBackendRef`) has the same shape.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct HttpBackendRef {
@@ -254,31 +309,35 @@ fn root_path() -> String {
 
 // === impl HttpRoute ===
 
+/// HTTPRoutes and GRPCRoutes keep these in the same fields.
+macro_rules! service_route {
+    ($route:ty, $kind:expr) => {
+        impl ServiceRoute for $route {
+            const KIND: Kind = $kind;
+
+            fn meta(&self) -> &ObjectMeta {
+                &self.metadata
+            }
+
+            fn check_annotations(&self) -> Result<(), FieldError> {
+                self.annotations().map(drop)
+            }
+
+            fn parent_refs(&self) -> &[ParentReference] {
+                &self.spec.parent_refs
+            }
+
+            fn rule_backend_refs(&self) -> impl Iterator<Item = &[HttpBackendRef]> {
+                self.spec.rules.iter().map(|r| r.backend_refs.as_slice())
+            }
+        }
+    };
+}
+
+service_route!(HttpRoute, Kind::HttpRoute);
+service_route!(GrpcRoute, Kind::GrpcRoute);
+
 impl HttpRoute {
-    /// True when the route attaches to port `port` of Service `name` in the
-    /// route's namespace (a parentRef with that port, or with none).
-    pub fn attaches_to(&self, name: &str, port: u16) -> bool {
-        self.spec
-            .parent_refs
-            .iter()
-            .any(|p| p.name == name && p.port.is_none_or(|p| p == port))
-    }
-
-    /// The names of the Services the route attaches to.
-    pub fn parent_services(&self) -> impl Iterator<Item = &str> {
-        self.spec.parent_refs.iter().map(|p| p.name.as_str())
-    }
-
-    /// The names of the Services its rules send to (without the parents a
-    /// rule without backends sends to).
-    pub fn backend_services(&self) -> impl Iterator<Item = &str> {
-        self.spec
-            .rules
-            .iter()
-            .flat_map(|r| &r.backend_refs)
-            .map(|b| b.name.as_str())
-    }
-
     /// Linkerd's retry and timeout annotations of the route. Validation
     /// refuses a route whose annotations do not parse.
     pub fn annotations(&self) -> Result<RouteAnnotations, FieldError> {

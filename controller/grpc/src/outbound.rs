@@ -8,8 +8,8 @@
 //! malformed request (no target, a bad address) is `InvalidArgument`.
 //!
 //! A watch sends the policy, then a new one whenever its inputs change
-//! (protocol, name, the HTTPRoutes attached to the port and the services
-//! they send to). Lookups by address and by authority reach the same
+//! (protocol, name, the HTTPRoutes and GRPCRoutes attached to the port and
+//! the services they send to). Lookups by address and by authority reach the same
 //! service port, so both see the same routes. While the service is gone
 //! nothing is sent: the proxy
 //! keeps the last policy, and its balancer learns from `Destination/Get`
@@ -145,6 +145,7 @@ fn inputs(view: &ServicePortView) -> policy::Inputs {
         port: view.port,
         protocol: convert::protocol(view),
         http_routes: view.http_routes.clone(),
+        grpc_routes: view.grpc_routes.clone(),
     }
 }
 
@@ -177,6 +178,7 @@ impl Updates for PolicyUpdates {
                             && last.service == view.service
                             && last.protocol == convert::protocol(view)
                             && last.http_routes == view.http_routes
+                            && last.grpc_routes == view.grpc_routes
                     });
                     if !unchanged {
                         let inputs = inputs(view);

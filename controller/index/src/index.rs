@@ -40,7 +40,7 @@ impl Index {
     }
 
     /// Inserts or replaces a resource. Services and pods change endpoints,
-    /// HTTPRoutes the routes of the services they attach to, a
+    /// HTTPRoutes and GRPCRoutes the routes of the services they attach to, a
     /// ServiceProfile the profile of the service it is named after;
     /// workloads are kept for listing only.
     pub fn apply(&self, resource: Resource) {

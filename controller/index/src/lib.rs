@@ -1,5 +1,5 @@
 //! The control plane's in-memory index of services, pods, workloads,
-//! HTTPRoutes and ServiceProfiles.
+//! HTTPRoutes, GRPCRoutes and ServiceProfiles.
 //!
 //! Both modes feed it: local mode from its embedded store, Kubernetes mode
 //! from kube watches. It is synchronous and does no I/O. Every change goes
@@ -7,8 +7,8 @@
 //! affect, recomputes only their watched ports, and publishes a new
 //! [`ServicePortView`](strand_controller_core::ServicePortView) through a
 //! `tokio::sync::watch` channel only when the view really changed. A view
-//! carries its port's endpoints, the HTTPRoutes attached to the port
-//! (their backends resolved) and the service's ServiceProfile. The gRPC
+//! carries its port's endpoints, the HTTPRoutes and GRPCRoutes attached to
+//! the port (their backends resolved) and the service's ServiceProfile. The gRPC
 //! discovery layer reads it through
 //! [`DiscoverServices`](strand_controller_core::DiscoverServices), the DNS
 //! server through [`Index::resolve_name`].

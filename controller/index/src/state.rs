@@ -1,18 +1,18 @@
 //! The resources themselves and the maps that find them.
 //!
 //! Mutations report which services' views they may have changed into a
-//! [`Dirty`] set; the index recomputes only those. An HTTPRoute change
-//! dirties the services it attaches to; a service change also dirties the
-//! services whose routes send to it; a ServiceProfile change dirties the
-//! service its name points at.
+//! [`Dirty`] set; the index recomputes only those. An HTTPRoute or
+//! GRPCRoute change dirties the services it attaches to; a service change
+//! also dirties the services whose routes send to it; a ServiceProfile
+//! change dirties the service its name points at.
 
 use crate::{routes, view};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use strand_controller_core::{
-    HttpRoute, Kind, Pod, Resource, ResourceKey, Service, ServiceKey, ServicePortView,
-    ServiceProfile, TrustDomain, Workload,
+    GrpcRoute, HttpRoute, Kind, Pod, Resource, ResourceKey, Service, ServiceKey, ServicePortView,
+    ServiceProfile, ServiceRoute, TrustDomain, Workload,
 };
 
 /// Every resource, grouped by namespace, and the cluster IP map.
@@ -38,6 +38,8 @@ struct Namespace {
     workloads: BTreeMap<String, Workload>,
     /// Attached to services of this namespace, sending to services of it.
     http_routes: BTreeMap<String, HttpRoute>,
+    /// As `http_routes`.
+    grpc_routes: BTreeMap<String, GrpcRoute>,
     /// By name (`<svc>.<ns>.svc.<domain>` for those that describe a service
     /// of this namespace); shared with the views that carry them.
     service_profiles: BTreeMap<String, Arc<ServiceProfile>>,
@@ -56,6 +58,7 @@ impl State {
                 ns.workloads.insert(w.metadata.name.clone(), w);
             }
             Resource::HttpRoute(r) => self.apply_route(r, dirty),
+            Resource::GrpcRoute(r) => self.apply_route(r, dirty),
             Resource::ServiceProfile(p) => self.apply_profile(p, dirty),
         }
     }
@@ -83,12 +86,8 @@ impl State {
             Kind::Workload => {
                 ns.workloads.remove(&key.name);
             }
-            Kind::HttpRoute => {
-                if let Some(old) = ns.http_routes.remove(&key.name) {
-                    tracing::debug!(route = %key, "HTTPRoute removed");
-                    mark_parents(&key.namespace, &old, dirty);
-                }
-            }
+            Kind::HttpRoute => remove_route::<HttpRoute>(ns, key, dirty),
+            Kind::GrpcRoute => remove_route::<GrpcRoute>(ns, key, dirty),
             Kind::ServiceProfile => {
                 if let Some(old) = ns.service_profiles.remove(&key.name) {
                     tracing::debug!(profile = %key, "ServiceProfile removed");
@@ -127,13 +126,14 @@ impl State {
         let service = ns.services.get(&key.name)?;
         let mut view =
             view::service_port_view(service, port, ns.pods.values(), cluster_domain, trust)?;
-        view.http_routes = routes::attached(
-            service,
+        let at = routes::Resolve {
+            parent: service,
             port,
-            ns.http_routes.values(),
-            &ns.services,
+            services: &ns.services,
             cluster_domain,
-        );
+        };
+        view.http_routes = routes::attached_http(at, ns.http_routes.values());
+        view.grpc_routes = routes::attached_grpc(at, ns.grpc_routes.values());
         view.profile = ns.service_profiles.get(&view.fqdn).cloned();
         Some(Arc::new(view))
     }
@@ -232,6 +232,11 @@ impl State {
                         .map(move |name| key(Kind::HttpRoute, name)),
                 )
                 .chain(
+                    n.grpc_routes
+                        .keys()
+                        .map(move |name| key(Kind::GrpcRoute, name)),
+                )
+                .chain(
                     n.service_profiles
                         .keys()
                         .map(move |name| key(Kind::ServiceProfile, name)),
@@ -267,12 +272,13 @@ impl State {
         dirty.insert(key);
     }
 
-    fn apply_route(&mut self, route: HttpRoute, dirty: &mut Dirty) {
-        let namespace = route.metadata.namespace.clone();
-        let name = route.metadata.name.clone();
+    fn apply_route<R: StoredRoute>(&mut self, route: R, dirty: &mut Dirty) {
+        let namespace = route.meta().namespace.clone();
+        let name = route.meta().name.clone();
         let ns = self.namespace_mut(&namespace);
-        let old = ns.http_routes.insert(name.clone(), route);
-        let Some(new) = ns.http_routes.get(&name) else {
+        let old = R::map_mut(ns).insert(name.clone(), route);
+        let ns: &Namespace = ns;
+        let Some(new) = R::map(ns).get(&name) else {
             return;
         };
         if old.as_ref() == Some(new) {
@@ -283,12 +289,13 @@ impl State {
         }
         mark_parents(&namespace, new, dirty);
         ns.report_backends(new);
-        if let Err(e) = new.annotations() {
+        if let Err(e) = new.check_annotations() {
             // Only a route stored before its annotations were validated.
             tracing::warn!(
                 route = %format_args!("{namespace}/{name}"),
+                kind = %R::KIND,
                 error = %e,
-                "HTTPRoute annotations ignored",
+                "Route annotations ignored",
             );
         }
     }
@@ -327,9 +334,42 @@ impl State {
     }
 }
 
+/// The routes of a namespace of one kind.
+trait StoredRoute: ServiceRoute + PartialEq + Sized {
+    fn map(ns: &Namespace) -> &BTreeMap<String, Self>;
+    fn map_mut(ns: &mut Namespace) -> &mut BTreeMap<String, Self>;
+}
+
+impl StoredRoute for HttpRoute {
+    fn map(ns: &Namespace) -> &BTreeMap<String, Self> {
+        &ns.http_routes
+    }
+
+    fn map_mut(ns: &mut Namespace) -> &mut BTreeMap<String, Self> {
+        &mut ns.http_routes
+    }
+}
+
+impl StoredRoute for GrpcRoute {
+    fn map(ns: &Namespace) -> &BTreeMap<String, Self> {
+        &ns.grpc_routes
+    }
+
+    fn map_mut(ns: &mut Namespace) -> &mut BTreeMap<String, Self> {
+        &mut ns.grpc_routes
+    }
+}
+
+fn remove_route<R: StoredRoute>(ns: &mut Namespace, key: &ResourceKey, dirty: &mut Dirty) {
+    if let Some(old) = R::map_mut(ns).remove(&key.name) {
+        tracing::debug!(route = %key, "Route removed");
+        mark_parents(&key.namespace, &old, dirty);
+    }
+}
+
 /// Marks the services `route` attaches to (existing or not: a service that
 /// appears later computes its view with the route).
-fn mark_parents(namespace: &str, route: &HttpRoute, dirty: &mut Dirty) {
+fn mark_parents(namespace: &str, route: &impl ServiceRoute, dirty: &mut Dirty) {
     for parent in route.parent_services() {
         dirty.insert(ServiceKey::new(namespace, parent));
     }
@@ -368,13 +408,21 @@ impl Namespace {
             && self.pods.is_empty()
             && self.workloads.is_empty()
             && self.http_routes.is_empty()
+            && self.grpc_routes.is_empty()
             && self.service_profiles.is_empty()
     }
 
     /// Service `name` appeared, went or changed its ports: marks the parents
     /// of the routes that send to it, and says what those routes now lack.
     fn backend_changed(&self, namespace: &str, name: &str, dirty: &mut Dirty) {
-        for route in self.http_routes.values() {
+        self.routes_sending_to::<HttpRoute>(namespace, name, dirty);
+        self.routes_sending_to::<GrpcRoute>(namespace, name, dirty);
+    }
+
+    /// Marks the parents of the routes of kind `R` that send to service
+    /// `name`, and says what those routes now lack.
+    fn routes_sending_to<R: StoredRoute>(&self, namespace: &str, name: &str, dirty: &mut Dirty) {
+        for route in R::map(self).values() {
             if route.backend_services().any(|b| b == name) {
                 mark_parents(namespace, route, dirty);
                 self.report_backends(route);
@@ -384,22 +432,25 @@ impl Namespace {
 
     /// Logs the backends of `route` that get no traffic because their
     /// service or port does not exist (once per change, not per view).
-    fn report_backends(&self, route: &HttpRoute) {
+    fn report_backends<R: ServiceRoute>(&self, route: &R) {
+        let meta = route.meta();
         let mut missing = 0;
         for u in routes::unresolved(route, &self.services) {
             missing += 1;
             tracing::warn!(
-                route = %format_args!("{}/{}", route.metadata.namespace, route.metadata.name),
+                route = %format_args!("{}/{}", meta.namespace, meta.name),
+                kind = %R::KIND,
                 backend = %u.backend.name,
                 port = u.backend.port.unwrap_or_default(),
                 reason = u.reason,
-                "HTTPRoute backend left out until it exists",
+                "Route backend left out until it exists",
             );
         }
         if missing == 0 {
             tracing::debug!(
-                route = %format_args!("{}/{}", route.metadata.namespace, route.metadata.name),
-                "HTTPRoute backends all exist",
+                route = %format_args!("{}/{}", meta.namespace, meta.name),
+                kind = %R::KIND,
+                "Route backends all exist",
             );
         }
     }

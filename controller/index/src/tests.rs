@@ -5,12 +5,13 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use strand_controller_core::{
-    ContainerPort, DiscoverServices, ObjectMeta, Pod, PodSpec, PodStatus, Resource, ResourceKey,
-    Service, ServiceKey, ServicePort, ServicePortView, ServiceSpec, ServiceStatus, ServiceWatch,
-    TargetPort, TrustDomain,
+    ContainerPort, DiscoverServices, ObjectMeta, OutboundRouteRule, Pod, PodSpec, PodStatus,
+    Resource, ResourceKey, Service, ServiceKey, ServicePort, ServicePortView, ServiceSpec,
+    ServiceStatus, ServiceWatch, TargetPort, TrustDomain,
 };
 
 mod endpoints;
+mod grpc_routes;
 mod lookup;
 mod profiles;
 mod routes;
@@ -112,6 +113,34 @@ fn endpoints(rx: &mut ServiceWatch) -> Vec<SocketAddr> {
     seen(rx)
         .map(|v| v.endpoints.keys().copied().collect())
         .unwrap_or_default()
+}
+
+/// An index with a service of each name (selecting `app=<name>`), at
+/// 10.96.0.10 on.
+fn with_services(names: &[&str]) -> Arc<Index> {
+    let index = index();
+    for (i, name) in names.iter().enumerate() {
+        index.apply(Resource::Service(service(
+            name,
+            name,
+            &format!("10.96.0.{}", 10 + i),
+        )));
+    }
+    index
+}
+
+/// Each rule's backends as `name:port=weight`.
+fn rule_backends<'a, M: 'a, R: 'a>(
+    rules: impl Iterator<Item = &'a OutboundRouteRule<M, R>>,
+) -> Vec<Vec<String>> {
+    rules
+        .map(|rule| {
+            rule.backends
+                .iter()
+                .map(|b| format!("{}:{}={}", b.service.name, b.port, b.weight))
+                .collect()
+        })
+        .collect()
 }
 
 fn changed(rx: &ServiceWatch) -> bool {

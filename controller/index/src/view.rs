@@ -7,7 +7,7 @@ use strand_controller_core::{
 };
 
 /// The view of one port of `service`, with endpoints chosen from `pods` (the
-/// pods of the service's namespace), no routes (see `routes::attached`) and
+/// pods of the service's namespace), no routes (see `routes::attached_*`) and
 /// no profile.
 /// `None` when the service lacks the port.
 ///
@@ -36,6 +36,7 @@ pub(crate) fn service_port_view<'a>(
         app_protocol: service_port.app_protocol.clone(),
         endpoints,
         http_routes: Vec::new(),
+        grpc_routes: Vec::new(),
         profile: None,
     })
 }

@@ -52,8 +52,8 @@ pub use crate::profile::{
     RetryBudget, compile_path_regex,
 };
 pub use crate::routes::{
-    HeaderModifier, HttpRoute, HttpRoutes, HttpRule, PathMatch, PathRewrite, Redirect, RetryPolicy,
-    RouteFilter, RouteMatch, WeightedBackend,
+    HeaderModifier, HeaderValueMatch, HttpRoute, HttpRoutes, HttpRule, PathMatch, PathRewrite,
+    Redirect, RetryPolicy, RouteFilter, RouteKind, RouteMatch, WeightedBackend,
 };
 
 /// Where the control plane is and how patient to be with it.

@@ -352,6 +352,11 @@ impl PathRegex {
     pub fn as_str(&self) -> &str {
         &self.source
     }
+
+    /// Whether the whole of `bytes` matches.
+    pub fn is_match(&self, bytes: &[u8]) -> bool {
+        self.regex.is_match(bytes)
+    }
 }
 
 /// Same source, same matches.
@@ -360,6 +365,8 @@ impl PartialEq for PathRegex {
         self.source == other.source
     }
 }
+
+impl Eq for PathRegex {}
 
 // === watch ===
 

@@ -30,14 +30,38 @@ use linkerd2_proxy_api::outbound::{
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct HttpRoutes {
     pub routes: Vec<HttpRoute>,
+    /// The policy also lists the control plane's default route: a request
+    /// that matches no rule goes to the service itself (as the strand
+    /// control plane sends GRPCRoutes) rather than failing (as it sends
+    /// HTTPRoutes, Linkerd's way).
+    pub fallback: bool,
 }
 
-/// One attached route (an HTTPRoute).
+/// One attached route (an HTTPRoute or a GRPCRoute).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HttpRoute {
     /// `<namespace>/<name>`, for logs and errors.
     pub name: Arc<str>,
+    pub kind: RouteKind,
     pub rules: Vec<HttpRule>,
+}
+
+/// Which Gateway API kind a route is (its metrics' `route_kind`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum RouteKind {
+    #[default]
+    Http,
+    Grpc,
+}
+
+impl RouteKind {
+    /// The kind's name: `HTTPRoute` or `GRPCRoute`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RouteKind::Http => "HTTPRoute",
+            RouteKind::Grpc => "GRPCRoute",
+        }
+    }
 }
 
 /// One rule of a route: when it applies and where its requests go.
@@ -68,6 +92,9 @@ pub struct RetryPolicy {
     pub max_request_bytes: u32,
     /// Response statuses that are retried (inclusive ranges).
     pub statuses: Vec<(u16, u16)>,
+    /// gRPC statuses that are retried, when the response head carries one
+    /// (a trailers-only response: how gRPC servers answer an error).
+    pub grpc_codes: Vec<u32>,
     /// The longest one attempt may wait for its response.
     pub timeout: Option<Duration>,
     /// The wait before the first retry, doubling up to the second.
@@ -75,11 +102,13 @@ pub struct RetryPolicy {
 }
 
 impl RetryPolicy {
-    /// Whether a response with `status` is retried.
-    pub fn retries(&self, status: u16) -> bool {
+    /// Whether a response with `status` (and `grpc_status` in its head,
+    /// if any) is retried.
+    pub fn retries(&self, status: u16, grpc_status: Option<u32>) -> bool {
         self.statuses
             .iter()
             .any(|(a, b)| (*a..=*b).contains(&status))
+            || grpc_status.is_some_and(|g| self.grpc_codes.contains(&g))
     }
 
     /// The wait before retry number `n` (1-based): the backoff doubled
@@ -99,11 +128,28 @@ impl RetryPolicy {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RouteMatch {
     pub path: Option<PathMatch>,
-    /// Header name (lowercase) and exact value.
-    pub headers: Vec<(String, Vec<u8>)>,
+    /// Header name (lowercase) and what its value must be.
+    pub headers: Vec<(String, HeaderValueMatch)>,
     /// Query parameter name and exact value.
     pub query: Vec<(String, String)>,
     pub method: Option<String>,
+}
+
+/// A header match's value: exact, or a regular expression over the whole
+/// value (as ServiceProfile path regexes are compiled: bounded DFAs).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HeaderValueMatch {
+    Exact(Vec<u8>),
+    Regex(crate::profile::PathRegex),
+}
+
+impl HeaderValueMatch {
+    fn matches(&self, value: &[u8]) -> bool {
+        match self {
+            HeaderValueMatch::Exact(v) => v == value,
+            HeaderValueMatch::Regex(re) => re.is_match(value),
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -112,6 +158,9 @@ pub enum PathMatch {
     /// A prefix of whole path segments: `/api` matches `/api` and
     /// `/api/x`, not `/apix`.
     Prefix(String),
+    /// A gRPC method of any service: `/<service>/<method>` (a GRPCRoute
+    /// match that names only the method).
+    GrpcMethod(String),
     /// A regular expression, which this proxy does not evaluate: the match
     /// never applies.
     Unsupported,
@@ -151,20 +200,47 @@ impl HttpRoutes {
             ],
             Some(Kind::Http1(h)) => vec![Some(&h.routes)],
             Some(Kind::Http2(h)) => vec![Some(&h.routes)],
+            Some(Kind::Grpc(g)) => return Self::from_grpc(&g.routes),
             _ => Vec::new(),
         };
         let mut routes: Vec<HttpRoute> = Vec::new();
+        let mut default = false;
         for route in lists.into_iter().flatten().flatten() {
             let Some(name) = resource_name(&route.metadata) else {
+                default = true;
                 continue;
             };
             if routes.iter().any(|r| r.name == name) {
                 continue;
             }
             let rules = route.rules.iter().map(rule).collect();
-            routes.push(HttpRoute { name, rules });
+            routes.push(HttpRoute {
+                name,
+                kind: RouteKind::Http,
+                rules,
+            });
         }
-        HttpRoutes { routes }
+        let fallback = default && !routes.is_empty();
+        HttpRoutes { routes, fallback }
+    }
+
+    /// GRPCRoutes, as rules over the request's path (`/<service>/<method>`).
+    fn from_grpc(list: &[linkerd2_proxy_api::outbound::GrpcRoute]) -> HttpRoutes {
+        let routes: Vec<HttpRoute> = list
+            .iter()
+            .filter_map(|route| {
+                Some(HttpRoute {
+                    name: resource_name(&route.metadata)?,
+                    kind: RouteKind::Grpc,
+                    rules: route.rules.iter().map(grpc_rule).collect(),
+                })
+            })
+            .collect();
+        let default = list.iter().any(|r| resource_name(&r.metadata).is_none());
+        HttpRoutes {
+            fallback: default && !routes.is_empty(),
+            routes,
+        }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -250,6 +326,10 @@ impl RouteMatch {
                 let p = p.trim_end_matches('/');
                 prefix_matches(p, path).then_some((false, p.len()))?
             }
+            Some(PathMatch::GrpcMethod(m)) => {
+                let (service, method) = path.strip_prefix('/')?.split_once('/')?;
+                (!service.is_empty() && method == m).then_some((false, 0))?
+            }
             Some(PathMatch::Unsupported) => return None,
         };
         if self.method.as_deref().is_some_and(|m| m != method.as_str()) {
@@ -259,7 +339,7 @@ impl RouteMatch {
             if !headers
                 .get_all(name.as_str())
                 .iter()
-                .any(|v| v.as_bytes() == value.as_slice())
+                .any(|v| value.matches(v.as_bytes()))
             {
                 return None;
             }
@@ -304,47 +384,137 @@ fn resource_name(meta: &Option<Metadata>) -> Option<Arc<str>> {
     }
 }
 
+/// An HTTPRoute's or a GRPCRoute's rule, whose proto types have the same
+/// shape: its matches (through `$matched`), backends, timeouts, retry
+/// (`$retry`) and filters (`$filters`).
+macro_rules! route_rule {
+    ($rule:expr, $dist:path, $matched:expr, $retry:expr, $filters:expr) => {{
+        use $dist as D;
+        let rule = $rule;
+        let matches = if rule.matches.is_empty() {
+            // The Gateway API's default: every request.
+            vec![RouteMatch::default()]
+        } else {
+            rule.matches.iter().map($matched).collect()
+        };
+        let backends = match rule.backends.as_ref().and_then(|d| d.kind.as_ref()) {
+            Some(D::RandomAvailable(r)) => weighted(
+                r.backends
+                    .iter()
+                    .filter_map(|w| Some((w.weight, w.backend.as_ref()?.backend.as_ref()?))),
+            ),
+            Some(D::FirstAvailable(f)) => weighted(
+                f.backends
+                    .iter()
+                    .filter_map(|b| b.backend.as_ref())
+                    .map(|b| (1, b))
+                    .take(1),
+            ),
+            Some(D::Empty(_)) | None => Vec::new(),
+        };
+        let (request_timeout, backend_timeout) = timeouts(rule.timeouts.as_ref());
+        HttpRule {
+            matches,
+            backends,
+            request_timeout,
+            backend_timeout,
+            retry: rule.retry.as_ref().and_then($retry),
+            filters: $filters(&rule.filters).into(),
+        }
+    }};
+}
+
 fn rule(rule: &linkerd2_proxy_api::outbound::http_route::Rule) -> HttpRule {
-    let matches = if rule.matches.is_empty() {
-        // The Gateway API's default: every request.
-        vec![RouteMatch::default()]
-    } else {
-        rule.matches.iter().map(route_match).collect()
-    };
-    let backends = match rule.backends.as_ref().and_then(|d| d.kind.as_ref()) {
-        Some(Dist::RandomAvailable(r)) => r
-            .backends
-            .iter()
-            .filter(|w| w.weight > 0)
-            .filter_map(|w| {
-                let path = balancer_path(w.backend.as_ref()?.backend.as_ref()?)?;
-                Some(WeightedBackend {
-                    weight: w.weight,
-                    path,
-                })
+    route_rule!(rule, Dist, route_match, retry, filter::filters)
+}
+
+/// A GRPCRoute rule: its method matches as path matches.
+fn grpc_rule(rule: &linkerd2_proxy_api::outbound::grpc_route::Rule) -> HttpRule {
+    route_rule!(
+        rule,
+        linkerd2_proxy_api::outbound::grpc_route::distribution::Kind,
+        grpc_match,
+        grpc_retry,
+        filter::grpc_filters
+    )
+}
+
+/// The balancer backends among `(weight, backend)`, without those of no
+/// weight.
+fn weighted<'a>(backends: impl Iterator<Item = (u32, &'a Backend)>) -> Vec<WeightedBackend> {
+    backends
+        .filter(|(weight, _)| *weight > 0)
+        .filter_map(|(weight, b)| {
+            Some(WeightedBackend {
+                weight,
+                path: balancer_path(b)?,
             })
-            .collect(),
-        Some(Dist::FirstAvailable(f)) => f
-            .backends
-            .iter()
-            .filter_map(|b| balancer_path(b.backend.as_ref()?))
-            .take(1)
-            .map(|path| WeightedBackend { weight: 1, path })
-            .collect(),
-        Some(Dist::Empty(_)) | None => Vec::new(),
+        })
+        .collect()
+}
+
+/// A rule's request and backend (one attempt's) timeouts; zero is none.
+fn timeouts(t: Option<&api::Timeouts>) -> (Option<Duration>, Option<Duration>) {
+    (
+        t.and_then(|t| duration(t.request)),
+        t.and_then(|t| duration(t.response)),
+    )
+}
+
+/// A policy duration; absent, invalid or zero is none.
+fn duration(d: Option<prost_types::Duration>) -> Option<Duration> {
+    d.and_then(|d| Duration::try_from(d).ok())
+        .filter(|d| !d.is_zero())
+}
+
+/// `cancelled`, `deadline-exceeded`, ... as gRPC status codes.
+fn grpc_retry(r: &linkerd2_proxy_api::outbound::grpc_route::Retry) -> Option<RetryPolicy> {
+    let c = r.conditions.as_ref()?;
+    let grpc_codes: Vec<u32> = [
+        (c.cancelled, 1),
+        (c.deadine_exceeded, 4),
+        (c.resource_exhausted, 8),
+        (c.internal, 13),
+        (c.unavailable, 14),
+    ]
+    .into_iter()
+    .filter_map(|(on, code)| on.then_some(code))
+    .collect();
+    if r.max_retries == 0 || grpc_codes.is_empty() {
+        return None;
+    }
+    Some(RetryPolicy {
+        max_retries: r.max_retries,
+        max_request_bytes: r.max_request_bytes,
+        statuses: Vec::new(),
+        grpc_codes,
+        timeout: duration(r.timeout),
+        backoff: backoff(r.backoff.as_ref()),
+    })
+}
+
+/// A GRPCRoute match: the service and method (either may be empty) as a
+/// path match, and its header matches.
+fn grpc_match(m: &linkerd2_proxy_api::grpc_route::GrpcRouteMatch) -> RouteMatch {
+    let (service, method) = m
+        .rpc
+        .as_ref()
+        .map_or(("", ""), |r| (r.service.as_str(), r.method.as_str()));
+    let path = match (service, method) {
+        ("", "") => None,
+        (s, "") => Some(PathMatch::Prefix(format!("/{s}"))),
+        ("", m) => Some(PathMatch::GrpcMethod(m.to_string())),
+        (s, m) => Some(PathMatch::Exact(format!("/{s}/{m}"))),
     };
-    let timeout = |d: Option<prost_types::Duration>| {
-        d.and_then(|d| Duration::try_from(d).ok())
-            .filter(|d| !d.is_zero())
-    };
-    let timeouts = rule.timeouts.as_ref();
-    HttpRule {
-        matches,
-        backends,
-        request_timeout: timeouts.and_then(|t| timeout(t.request)),
-        backend_timeout: timeouts.and_then(|t| timeout(t.response)),
-        retry: rule.retry.as_ref().and_then(retry),
-        filters: filter::filters(&rule.filters).into(),
+    let (headers, unsupported) = header_matches(&m.headers);
+    RouteMatch {
+        path: if unsupported {
+            Some(PathMatch::Unsupported)
+        } else {
+            path
+        },
+        headers,
+        ..RouteMatch::default()
     }
 }
 
@@ -353,10 +523,6 @@ const DEFAULT_BACKOFF: (Duration, Duration) =
     (Duration::from_millis(25), Duration::from_millis(250));
 
 fn retry(r: &linkerd2_proxy_api::outbound::http_route::Retry) -> Option<RetryPolicy> {
-    let duration = |d: Option<prost_types::Duration>| {
-        d.and_then(|d| Duration::try_from(d).ok())
-            .filter(|d| !d.is_zero())
-    };
     let statuses: Vec<(u16, u16)> = r
         .conditions
         .as_ref()
@@ -374,24 +540,29 @@ fn retry(r: &linkerd2_proxy_api::outbound::http_route::Retry) -> Option<RetryPol
     if r.max_retries == 0 || statuses.is_empty() {
         return None;
     }
-    let backoff = r.backoff.as_ref().map_or(DEFAULT_BACKOFF, |b| {
+    Some(RetryPolicy {
+        max_retries: r.max_retries,
+        max_request_bytes: r.max_request_bytes,
+        statuses,
+        grpc_codes: Vec::new(),
+        timeout: duration(r.timeout),
+        backoff: backoff(r.backoff.as_ref()),
+    })
+}
+
+/// The policy's backoff, or Linkerd's.
+fn backoff(b: Option<&linkerd2_proxy_api::outbound::ExponentialBackoff>) -> (Duration, Duration) {
+    b.map_or(DEFAULT_BACKOFF, |b| {
         let min = duration(b.min_backoff).unwrap_or(DEFAULT_BACKOFF.0);
         let max = duration(b.max_backoff)
             .unwrap_or(DEFAULT_BACKOFF.1)
             .max(min);
         (min, max)
-    });
-    Some(RetryPolicy {
-        max_retries: r.max_retries,
-        max_request_bytes: r.max_request_bytes,
-        statuses,
-        timeout: duration(r.timeout),
-        backoff,
     })
 }
 
 fn route_match(m: &api::HttpRouteMatch) -> RouteMatch {
-    use api::{header_match, path_match, query_param_match};
+    use api::{path_match, query_param_match};
     let path = m
         .path
         .as_ref()
@@ -401,18 +572,7 @@ fn route_match(m: &api::HttpRouteMatch) -> RouteMatch {
             path_match::Kind::Prefix(p) => PathMatch::Prefix(p.clone()),
             path_match::Kind::Regex(_) => PathMatch::Unsupported,
         });
-    let mut unsupported = false;
-    let headers = m
-        .headers
-        .iter()
-        .filter_map(|h| match &h.value {
-            Some(header_match::Value::Exact(v)) => Some((h.name.to_ascii_lowercase(), v.clone())),
-            _ => {
-                unsupported = true;
-                None
-            }
-        })
-        .collect();
+    let (headers, mut unsupported) = header_matches(&m.headers);
     let query = m
         .query_params
         .iter()
@@ -444,6 +604,30 @@ fn route_match(m: &api::HttpRouteMatch) -> RouteMatch {
         query,
         method,
     }
+}
+
+/// Header matches (names lower-cased), and whether one could not be read
+/// (no value, or a regex that does not compile within the proxy's limits).
+fn header_matches(headers: &[api::HeaderMatch]) -> (Vec<(String, HeaderValueMatch)>, bool) {
+    use api::header_match;
+    let mut unsupported = false;
+    let parsed = headers
+        .iter()
+        .filter_map(|h| {
+            let value = match &h.value {
+                Some(header_match::Value::Exact(v)) => Some(HeaderValueMatch::Exact(v.clone())),
+                Some(header_match::Value::Regex(re)) => crate::profile::PathRegex::new(re)
+                    .ok()
+                    .map(HeaderValueMatch::Regex),
+                None => None,
+            };
+            if value.is_none() {
+                unsupported = true;
+            }
+            Some((h.name.to_ascii_lowercase(), value?))
+        })
+        .collect();
+    (parsed, unsupported)
 }
 
 /// The destination path of a balancer backend.

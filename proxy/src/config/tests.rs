@@ -185,3 +185,74 @@ fn ingress_mode_is_off_unless_set_to_true() {
     );
     assert!(errs.contains("expected true or false"), "{errs}");
 }
+
+#[test]
+fn tracing_is_off_by_default_and_configured_by_collector() {
+    assert_eq!(Config::default().trace, None);
+    let c = Config::from_env(&env(&[
+        (
+            "STRAND_PROXY_TRACE_COLLECTOR_SVC_ADDR",
+            "collector.linkerd-jaeger.svc.cluster.local:4317",
+        ),
+        ("STRAND_PROXY_TRACE_PROTOCOL", "opentelemetry"),
+        ("STRAND_PROXY_TRACE_SERVICE_NAME", "web"),
+        (
+            "STRAND_PROXY_TRACE_EXTRA_ATTRIBUTES",
+            "k8s.pod.name=web-1, k8s.namespace.name=default,",
+        ),
+    ]))
+    .unwrap();
+    assert_eq!(
+        c.trace,
+        Some(TraceConfig {
+            collector_addr: "collector.linkerd-jaeger.svc.cluster.local:4317".into(),
+            service_name: "web".into(),
+            attributes: vec![
+                ("k8s.pod.name".into(), "web-1".into()),
+                ("k8s.namespace.name".into(), "default".into())
+            ],
+        })
+    );
+    for addr in ["10.42.0.1:4317", "[fd00::1]:4317"] {
+        let c = Config::from_env(&env(&[("STRAND_PROXY_TRACE_COLLECTOR_SVC_ADDR", addr)])).unwrap();
+        assert_eq!(c.trace.unwrap().service_name, "strand-proxy");
+    }
+}
+
+#[test]
+fn bad_tracing_variables_are_reported() {
+    let errs = Config::from_env(&env(&[
+        ("STRAND_PROXY_TRACE_COLLECTOR_SVC_ADDR", "collector"),
+        ("STRAND_PROXY_TRACE_PROTOCOL", "opencensus"),
+        ("STRAND_PROXY_TRACE_EXTRA_ATTRIBUTES", "k8s.pod.name"),
+    ]))
+    .unwrap_err();
+    let names: Vec<_> = errs.0.iter().map(|e| e.name).collect();
+    assert_eq!(
+        names,
+        [
+            "STRAND_PROXY_TRACE_COLLECTOR_SVC_ADDR",
+            "STRAND_PROXY_TRACE_PROTOCOL",
+            "STRAND_PROXY_TRACE_EXTRA_ATTRIBUTES"
+        ]
+    );
+    assert!(
+        errs.0[1].reason.contains("OpenCensus"),
+        "{}",
+        errs.0[1].reason
+    );
+    for bad in [
+        "10.42.0.1:0",
+        ":4317",
+        "10.42.0.1",
+        "[fd00::1:4317",
+        "bad host:1",
+    ] {
+        let errs =
+            Config::from_env(&env(&[("STRAND_PROXY_TRACE_COLLECTOR_SVC_ADDR", bad)])).unwrap_err();
+        assert_eq!(
+            errs.0[0].name, "STRAND_PROXY_TRACE_COLLECTOR_SVC_ADDR",
+            "{bad}"
+        );
+    }
+}

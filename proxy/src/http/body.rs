@@ -37,6 +37,8 @@ pub struct End {
     tap: Option<Box<crate::tap::Tapped>>,
     /// A ServiceProfile route's response count, when the request had one.
     route: Option<super::profile::RouteResponse>,
+    /// The proxy's span, when the request was traced.
+    span: Option<Box<crate::trace::ActiveSpan>>,
 }
 
 // === impl ProxyBody ===
@@ -58,6 +60,7 @@ impl ProxyBody {
                 reset_client,
                 tap: None,
                 route: None,
+                span: None,
             }),
         }
     }
@@ -66,6 +69,14 @@ impl ProxyBody {
     pub fn with_route(mut self, route: Option<super::profile::RouteResponse>) -> Self {
         if let ProxyBody::Upstream { end: Some(e), .. } = &mut self {
             e.route = route;
+        }
+        self
+    }
+
+    /// Ends the request's span when the body ends.
+    pub fn with_span(mut self, span: Option<crate::trace::ActiveSpan>) -> Self {
+        if let ProxyBody::Upstream { end: Some(e), .. } = &mut self {
+            e.span = span.map(Box::new);
         }
         self
     }
@@ -188,6 +199,16 @@ impl End {
         };
         if let (Some(route), Some(status)) = (self.route.take(), l.status_code) {
             route.finish(status, l.grpc_status, clean);
+        }
+        if let (Some(span), Some(tracer)) = (self.span.take(), &self.forward.tracer) {
+            let error = if !clean {
+                Some("response stream failed")
+            } else if l.grpc_status.is_some_and(|g| g != 0) {
+                Some("grpc error")
+            } else {
+                None
+            };
+            tracer.finish(*span, l.status_code, error);
         }
         let f = &self.forward;
         f.metrics.response_end_cached(&f.handles, &self.labels);

@@ -70,6 +70,9 @@ struct RequestHead {
     head_method: bool,
     idempotent: bool,
     close: bool,
+    /// It carries a trace context (W3C or B3): a proxy that traces serves
+    /// it on the general path, which starts the span.
+    traced: bool,
 }
 
 /// How a response body is delimited.
@@ -152,8 +155,9 @@ where
             }
             Parsed::Other => break Lean::Fallback,
         };
-        if fwd.taps.is_active() {
-            // A tap opened: its events come from the general path.
+        if fwd.taps.is_active() || head.traced && fwd.tracer.is_some() {
+            // A tap opened, or the request is traced: its events and its
+            // span come from the general path.
             break Lean::Fallback;
         }
         match forward_one(io, buf, &mut rsp_buf, fwd, head, &mut upstream, drain).await {
@@ -703,8 +707,11 @@ fn parse_request(buf: &[u8], max_head: usize) -> Parsed {
     let mut authority = None;
     let mut close = false;
     let mut te_trailers = false;
+    let mut traced = false;
     for h in req.headers.iter() {
         let name = h.name;
+        traced |=
+            name.eq_ignore_ascii_case("traceparent") || name.eq_ignore_ascii_case("x-b3-traceid");
         if name.eq_ignore_ascii_case("content-length") {
             if h.value.trim_ascii() != b"0" {
                 return Parsed::Other;
@@ -765,6 +772,7 @@ fn parse_request(buf: &[u8], max_head: usize) -> Parsed {
             "GET" | "HEAD" | "OPTIONS" | "PUT" | "DELETE" | "TRACE"
         ),
         close,
+        traced,
     })
 }
 

@@ -18,6 +18,12 @@ pub enum RequestBody {
         data: Option<Bytes>,
         trailers: Option<HeaderMap>,
     },
+    /// The client's body, of which `prefix` was read already (to see
+    /// whether it could be kept for retries): `prefix`, then the rest.
+    Prefixed {
+        prefix: Option<Bytes>,
+        rest: Incoming,
+    },
 }
 
 impl RequestBody {
@@ -52,6 +58,10 @@ impl Body for RequestBody {
                 }
                 Poll::Ready(trailers.take().map(|t| Ok(Frame::trailers(t))))
             }
+            RequestBody::Prefixed { prefix, rest } => match prefix.take() {
+                Some(d) => Poll::Ready(Some(Ok(Frame::data(d)))),
+                None => Pin::new(rest).poll_frame(cx),
+            },
         }
     }
 
@@ -59,6 +69,7 @@ impl Body for RequestBody {
         match self {
             RequestBody::Streaming(b) => b.is_end_stream(),
             RequestBody::Buffered { data, trailers } => data.is_none() && trailers.is_none(),
+            RequestBody::Prefixed { prefix, rest } => prefix.is_none() && rest.is_end_stream(),
         }
     }
 
@@ -67,6 +78,16 @@ impl Body for RequestBody {
             RequestBody::Streaming(b) => b.size_hint(),
             RequestBody::Buffered { data, .. } => {
                 SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
+            }
+            RequestBody::Prefixed { prefix, rest } => {
+                let before = prefix.as_ref().map_or(0, |d| d.len() as u64);
+                let hint = rest.size_hint();
+                let mut sum = SizeHint::new();
+                sum.set_lower(hint.lower() + before);
+                if let Some(upper) = hint.upper() {
+                    sum.set_upper(upper + before);
+                }
+                sum
             }
         }
     }

@@ -20,7 +20,7 @@ use crate::errors::ProxyError;
 pub enum Replay {
     /// The body and its trailers, kept for every attempt.
     Buffered(Bytes, Option<HeaderMap>),
-    /// Too long (or of unknown length) to keep: the request is sent once.
+    /// Too long (or not ended in time) to keep: the request is sent once.
     Streaming(RequestBody),
 }
 
@@ -43,19 +43,61 @@ impl Failed {
     }
 }
 
-/// Reads `body` in full when its length is known to be at most `max`
-/// bytes (an empty body always is); otherwise hands it back untouched.
+/// How long a body of unknown length (HTTP/2 without `content-length`, as
+/// gRPC sends, or chunked) may take to end within `max` bytes and be kept
+/// for retries; past it, it is streamed once. Long enough for a unary gRPC
+/// call's message, short enough that a streaming call (whose client waits
+/// for an answer before sending more) only starts this much later.
+const UNKNOWN_LENGTH_WAIT: Duration = Duration::from_millis(100);
+
+/// Reads `body` in full when it is at most `max` bytes: at once when its
+/// length is known, else when it ends within [`UNKNOWN_LENGTH_WAIT`]
+/// (an empty body always is). Otherwise hands it back, with what was read
+/// of it sent first.
 pub async fn replayable(body: RequestBody, max: u32) -> Result<Replay, ProxyError> {
     if body.is_end_stream() {
         return Ok(Replay::Buffered(Bytes::new(), None));
     }
     match body.size_hint().upper() {
-        Some(n) if n <= u64::from(max) => {}
-        _ => return Ok(Replay::Streaming(body)),
+        Some(n) if n <= u64::from(max) => {
+            let collected = body.collect().await.map_err(ProxyError::ClientBody)?;
+            let trailers = collected.trailers().cloned();
+            return Ok(Replay::Buffered(collected.to_bytes(), trailers));
+        }
+        Some(_) => return Ok(Replay::Streaming(body)),
+        None => {}
     }
-    let collected = body.collect().await.map_err(ProxyError::ClientBody)?;
-    let trailers = collected.trailers().cloned();
-    Ok(Replay::Buffered(collected.to_bytes(), trailers))
+    let RequestBody::Streaming(mut rest) = body else {
+        return Ok(Replay::Streaming(body));
+    };
+    let mut data = bytes::BytesMut::new();
+    let deadline = Instant::now() + UNKNOWN_LENGTH_WAIT;
+    let prefixed = |data: bytes::BytesMut, rest| {
+        Replay::Streaming(RequestBody::Prefixed {
+            prefix: (!data.is_empty()).then(|| data.freeze()),
+            rest,
+        })
+    };
+    loop {
+        let frame = match tokio::time::timeout_at(deadline, rest.frame()).await {
+            Err(_) => return Ok(prefixed(data, rest)),
+            Ok(None) => return Ok(Replay::Buffered(data.freeze(), None)),
+            Ok(Some(frame)) => frame.map_err(ProxyError::ClientBody)?,
+        };
+        match frame.into_data() {
+            Ok(chunk) => {
+                data.extend_from_slice(&chunk);
+                if data.len() > max as usize {
+                    return Ok(prefixed(data, rest));
+                }
+            }
+            Err(frame) => {
+                if let Ok(trailers) = frame.into_trailers() {
+                    return Ok(Replay::Buffered(data.freeze(), Some(trailers)));
+                }
+            }
+        }
+    }
 }
 
 /// A new request with `head`'s method, URI, version and headers.

@@ -194,10 +194,16 @@ fn path_regex(field: &str, re: &str) -> Result<(), FieldError> {
             "must not be empty (it must match the whole path, e.g. \"/api/.*\")",
         ));
     }
+    usable_regex(field, re, "path regex")
+}
+
+/// Refuses a regex (a `what`) that [`compile_path_regex`], the proxies' own
+/// compilation, cannot build.
+pub(crate) fn usable_regex(field: &str, re: &str, what: &str) -> Result<(), FieldError> {
     compile_path_regex(re).map_err(|e| {
         FieldError::new(
             field,
-            format!("{re:?} is not a usable path regex: {}", regex_error(&*e)),
+            format!("{re:?} is not a usable {what}: {}", regex_error(&*e)),
         )
     })?;
     Ok(())

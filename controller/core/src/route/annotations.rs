@@ -1,9 +1,12 @@
-//! Linkerd's retry and timeout annotations on an HTTPRoute (Linkerd 2.16+),
-//! which apply to every rule of the route:
+//! Linkerd's retry and timeout annotations on an HTTPRoute or a GRPCRoute
+//! (Linkerd 2.16+), which apply to every rule of the route:
 //!
-//! - `retry.linkerd.io/http`: the response statuses that are retried,
-//!   comma-separated: `5xx` (500-599), `gateway-error` (502-504), a status
-//!   (`503`) or a range (`500-504`).
+//! - `retry.linkerd.io/http` (HTTPRoutes): the response statuses that are
+//!   retried, comma-separated: `5xx` (500-599), `gateway-error` (502-504),
+//!   a status (`503`) or a range (`500-504`).
+//! - `retry.linkerd.io/grpc` (GRPCRoutes): the gRPC statuses that are
+//!   retried, comma-separated: `cancelled`, `deadline-exceeded`,
+//!   `internal`, `resource-exhausted`, `unavailable`.
 //! - `retry.linkerd.io/limit`: retries per request (default 1).
 //! - `retry.linkerd.io/timeout`: how long one attempt may take before it is
 //!   cancelled and retried.
@@ -13,8 +16,11 @@
 //!   `request`. `timeout.linkerd.io/idle` is refused: the proxies do not
 //!   end idle streams yet.
 //!
-//! Any `retry.linkerd.io/*` annotation turns retries on (statuses `5xx`
-//! unless `retry.linkerd.io/http` says otherwise). Durations are Gateway API
+//! On an HTTPRoute, any `retry.linkerd.io/*` annotation turns retries on
+//! (statuses `5xx` unless `retry.linkerd.io/http` says otherwise). A
+//! GRPCRoute retries only with `retry.linkerd.io/grpc`, which has no default
+//! (as in Linkerd), so its `limit` or `timeout` alone is refused rather than
+//! ignored. Durations are Gateway API
 //! durations (GEP-2257), as Linkerd documents them. Any other key under
 //! these two prefixes is refused, so that a misspelt annotation never
 //! silently does nothing.
@@ -32,6 +38,9 @@ pub const TIMEOUT_REQUEST: &str = "timeout.linkerd.io/request";
 pub const TIMEOUT_RESPONSE: &str = "timeout.linkerd.io/response";
 pub const TIMEOUT_IDLE: &str = "timeout.linkerd.io/idle";
 
+/// Linkerd's gRPC retry annotation: valid on Services and GRPCRoutes only.
+pub const RETRY_GRPC: &str = "retry.linkerd.io/grpc";
+
 /// Every annotation of the two prefixes that an HTTPRoute takes.
 pub const ROUTE_ANNOTATIONS: [&str; 6] = [
     RETRY_HTTP,
@@ -42,11 +51,22 @@ pub const ROUTE_ANNOTATIONS: [&str; 6] = [
     TIMEOUT_IDLE,
 ];
 
+/// Every annotation of the two prefixes that a GRPCRoute takes.
+pub const GRPC_ROUTE_ANNOTATIONS: [&str; 6] = [
+    RETRY_GRPC,
+    RETRY_LIMIT,
+    RETRY_TIMEOUT,
+    TIMEOUT_REQUEST,
+    TIMEOUT_RESPONSE,
+    TIMEOUT_IDLE,
+];
+
 const RETRY_PREFIX: &str = "retry.linkerd.io/";
 const TIMEOUT_PREFIX: &str = "timeout.linkerd.io/";
 
-/// Linkerd's gRPC retry annotation: valid on Services and GRPCRoutes only.
-const RETRY_GRPC: &str = "retry.linkerd.io/grpc";
+/// The gRPC statuses `retry.linkerd.io/grpc` may name (Linkerd's).
+const GRPC_CONDITIONS: &str =
+    "cancelled, deadline-exceeded, internal, resource-exhausted, unavailable";
 
 /// The most retries a route may ask for. Linkerd takes any 16-bit number,
 /// but every retry adds up to one more request to a backend that is
@@ -67,11 +87,13 @@ const GATEWAY_ERRORS: RangeInclusive<u16> = 502..=504;
 /// The statuses a condition may name (Linkerd's bounds).
 const STATUSES: RangeInclusive<u16> = 100..=599;
 
-/// What Linkerd's annotations ask of every rule of a route.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct RouteAnnotations {
-    /// Set when any `retry.linkerd.io/*` annotation is.
-    pub retry: Option<RouteRetry>,
+/// What Linkerd's annotations ask of every rule of a route: an HTTPRoute's
+/// by default, a GRPCRoute's as [`GrpcRouteAnnotations`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RouteAnnotations<R = RouteRetry> {
+    /// HTTPRoutes: set when any `retry.linkerd.io/*` annotation is;
+    /// GRPCRoutes: set when `retry.linkerd.io/grpc` is.
+    pub retry: Option<R>,
     /// `timeout.linkerd.io/request`, as written (`0s`: none).
     pub request_timeout: Option<GatewayDuration>,
     /// `timeout.linkerd.io/response`, as written (`0s`: none).
@@ -80,17 +102,35 @@ pub struct RouteAnnotations {
     pub idle_timeout: Option<GatewayDuration>,
 }
 
-/// When and how often a rule's failed requests are sent again.
+/// A GRPCRoute's annotations.
+pub type GrpcRouteAnnotations = RouteAnnotations<GrpcRouteRetry>;
+
+/// When and how often a rule's failed requests are sent again: by HTTP
+/// status by default, by gRPC status as [`GrpcRouteRetry`].
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RouteRetry {
+pub struct RouteRetry<S = Vec<RangeInclusive<u16>>> {
     /// Retries after the first attempt: 1 to [`MAX_RETRY_LIMIT`].
     pub limit: u32,
-    /// The response statuses retried: inclusive ranges in the order
-    /// written; never empty.
-    pub statuses: Vec<RangeInclusive<u16>>,
+    /// The statuses retried. HTTP: inclusive ranges in the order written;
+    /// never empty. gRPC: the codes `retry.linkerd.io/grpc` names.
+    pub statuses: S,
     /// How long one attempt may take before it is cancelled and retried;
     /// `None` when absent or `0s`.
     pub timeout: Option<Duration>,
+}
+
+/// A GRPCRoute rule's retry.
+pub type GrpcRouteRetry = RouteRetry<GrpcRetryConditions>;
+
+/// The gRPC statuses a GRPCRoute retries (the codes Linkerd can retry);
+/// at least one is set.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GrpcRetryConditions {
+    pub cancelled: bool,
+    pub deadline_exceeded: bool,
+    pub internal: bool,
+    pub resource_exhausted: bool,
+    pub unavailable: bool,
 }
 
 /// A rule's timeouts, its own fields and the route's annotations combined;
@@ -111,33 +151,38 @@ pub struct RouteTimeouts {
 // === impl RouteAnnotations ===
 
 impl RouteAnnotations {
-    /// Reads a route's annotations; annotations of other prefixes are left
-    /// alone.
+    /// Reads an HTTPRoute's annotations; annotations of other prefixes are
+    /// left alone.
     pub fn parse(annotations: &BTreeMap<String, String>) -> Result<Self, FieldError> {
-        for key in annotations.keys() {
-            known(key)?;
-        }
-        let get = |key: &str| annotations.get(key).map(|v| (field(key), v.as_str()));
-        let timeout = |key: &str| get(key).map(|(f, v)| duration(&f, v)).transpose();
-        let limit = get(RETRY_LIMIT).map(|(f, v)| limit(&f, v)).transpose()?;
-        let statuses = get(RETRY_HTTP)
-            .map(|(f, v)| conditions(&f, v))
-            .transpose()?;
-        let try_timeout = timeout(RETRY_TIMEOUT)?;
-        let retry =
-            (limit.is_some() || statuses.is_some() || try_timeout.is_some()).then(|| RouteRetry {
-                limit: limit.unwrap_or(DEFAULT_RETRY_LIMIT),
-                statuses: statuses.unwrap_or_else(|| vec![SERVER_ERRORS]),
-                timeout: nonzero(try_timeout.as_ref()),
-            });
-        Ok(Self {
-            retry,
-            request_timeout: timeout(TIMEOUT_REQUEST)?,
-            response_timeout: timeout(TIMEOUT_RESPONSE)?,
-            idle_timeout: timeout(TIMEOUT_IDLE)?,
-        })
+        parse(
+            annotations,
+            RouteKind::Http,
+            conditions,
+            Some(vec![SERVER_ERRORS]),
+        )
     }
+}
 
+impl GrpcRouteAnnotations {
+    /// Reads a GRPCRoute's annotations; annotations of other prefixes are
+    /// left alone.
+    pub fn parse_grpc(annotations: &BTreeMap<String, String>) -> Result<Self, FieldError> {
+        parse(annotations, RouteKind::Grpc, grpc_conditions, None)
+    }
+}
+
+impl<R> Default for RouteAnnotations<R> {
+    fn default() -> Self {
+        Self {
+            retry: None,
+            request_timeout: None,
+            response_timeout: None,
+            idle_timeout: None,
+        }
+    }
+}
+
+impl<R> RouteAnnotations<R> {
     /// The timeouts of a rule with Gateway API timeouts `rule`: each
     /// annotation given wins over the rule's field (Linkerd's precedence,
     /// documented for `request`), even with `0s`, which turns the timeout
@@ -157,14 +202,97 @@ impl RouteAnnotations {
     }
 }
 
+/// The two kinds of route, which differ in the retry conditions they take.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum RouteKind {
+    Http,
+    Grpc,
+}
+
+impl RouteKind {
+    /// With its article, for messages.
+    fn a_route(self) -> &'static str {
+        match self {
+            Self::Http => "an HTTPRoute",
+            Self::Grpc => "a GRPCRoute",
+        }
+    }
+
+    fn annotations(self) -> &'static [&'static str] {
+        match self {
+            Self::Http => &ROUTE_ANNOTATIONS,
+            Self::Grpc => &GRPC_ROUTE_ANNOTATIONS,
+        }
+    }
+
+    /// The annotation naming the statuses retried.
+    fn conditions(self) -> &'static str {
+        match self {
+            Self::Http => RETRY_HTTP,
+            Self::Grpc => RETRY_GRPC,
+        }
+    }
+}
+
+/// A route's annotations, its retry conditions read by `conditions`; with
+/// a limit or a per-try timeout but no conditions, `default` (`None`:
+/// refused, as that would retry nothing).
+fn parse<S>(
+    annotations: &BTreeMap<String, String>,
+    kind: RouteKind,
+    conditions: fn(&str, &str) -> Result<S, FieldError>,
+    default: Option<S>,
+) -> Result<RouteAnnotations<RouteRetry<S>>, FieldError> {
+    for key in annotations.keys() {
+        known(key, kind)?;
+    }
+    let get = |key: &str| annotations.get(key).map(|v| (field(key), v.as_str()));
+    let timeout = |key: &str| get(key).map(|(f, v)| duration(&f, v)).transpose();
+    let limit = get(RETRY_LIMIT).map(|(f, v)| limit(&f, v)).transpose()?;
+    let statuses = get(kind.conditions())
+        .map(|(f, v)| conditions(&f, v))
+        .transpose()?;
+    let try_timeout = timeout(RETRY_TIMEOUT)?;
+    let statuses = match (statuses, default) {
+        (Some(s), _) => Some(s),
+        (None, _) if limit.is_none() && try_timeout.is_none() => None,
+        (None, Some(default)) => Some(default),
+        (None, None) => {
+            let key = if limit.is_some() {
+                RETRY_LIMIT
+            } else {
+                RETRY_TIMEOUT
+            };
+            return Err(FieldError::new(
+                field(key),
+                format!(
+                    "retries nothing without {}, which names the statuses {} retries ({GRPC_CONDITIONS}): add it, or leave out the {RETRY_PREFIX}* annotations",
+                    kind.conditions(),
+                    kind.a_route()
+                ),
+            ));
+        }
+    };
+    Ok(RouteAnnotations {
+        retry: statuses.map(|statuses| RouteRetry {
+            limit: limit.unwrap_or(DEFAULT_RETRY_LIMIT),
+            statuses,
+            timeout: nonzero(try_timeout.as_ref()),
+        }),
+        request_timeout: timeout(TIMEOUT_REQUEST)?,
+        response_timeout: timeout(TIMEOUT_RESPONSE)?,
+        idle_timeout: timeout(TIMEOUT_IDLE)?,
+    })
+}
+
 /// `metadata.annotations["<key>"]`
 fn field(key: &str) -> String {
     format!("metadata.annotations[{key:?}]")
 }
 
-/// Refuses keys of Linkerd's retry and timeout prefixes that an HTTPRoute
-/// does not take.
-fn known(key: &str) -> Result<(), FieldError> {
+/// Refuses keys of Linkerd's retry and timeout prefixes that a route of
+/// `kind` does not take.
+fn known(key: &str, kind: RouteKind) -> Result<(), FieldError> {
     let ours = key.starts_with(RETRY_PREFIX) || key.starts_with(TIMEOUT_PREFIX);
     if key == TIMEOUT_IDLE {
         return Err(FieldError::new(
@@ -174,24 +302,31 @@ fn known(key: &str) -> Result<(), FieldError> {
             ),
         ));
     }
-    if !ours || ROUTE_ANNOTATIONS.contains(&key) {
+    if !ours || kind.annotations().contains(&key) {
         return Ok(());
     }
-    if key == RETRY_GRPC {
-        return Err(FieldError::new(
+    match (kind, key) {
+        (RouteKind::Http, RETRY_GRPC) => Err(FieldError::new(
             field(key),
             format!(
                 "is for GRPCRoutes and Services, not HTTPRoutes: an HTTPRoute retries on HTTP statuses with {RETRY_HTTP}"
             ),
-        ));
+        )),
+        (RouteKind::Grpc, RETRY_HTTP) => Err(FieldError::new(
+            field(key),
+            format!(
+                "is for HTTPRoutes and Services, not GRPCRoutes: a GRPCRoute retries on gRPC statuses with {RETRY_GRPC}"
+            ),
+        )),
+        _ => Err(FieldError::new(
+            field(key),
+            format!(
+                "is not an annotation {} takes; those of {RETRY_PREFIX} and {TIMEOUT_PREFIX} are {}",
+                kind.a_route(),
+                kind.annotations().join(", ")
+            ),
+        )),
     }
-    Err(FieldError::new(
-        field(key),
-        format!(
-            "is not an annotation an HTTPRoute takes; those of {RETRY_PREFIX} and {TIMEOUT_PREFIX} are {}",
-            ROUTE_ANNOTATIONS.join(", ")
-        ),
-    ))
 }
 
 fn duration(field: &str, value: &str) -> Result<GatewayDuration, FieldError> {
@@ -225,11 +360,7 @@ fn conditions(field: &str, value: &str) -> Result<Vec<RangeInclusive<u16>>, Fiel
         .map(|c| {
             let c = c.trim();
             condition(c).ok_or_else(|| {
-                let within = if c == value {
-                    String::new()
-                } else {
-                    format!(" (in {value:?})")
-                };
+                let within = within(c, value);
                 FieldError::new(
                     field,
                     format!(
@@ -239,6 +370,41 @@ fn conditions(field: &str, value: &str) -> Result<Vec<RangeInclusive<u16>>, Fiel
             })
         })
         .collect()
+}
+
+/// `retry.linkerd.io/grpc`: comma-separated gRPC status names.
+fn grpc_conditions(field: &str, value: &str) -> Result<GrpcRetryConditions, FieldError> {
+    let mut out = GrpcRetryConditions::default();
+    for c in value.split(',') {
+        let c = c.trim();
+        let flag = match c.to_ascii_lowercase().as_str() {
+            "cancelled" => &mut out.cancelled,
+            "deadline-exceeded" => &mut out.deadline_exceeded,
+            "internal" => &mut out.internal,
+            "resource-exhausted" => &mut out.resource_exhausted,
+            "unavailable" => &mut out.unavailable,
+            _ => {
+                let within = within(c, value);
+                return Err(FieldError::new(
+                    field,
+                    format!(
+                        "{c:?}{within} is not a gRPC retry condition: use {GRPC_CONDITIONS}, separated by commas"
+                    ),
+                ));
+            }
+        };
+        *flag = true;
+    }
+    Ok(out)
+}
+
+/// ` (in "<value>")` when condition `c` is one of several in `value`.
+fn within(c: &str, value: &str) -> String {
+    if c == value {
+        String::new()
+    } else {
+        format!(" (in {value:?})")
+    }
 }
 
 fn condition(c: &str) -> Option<RangeInclusive<u16>> {

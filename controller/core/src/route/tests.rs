@@ -2,6 +2,7 @@ use super::*;
 use crate::{Kind, ManifestError, Resource, parse_manifests, parse_resource_json};
 
 mod filters;
+mod grpc;
 
 const CANARY: &str = r#"
 apiVersion: gateway.networking.k8s.io/v1

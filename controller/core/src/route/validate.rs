@@ -1,15 +1,18 @@
 //! What serde cannot check of an HTTPRoute: Gateway API's limits and
 //! formats, and the parts strand refuses because it does not implement them.
-//! A rule's filters have their own module.
+//! A rule's filters have their own module, and so do GRPCRoutes, which
+//! share the checks of parentRefs, backendRefs and header matches.
 
 use super::{
-    HttpBackendRef, HttpRoute, HttpRouteMatch, HttpRouteRule, HttpRouteTimeouts, MAX_WEIGHT,
-    ParentReference, PathMatchType, RETRY_HTTP, RETRY_LIMIT, RETRY_TIMEOUT, ValueMatchType,
+    HttpBackendRef, HttpHeaderMatch, HttpRoute, HttpRouteMatch, HttpRouteRule, HttpRouteTimeouts,
+    MAX_WEIGHT, ParentReference, PathMatchType, RETRY_HTTP, RETRY_LIMIT, RETRY_TIMEOUT,
+    ValueMatchType,
 };
 use crate::{FieldError, validate_dns_label};
 use std::collections::HashMap;
 
 mod filters;
+pub(super) mod grpc;
 
 // Gateway API's limits (the CRD's maxItems and maxLength).
 const MAX_PARENT_REFS: usize = 32;
@@ -27,27 +30,47 @@ pub(super) fn route(route: &HttpRoute) -> Result<(), FieldError> {
     route.annotations()?;
     let ns = &route.metadata.namespace;
     let spec = &route.spec;
-    if spec.parent_refs.is_empty() {
-        return Err(FieldError::new(
-            "spec.parentRefs",
-            "at least one parentRef (a Service) is required",
-        ));
-    }
-    at_most("spec.parentRefs", spec.parent_refs.len(), MAX_PARENT_REFS)?;
-    for (i, p) in spec.parent_refs.iter().enumerate() {
-        parent_ref(&format!("spec.parentRefs[{i}]"), p, ns)?;
-    }
+    parent_refs(&spec.parent_refs, ns)?;
     if !spec.hostnames.is_empty() {
         return Err(FieldError::new(
             "spec.hostnames",
             "is not supported yet; leave it out (a route attached to a Service applies to every name of it)",
         ));
     }
-    at_most("spec.rules", spec.rules.len(), MAX_RULES)?;
+    rules(
+        &spec.rules,
+        |r| r.name.as_deref(),
+        |field, r| rule(field, r, ns),
+    )
+}
+
+/// `spec.parentRefs`: one to 32 Services of namespace `ns`.
+fn parent_refs(parents: &[ParentReference], ns: &str) -> Result<(), FieldError> {
+    if parents.is_empty() {
+        return Err(FieldError::new(
+            "spec.parentRefs",
+            "at least one parentRef (a Service) is required",
+        ));
+    }
+    at_most("spec.parentRefs", parents.len(), MAX_PARENT_REFS)?;
+    for (i, p) in parents.iter().enumerate() {
+        parent_ref(&format!("spec.parentRefs[{i}]"), p, ns)?;
+    }
+    Ok(())
+}
+
+/// `spec.rules`: at most 16, their optional names unique, each checked by
+/// `check` (given its field, `spec.rules[i]`).
+fn rules<R>(
+    rules: &[R],
+    name: impl Fn(&R) -> Option<&str>,
+    check: impl Fn(&str, &R) -> Result<(), FieldError>,
+) -> Result<(), FieldError> {
+    at_most("spec.rules", rules.len(), MAX_RULES)?;
     let mut names: HashMap<&str, usize> = HashMap::new();
-    for (i, r) in spec.rules.iter().enumerate() {
+    for (i, r) in rules.iter().enumerate() {
         let field = format!("spec.rules[{i}]");
-        if let Some(name) = &r.name {
+        if let Some(name) = name(r) {
             validate_dns_label(&format!("{field}.name"), name)?;
             if let Some(j) = names.insert(name, i) {
                 return Err(FieldError::new(
@@ -56,7 +79,7 @@ pub(super) fn route(route: &HttpRoute) -> Result<(), FieldError> {
                 ));
             }
         }
-        rule(&field, r, ns)?;
+        check(&field, r)?;
     }
     Ok(())
 }
@@ -101,27 +124,37 @@ fn rule(field: &str, r: &HttpRouteRule, ns: &str) -> Result<(), FieldError> {
     for (i, m) in r.matches.iter().enumerate() {
         route_match(&format!("{field}.matches[{i}]"), m)?;
     }
-    at_most(
-        &format!("{field}.backendRefs"),
-        r.backend_refs.len(),
-        MAX_BACKEND_REFS,
-    )?;
-    for (i, b) in r.backend_refs.iter().enumerate() {
-        backend_ref(&format!("{field}.backendRefs[{i}]"), b, ns)?;
-    }
+    backend_refs(field, &r.backend_refs, ns)?;
     if let Some(t) = &r.timeouts {
         timeouts(&format!("{field}.timeouts"), t)?;
     }
     filters::rule_filters(field, r)?;
-    if r.retry.is_some() {
+    experimental(
+        field,
+        r.retry.as_ref(),
+        r.session_persistence.as_ref(),
+        RETRY_HTTP,
+    )
+}
+
+/// A rule's `retry` and `sessionPersistence` (experimental in Gateway API),
+/// which strand refuses; `conditions` is the annotation that names what
+/// the route's retries retry.
+fn experimental(
+    field: &str,
+    retry: Option<&serde_json::Value>,
+    session_persistence: Option<&serde_json::Value>,
+    conditions: &str,
+) -> Result<(), FieldError> {
+    if retry.is_some() {
         return Err(FieldError::new(
             format!("{field}.retry"),
             format!(
-                "is not supported (it is experimental in Gateway API); leave it out and annotate the route with Linkerd's {RETRY_HTTP}, {RETRY_LIMIT} and {RETRY_TIMEOUT}"
+                "is not supported (it is experimental in Gateway API); leave it out and annotate the route with Linkerd's {conditions}, {RETRY_LIMIT} and {RETRY_TIMEOUT}"
             ),
         ));
     }
-    if r.session_persistence.is_some() {
+    if session_persistence.is_some() {
         return Err(not_supported(&format!("{field}.sessionPersistence")));
     }
     Ok(())
@@ -141,27 +174,7 @@ fn route_match(field: &str, m: &HttpRouteMatch) -> Result<(), FieldError> {
         }
         path_value(&format!("{field}.value"), &path.value)?;
     }
-    let headers = format!("{field}.headers");
-    at_most(&headers, m.headers.len(), MAX_HEADER_MATCHES)?;
-    let mut seen: HashMap<String, usize> = HashMap::new();
-    for (i, h) in m.headers.iter().enumerate() {
-        let field = format!("{headers}[{i}]");
-        exact_only(&format!("{field}.type"), h.kind)?;
-        token(&format!("{field}.name"), &h.name, "an HTTP header name")?;
-        // Header names are case-insensitive, so `X-A` and `x-a` are one.
-        if let Some(j) = seen.insert(h.name.to_ascii_lowercase(), i) {
-            return Err(FieldError::new(
-                format!("{field}.name"),
-                format!("duplicate header {:?} (also {headers}[{j}])", h.name),
-            ));
-        }
-        text_value(
-            &format!("{field}.value"),
-            &h.value,
-            MAX_HEADER_VALUE_LEN,
-            "header",
-        )?;
-    }
+    header_matches(&format!("{field}.headers"), &m.headers, Regex::Refused)?;
     let params = format!("{field}.queryParams");
     at_most(&params, m.query_params.len(), MAX_QUERY_MATCHES)?;
     let mut seen: HashMap<&str, usize> = HashMap::new();
@@ -184,6 +197,56 @@ fn route_match(field: &str, m: &HttpRouteMatch) -> Result<(), FieldError> {
             MAX_QUERY_VALUE_LEN,
             "query parameter",
         )?;
+    }
+    Ok(())
+}
+
+/// Whether a match takes `RegularExpression` values.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Regex {
+    Refused,
+    /// Compiled as the proxies compile them, so that each one accepted
+    /// works in every proxy.
+    Compiled,
+}
+
+/// `{field}` (a match's `headers`): at most 16, names HTTP tokens without
+/// duplicates (case-insensitive), values that a header can carry.
+fn header_matches(
+    field: &str,
+    headers: &[HttpHeaderMatch],
+    regex: Regex,
+) -> Result<(), FieldError> {
+    at_most(field, headers.len(), MAX_HEADER_MATCHES)?;
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for (i, h) in headers.iter().enumerate() {
+        let at = format!("{field}[{i}]");
+        if regex == Regex::Refused {
+            exact_only(&format!("{at}.type"), h.kind)?;
+        }
+        token(&format!("{at}.name"), &h.name, "an HTTP header name")?;
+        // Header names are case-insensitive, so `X-A` and `x-a` are one.
+        if let Some(j) = seen.insert(h.name.to_ascii_lowercase(), i) {
+            return Err(FieldError::new(
+                format!("{at}.name"),
+                format!("duplicate header {:?} (also {field}[{j}])", h.name),
+            ));
+        }
+        let value = format!("{at}.value");
+        text_value(&value, &h.value, MAX_HEADER_VALUE_LEN, "header")?;
+        if h.kind == ValueMatchType::RegularExpression {
+            crate::profile::usable_regex(&value, &h.value, "header regex")?;
+        }
+    }
+    Ok(())
+}
+
+/// `{field}.backendRefs`: at most 16 Service ports.
+fn backend_refs(field: &str, backends: &[HttpBackendRef], ns: &str) -> Result<(), FieldError> {
+    let field = format!("{field}.backendRefs");
+    at_most(&field, backends.len(), MAX_BACKEND_REFS)?;
+    for (i, b) in backends.iter().enumerate() {
+        backend_ref(&format!("{field}[{i}]"), b, ns)?;
     }
     Ok(())
 }

@@ -11,6 +11,7 @@ fn view(opaque: bool, app_protocol: Option<&str>) -> ServicePortView {
         app_protocol: app_protocol.map(str::to_string),
         endpoints: BTreeMap::new(),
         http_routes: Vec::new(),
+        grpc_routes: Vec::new(),
         profile: None,
     }
 }

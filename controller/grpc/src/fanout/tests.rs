@@ -31,6 +31,7 @@ fn view(ids: &[u8]) -> Arc<ServicePortView> {
         app_protocol: None,
         endpoints,
         http_routes: Vec::new(),
+        grpc_routes: Vec::new(),
         profile: None,
     })
 }

@@ -3,7 +3,10 @@
 //! everything, sending to one balancer over the service's endpoints
 //! (`Destination/Get` on `<fqdn>:<port>`). HTTPRoutes attached to the port
 //! replace the default HTTP route (module `routes`); the gRPC and opaque
-//! routes stay the default ones.
+//! routes stay the default ones. GRPCRoutes attached to a port that is not
+//! opaque make its protocol gRPC, with those routes and then the default
+//! one (by which the proxy finds the service's own balancer), as Linkerd's
+//! policy controller does; the port's HTTPRoutes then do not apply.
 
 use super::routes;
 use crate::convert::{self, Protocol};
@@ -16,7 +19,7 @@ use linkerd2_proxy_api::outbound::{
     grpc_route, http_route, opaque_route, proxy_protocol,
 };
 use std::time::Duration;
-use strand_controller_core::{Endpoint, OutboundHttpRoute, ServiceKey};
+use strand_controller_core::{Endpoint, OutboundGrpcRoute, OutboundHttpRoute, ServiceKey};
 
 /// Linkerd's protocol detection timeout: a client that has sent nothing by
 /// then is proxied as opaque.
@@ -43,14 +46,25 @@ pub(crate) struct Inputs {
     pub(crate) protocol: Protocol,
     /// The HTTPRoutes attached to the port, in order.
     pub(crate) http_routes: Vec<OutboundHttpRoute>,
+    /// The GRPCRoutes attached to the port, in order.
+    pub(crate) grpc_routes: Vec<OutboundGrpcRoute>,
 }
 
 /// The policy for a service port. With HTTPRoutes attached, its HTTP
 /// routes are exactly those (Linkerd's semantics: a request no route
 /// matches gets no route, and the proxy answers 404); without, one default
-/// route sends every request to the service.
+/// route sends every request to the service. With GRPCRoutes attached (and
+/// the port not opaque), the policy is gRPC's: those routes, then the
+/// default route without matches.
 pub(crate) fn build(inputs: &Inputs) -> OutboundPolicy {
     let backend = balancer(&inputs.service, inputs.port, &inputs.fqdn);
+    let metadata = convert::service_metadata(&inputs.service, inputs.port);
+    if !inputs.grpc_routes.is_empty() && inputs.protocol != Protocol::Opaque {
+        let mut grpc_routes: Vec<GrpcRoute> =
+            inputs.grpc_routes.iter().map(routes::grpc_route).collect();
+        grpc_routes.push(grpc_default(&backend));
+        return with_routes(Protocol::Grpc, &backend, &[], &grpc_routes, metadata);
+    }
     let http_routes = if inputs.http_routes.is_empty() {
         vec![http(&backend)]
     } else {
@@ -60,7 +74,8 @@ pub(crate) fn build(inputs: &Inputs) -> OutboundPolicy {
         inputs.protocol,
         &backend,
         &http_routes,
-        convert::service_metadata(&inputs.service, inputs.port),
+        &[grpc(&backend)],
+        metadata,
     )
 }
 
@@ -80,6 +95,7 @@ pub(crate) fn forward(ep: &Endpoint) -> OutboundPolicy {
         Protocol::Detect,
         &backend,
         &[http(&backend)],
+        &[],
         convert::default_metadata("forward"),
     )
 }
@@ -93,12 +109,13 @@ fn forward_addr(ep: &Endpoint) -> linkerd2_proxy_api::destination::WeightedAddr 
     addr
 }
 
-/// A policy whose opaque and gRPC routes send to `backend` and whose HTTP
-/// routes are `http_routes`.
+/// A policy whose opaque routes send to `backend` and whose HTTP and gRPC
+/// routes are `http_routes` and `grpc_routes`.
 fn with_routes(
     protocol: Protocol,
     backend: &Backend,
     http_routes: &[HttpRoute],
+    grpc_routes: &[GrpcRoute],
     metadata: Metadata,
 ) -> OutboundPolicy {
     let kind = match protocol {
@@ -112,7 +129,7 @@ fn with_routes(
             failure_accrual: None,
         }),
         Protocol::Grpc => proxy_protocol::Kind::Grpc(proxy_protocol::Grpc {
-            routes: vec![grpc(backend)],
+            routes: grpc_routes.to_vec(),
             failure_accrual: None,
         }),
         Protocol::Detect => proxy_protocol::Kind::Detect(proxy_protocol::Detect {
@@ -234,4 +251,15 @@ fn grpc(backend: &Backend) -> GrpcRoute {
         hosts: Vec::new(),
         rules: vec![rule],
     }
+}
+
+/// The default gRPC route after a port's GRPCRoutes: no matches, as the
+/// proxy takes it for the service's own balancer, not for a route of its
+/// own.
+fn grpc_default(backend: &Backend) -> GrpcRoute {
+    let mut route = grpc(backend);
+    for rule in &mut route.rules {
+        rule.matches.clear();
+    }
+    route
 }

@@ -28,8 +28,10 @@
 //!   path: PathModifier{full | prefix} or absent, port: 0 for unset,
 //!   status}`. The status is always set (Gateway API's default 302
 //!   filled in): the API reads 0 as 301.
+//!
+//! GRPCRoutes (module `grpc`) share the metadata, backends, timeouts,
+//! backoff, header matches and header modifiers.
 
-use super::policy;
 use crate::convert;
 use linkerd2_proxy_api::http_route::{
     self as api, HeaderMatch, PathMatch, QueryParamMatch, header_match, path_match,
@@ -40,10 +42,14 @@ use linkerd2_proxy_api::meta::{Metadata, Resource, metadata};
 use linkerd2_proxy_api::outbound::{ExponentialBackoff, HttpRoute, http_route};
 use std::time::Duration;
 use strand_controller_core::{
-    HttpHeader, HttpHeaderFilter, HttpRouteMatch, OutboundBackend, OutboundHttpRoute,
+    HttpHeader, HttpHeaderFilter, HttpHeaderMatch, HttpRouteMatch, OutboundHttpRoute,
     OutboundRouteRule, PathMatchType, PathModifier, RedirectScheme, RouteFilter, RouteRedirect,
-    RouteRetry,
+    RouteRetry, RouteTimeouts, ValueMatchType,
 };
+
+mod grpc;
+
+pub(super) use self::grpc::grpc_route;
 
 /// The route's kind in `Metadata`.
 const HTTP_ROUTE_KIND: &str = "HTTPRoute";
@@ -60,55 +66,102 @@ const RETRY_MIN_BACKOFF: Duration = Duration::from_millis(25);
 const RETRY_MAX_BACKOFF: Duration = Duration::from_millis(250);
 const RETRY_JITTER_RATIO: f32 = 1.0;
 
+/// A rule of `$route` (`http_route` or `grpc_route`, whose types differ
+/// and whose shapes are the same) with `matches`, `filters` and `retry` of
+/// its kind, and the backends and timeouts of `rule`, an
+/// `OutboundRouteRule`: `RandomAvailable` over a balancer per backend
+/// (weighted), or `Empty` without any.
+macro_rules! route_rule {
+    ($route:ident, $rule:expr, $matches:expr, $filters:expr, $retry:expr) => {{
+        use $route::distribution::{Empty, Kind, RandomAvailable};
+        let rule = $rule;
+        let backends = if rule.backends.is_empty() {
+            Kind::Empty(Empty {})
+        } else {
+            Kind::RandomAvailable(RandomAvailable {
+                backends: rule
+                    .backends
+                    .iter()
+                    .map(|b| $route::WeightedRouteBackend {
+                        weight: b.weight,
+                        backend: Some($route::RouteBackend {
+                            backend: Some($crate::outbound::policy::balancer(
+                                &b.service, b.port, &b.fqdn,
+                            )),
+                            ..Default::default()
+                        }),
+                    })
+                    .collect(),
+            })
+        };
+        let timeouts = $crate::outbound::routes::timeouts(&rule.timeouts);
+        #[expect(
+            deprecated,
+            reason = "the API asks servers to keep setting it, to timeouts.response, for older proxies"
+        )]
+        let legacy = $route::Rule {
+            request_timeout: timeouts.response,
+            ..Default::default()
+        };
+        $route::Rule {
+            matches: $matches,
+            filters: $filters,
+            backends: Some($route::Distribution {
+                kind: Some(backends),
+            }),
+            timeouts: Some(timeouts),
+            retry: $retry,
+            allow_l5d_request_headers: false,
+            ..legacy
+        }
+    }};
+}
+
+use route_rule;
+
 pub(super) fn http_route(route: &OutboundHttpRoute) -> HttpRoute {
     HttpRoute {
-        metadata: Some(Metadata {
-            kind: Some(metadata::Kind::Resource(Resource {
-                group: route.api.group().to_string(),
-                kind: HTTP_ROUTE_KIND.to_string(),
-                name: route.name.clone(),
-                namespace: route.namespace.clone(),
-                section: String::new(),
-                port: 0,
-            })),
-        }),
+        metadata: Some(route_metadata(
+            route.api.group(),
+            HTTP_ROUTE_KIND,
+            &route.name,
+            &route.namespace,
+        )),
         hosts: Vec::new(),
         rules: route.rules.iter().map(rule).collect(),
     }
 }
 
-fn rule(rule: &OutboundRouteRule) -> http_route::Rule {
-    let distribution = if rule.backends.is_empty() {
-        http_route::distribution::Kind::Empty(http_route::distribution::Empty {})
-    } else {
-        http_route::distribution::Kind::RandomAvailable(http_route::distribution::RandomAvailable {
-            backends: rule.backends.iter().map(backend).collect(),
-        })
-    };
-    let timeouts = api::Timeouts {
-        request: rule.timeouts.request.and_then(convert::duration),
-        response: rule.timeouts.response.and_then(convert::duration),
-        idle: rule.timeouts.idle.and_then(convert::duration),
-    };
-    #[expect(
-        deprecated,
-        reason = "the API asks servers to keep setting it, to timeouts.response, for older proxies"
-    )]
-    let legacy = http_route::Rule {
-        request_timeout: timeouts.response,
-        ..Default::default()
-    };
-    http_route::Rule {
-        matches: rule.matches.iter().map(route_match).collect(),
-        filters: rule.filters.iter().map(filter).collect(),
-        backends: Some(http_route::Distribution {
-            kind: Some(distribution),
-        }),
-        timeouts: Some(timeouts),
-        retry: rule.retry.as_ref().map(retry),
-        allow_l5d_request_headers: false,
-        ..legacy
+/// A route resource as Linkerd's policy controller names it.
+fn route_metadata(group: &str, kind: &str, name: &str, namespace: &str) -> Metadata {
+    Metadata {
+        kind: Some(metadata::Kind::Resource(Resource {
+            group: group.to_string(),
+            kind: kind.to_string(),
+            name: name.to_string(),
+            namespace: namespace.to_string(),
+            section: String::new(),
+            port: 0,
+        })),
     }
+}
+
+fn timeouts(t: &RouteTimeouts) -> api::Timeouts {
+    api::Timeouts {
+        request: t.request.and_then(convert::duration),
+        response: t.response.and_then(convert::duration),
+        idle: t.idle.and_then(convert::duration),
+    }
+}
+
+fn rule(r: &OutboundRouteRule) -> http_route::Rule {
+    route_rule!(
+        http_route,
+        r,
+        r.matches.iter().map(route_match).collect(),
+        r.filters.iter().map(filter).collect(),
+        r.retry.as_ref().map(retry)
+    )
 }
 
 fn retry(r: &RouteRetry) -> http_route::Retry {
@@ -127,13 +180,17 @@ fn retry(r: &RouteRetry) -> http_route::Retry {
                 .collect(),
         }),
         timeout: r.timeout.and_then(convert::duration),
-        backoff: Some(ExponentialBackoff {
-            min_backoff: convert::duration(RETRY_MIN_BACKOFF),
-            max_backoff: convert::duration(RETRY_MAX_BACKOFF),
-            jitter_ratio: RETRY_JITTER_RATIO,
-            // Linkerd's policy controller leaves it off.
-            respect_retry_after_hint: false,
-        }),
+        backoff: Some(backoff()),
+    }
+}
+
+fn backoff() -> ExponentialBackoff {
+    ExponentialBackoff {
+        min_backoff: convert::duration(RETRY_MIN_BACKOFF),
+        max_backoff: convert::duration(RETRY_MAX_BACKOFF),
+        jitter_ratio: RETRY_JITTER_RATIO,
+        // Linkerd's policy controller leaves it off.
+        respect_retry_after_hint: false,
     }
 }
 
@@ -141,11 +198,7 @@ fn filter(f: &RouteFilter) -> http_route::Filter {
     use http_route::filter::Kind;
     let kind = match f {
         RouteFilter::RequestHeaderModifier(h) => {
-            Kind::RequestHeaderModifier(api::RequestHeaderModifier {
-                add: Some(header_list(&h.add)),
-                set: Some(header_list(&h.set)),
-                remove: remove_list(h),
-            })
+            Kind::RequestHeaderModifier(request_header_modifier(h))
         }
         RouteFilter::ResponseHeaderModifier(h) => {
             Kind::ResponseHeaderModifier(api::ResponseHeaderModifier {
@@ -157,6 +210,14 @@ fn filter(f: &RouteFilter) -> http_route::Filter {
         RouteFilter::RequestRedirect(r) => Kind::Redirect(redirect(r)),
     };
     http_route::Filter { kind: Some(kind) }
+}
+
+fn request_header_modifier(h: &HttpHeaderFilter) -> api::RequestHeaderModifier {
+    api::RequestHeaderModifier {
+        add: Some(header_list(&h.add)),
+        set: Some(header_list(&h.set)),
+        remove: remove_list(h),
+    }
 }
 
 fn header_list(list: &[HttpHeader]) -> Headers {
@@ -199,16 +260,6 @@ fn redirect(r: &RouteRedirect) -> api::RequestRedirect {
     }
 }
 
-fn backend(b: &OutboundBackend) -> http_route::WeightedRouteBackend {
-    http_route::WeightedRouteBackend {
-        weight: b.weight,
-        backend: Some(http_route::RouteBackend {
-            backend: Some(policy::balancer(&b.service, b.port, &b.fqdn)),
-            ..Default::default()
-        }),
-    }
-}
-
 fn route_match(m: &HttpRouteMatch) -> api::HttpRouteMatch {
     api::HttpRouteMatch {
         path: m.path.as_ref().map(|p| PathMatch {
@@ -219,14 +270,7 @@ fn route_match(m: &HttpRouteMatch) -> api::HttpRouteMatch {
                 PathMatchType::RegularExpression => path_match::Kind::Regex(p.value.clone()),
             }),
         }),
-        headers: m
-            .headers
-            .iter()
-            .map(|h| HeaderMatch {
-                name: h.name.clone(),
-                value: Some(header_match::Value::Exact(h.value.clone().into_bytes())),
-            })
-            .collect(),
+        headers: m.headers.iter().map(header).collect(),
         query_params: m
             .query_params
             .iter()
@@ -237,6 +281,18 @@ fn route_match(m: &HttpRouteMatch) -> api::HttpRouteMatch {
             .collect(),
         method: m.method.map(|method| HttpMethod {
             r#type: Some(http_method::Type::Registered(method_of(method).into())),
+        }),
+    }
+}
+
+/// A header match; a regular expression only from a GRPCRoute (HTTPRoutes
+/// refuse them).
+fn header(h: &HttpHeaderMatch) -> HeaderMatch {
+    HeaderMatch {
+        name: h.name.clone(),
+        value: Some(match h.kind {
+            ValueMatchType::Exact => header_match::Value::Exact(h.value.clone().into_bytes()),
+            ValueMatchType::RegularExpression => header_match::Value::Regex(h.value.clone()),
         }),
     }
 }

@@ -3,6 +3,8 @@ use crate::convert::Protocol;
 use linkerd2_proxy_api::meta::metadata;
 use linkerd2_proxy_api::outbound::{Backend, backend, http_route, proxy_protocol};
 
+mod grpc;
+
 fn inputs(protocol: Protocol) -> policy::Inputs {
     policy::Inputs {
         service: ServiceKey::new("default", "web"),
@@ -10,6 +12,7 @@ fn inputs(protocol: Protocol) -> policy::Inputs {
         port: 8080,
         protocol,
         http_routes: Vec::new(),
+        grpc_routes: Vec::new(),
     }
 }
 
@@ -28,6 +31,19 @@ fn balancer(b: &Backend) -> (String, std::time::Duration, std::time::Duration) {
     };
     let d = |d: Option<_>| std::time::Duration::try_from(d.expect("set")).expect("valid");
     (dst.path.clone(), d(ewma.decay), d(ewma.default_rtt))
+}
+
+/// Backends `a` and `b`, weighted 3 to 1, as [`weighted`] shows them.
+const A3_B1: [&str; 2] = [
+    "a.default.svc.cluster.local:8080=3",
+    "b.default.svc.cluster.local:8080=1",
+];
+
+/// Weighted balancers as `<discovery path>=<weight>`.
+fn weighted<'a>(backends: impl Iterator<Item = (Option<&'a Backend>, u32)>) -> Vec<String> {
+    backends
+        .map(|(b, weight)| format!("{}={weight}", balancer(b.expect("backend")).0))
+        .collect()
 }
 
 fn http_backend(routes: &[linkerd2_proxy_api::outbound::HttpRoute]) -> &Backend {
@@ -176,21 +192,13 @@ fn attached_routes_replace_the_default_http_route_only() {
     else {
         panic!("random-available: {rule:?}");
     };
-    let got: Vec<(String, u32)> = random
-        .backends
-        .iter()
-        .map(|w| {
-            let b = w.backend.as_ref().and_then(|b| b.backend.as_ref());
-            (balancer(b.expect("backend")).0, w.weight)
-        })
-        .collect();
-    assert_eq!(
-        got,
-        [
-            ("a.default.svc.cluster.local:8080".to_string(), 3),
-            ("b.default.svc.cluster.local:8080".to_string(), 1)
-        ]
-    );
+    let got = random.backends.iter().map(|w| {
+        (
+            w.backend.as_ref().and_then(|b| b.backend.as_ref()),
+            w.weight,
+        )
+    });
+    assert_eq!(weighted(got), A3_B1);
     let t = rule.timeouts.expect("timeouts");
     let d = |d: Option<_>| std::time::Duration::try_from(d.expect("set")).expect("valid");
     assert_eq!(d(t.request), std::time::Duration::from_secs(2));

@@ -6,6 +6,7 @@ mod support;
 
 mod destination;
 mod filters;
+mod grpc_routes;
 mod lifecycle;
 mod policy;
 mod profile;

@@ -169,7 +169,7 @@ impl Cluster {
         }
     }
 
-    fn delete(&self, kind: Kind, name: &str) {
+    pub(crate) fn delete(&self, kind: Kind, name: &str) {
         self.index.delete(&ResourceKey::new(kind, "default", name));
     }
 

@@ -65,6 +65,7 @@ pub fn view(eps: impl IntoIterator<Item = Endpoint>) -> ServicePortView {
         app_protocol: None,
         endpoints: eps.into_iter().map(|e| (e.addr, e)).collect(),
         http_routes: Vec::new(),
+        grpc_routes: Vec::new(),
         profile: None,
     }
 }

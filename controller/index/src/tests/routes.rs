@@ -41,28 +41,7 @@ fn route_key(name: &str) -> ResourceKey {
 /// Each rule's backends as `name:port=weight`.
 fn backends(rx: &mut ServiceWatch) -> Vec<Vec<String>> {
     let view = seen(rx).expect("a view");
-    view.http_routes
-        .iter()
-        .flat_map(|r| &r.rules)
-        .map(|rule| {
-            rule.backends
-                .iter()
-                .map(|b| format!("{}:{}={}", b.service.name, b.port, b.weight))
-                .collect()
-        })
-        .collect()
-}
-
-fn with_services(names: &[&str]) -> Arc<Index> {
-    let index = index();
-    for (i, name) in names.iter().enumerate() {
-        index.apply(Resource::Service(service(
-            name,
-            name,
-            &format!("10.96.0.{}", 10 + i),
-        )));
-    }
-    index
+    rule_backends(view.http_routes.iter().flat_map(|r| &r.rules))
 }
 
 #[test]

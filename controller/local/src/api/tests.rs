@@ -610,6 +610,60 @@ async fn http_routes_through_the_client() {
 }
 
 #[tokio::test]
+async fn grpc_routes_through_the_client() {
+    let h = Harness::start().await;
+    let client = h.client();
+    let route = "apiVersion: gateway.networking.k8s.io/v1alpha2\nkind: GRPCRoute\nmetadata: {name: votes, namespace: shop}\nspec:\n  parentRefs: [{name: web, group: core, kind: Service}]\n  rules: [{matches: [{method: {method: Vote}}], backendRefs: [{name: voting-v2, port: 80}]}]\n";
+    let applied = client.apply(route).await.expect("apply");
+    assert_eq!(
+        (applied[0].kind, applied[0].action),
+        (Kind::GrpcRoute, Action::Created)
+    );
+
+    // `grpcroutes` in paths; the document keeps its API version.
+    let (status, _, body) = h
+        .raw(
+            Method::GET,
+            "/api/v1/grpcroutes?namespace=shop",
+            Some(h.token.bearer()),
+            "",
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let items = &json(&body)["items"];
+    assert_eq!(items[0]["apiVersion"], "gateway.networking.k8s.io/v1alpha2");
+    assert_eq!(items[0]["kind"], "GRPCRoute");
+    let got = client
+        .get(Kind::GrpcRoute, "shop", "votes")
+        .await
+        .expect("get");
+    assert_eq!(
+        client.list(Kind::GrpcRoute, None).await.expect("list"),
+        std::slice::from_ref(&got)
+    );
+
+    let bad = route.replace("{method: Vote}", "{type: RegularExpression, method: Vote}");
+    let err = client.apply(&bad).await.expect_err("rejected");
+    assert!(
+        err.to_string().starts_with(
+            "document 1 (GRPCRoute shop/votes): spec.rules[0].matches[0].method.type: RegularExpression is not supported"
+        ),
+        "{err}"
+    );
+
+    let deleted = client
+        .delete(Kind::GrpcRoute, "shop", "votes")
+        .await
+        .expect("delete");
+    assert_eq!(deleted, got);
+    let err = client
+        .get(Kind::GrpcRoute, "shop", "votes")
+        .await
+        .expect_err("gone");
+    assert_eq!(err.to_string(), "GRPCRoute shop/votes not found");
+}
+
+#[tokio::test]
 async fn service_profiles_through_the_client() {
     let h = Harness::start().await;
     let client = h.client();

@@ -11,9 +11,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
-use strand_controller_core::{
-    HttpRoute, HttpRouteApi, Kind, Resource, ResourceKey, ServiceProfile, ServiceProfileApi,
-};
+use strand_controller_core::{Kind, Resource, ResourceKey};
 
 /// Bumped on an incompatible change of the snapshot's layout.
 const SNAPSHOT_FORMAT: u32 = 1;
@@ -115,26 +113,17 @@ pub(super) fn decode_resource(value: Value) -> Result<Resource, String> {
         Some(Kind::Service) => serde_json::from_value(value).map(Resource::Service),
         Some(Kind::Workload) => serde_json::from_value(value).map(Resource::Workload),
         Some(Kind::Pod) => serde_json::from_value(value).map(Resource::Pod),
-        Some(Kind::HttpRoute) => serde_json::from_value(value).map(|mut r: HttpRoute| {
-            // Which of the route's API versions it was written as.
-            r.api = api_version
-                .as_ref()
-                .and_then(Value::as_str)
-                .and_then(HttpRouteApi::from_api_version)
-                .unwrap_or_default();
-            Resource::HttpRoute(r)
-        }),
-        Some(Kind::ServiceProfile) => serde_json::from_value(value).map(|mut p: ServiceProfile| {
-            p.api = api_version
-                .as_ref()
-                .and_then(Value::as_str)
-                .and_then(ServiceProfileApi::from_api_version)
-                .unwrap_or_default();
-            Resource::ServiceProfile(p)
-        }),
+        Some(Kind::HttpRoute) => serde_json::from_value(value).map(Resource::HttpRoute),
+        Some(Kind::GrpcRoute) => serde_json::from_value(value).map(Resource::GrpcRoute),
+        Some(Kind::ServiceProfile) => serde_json::from_value(value).map(Resource::ServiceProfile),
         None => return Err(format!("a stored object has an unknown kind {kind:?}")),
     };
-    res.map_err(|e| format!("a stored {kind} is not valid: {e}"))
+    let mut res = res.map_err(|e| format!("a stored {kind} is not valid: {e}"))?;
+    // Which of its kind's API versions it was written as.
+    if let Some(v) = api_version.as_ref().and_then(Value::as_str) {
+        res.set_api_version(v);
+    }
+    Ok(res)
 }
 
 /// Reads the snapshot; `None` when there is none yet.

@@ -185,7 +185,7 @@ impl State {
                         w.status = o.status.clone();
                     }
                 }
-                Resource::HttpRoute(_) | Resource::ServiceProfile(_) => {}
+                Resource::HttpRoute(_) | Resource::GrpcRoute(_) | Resource::ServiceProfile(_) => {}
             }
         }
 
@@ -339,7 +339,10 @@ impl State {
                     self.pods.reserve(ip, &key);
                 }
             }
-            Resource::Workload(_) | Resource::HttpRoute(_) | Resource::ServiceProfile(_) => {}
+            Resource::Workload(_)
+            | Resource::HttpRoute(_)
+            | Resource::GrpcRoute(_)
+            | Resource::ServiceProfile(_) => {}
         }
     }
 
@@ -356,7 +359,10 @@ impl State {
                     self.pods.release(ip, &key);
                 }
             }
-            Resource::Workload(_) | Resource::HttpRoute(_) | Resource::ServiceProfile(_) => {}
+            Resource::Workload(_)
+            | Resource::HttpRoute(_)
+            | Resource::GrpcRoute(_)
+            | Resource::ServiceProfile(_) => {}
         }
     }
 }

@@ -6,11 +6,24 @@ use strand_controller_core::Service;
 
 mod crash;
 mod durability;
+mod grpc_routes;
 mod profiles;
 mod units;
 
 async fn open(dir: &TempDir) -> Store {
     Store::open(dir.config()).await.expect("open store")
+}
+
+/// A store in `dir` that writes a snapshot every four records, so that a
+/// few applies reach both the snapshot and the log; and its config, to
+/// reopen it.
+async fn open_compacting(dir: &TempDir) -> (StoreConfig, Store) {
+    let config = StoreConfig {
+        compact_records: 4,
+        ..dir.config()
+    };
+    let store = Store::open(config.clone()).await.expect("open");
+    (config, store)
 }
 
 fn actions(applied: &[Applied]) -> Vec<(String, Action)> {

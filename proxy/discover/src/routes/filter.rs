@@ -228,6 +228,29 @@ pub(super) fn filters(filters: &[Filter]) -> Vec<RouteFilter> {
         .collect()
 }
 
+/// A gRPC rule's filters (`RequestHeaderModifier` only, as Linkerd's).
+pub(super) fn grpc_filters(
+    filters: &[linkerd2_proxy_api::outbound::grpc_route::Filter],
+) -> Vec<RouteFilter> {
+    use linkerd2_proxy_api::outbound::grpc_route::filter::Kind;
+    filters
+        .iter()
+        .map(|f| {
+            let parsed = match f.kind.as_ref() {
+                Some(Kind::RequestHeaderModifier(m)) => {
+                    HeaderModifier::from_proto(m.add.as_ref(), m.set.as_ref(), &m.remove)
+                        .map(RouteFilter::RequestHeaders)
+                }
+                Some(Kind::FailureInjector(_)) => {
+                    Err("failure injection filters are not supported".into())
+                }
+                None => Err("a filter of an unknown kind".into()),
+            };
+            parsed.unwrap_or_else(RouteFilter::Invalid)
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

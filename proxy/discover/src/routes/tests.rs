@@ -262,7 +262,8 @@ fn matches_this_proxy_cannot_evaluate_never_apply() {
     let header_regex = api::HttpRouteMatch {
         headers: vec![api::HeaderMatch {
             name: "x".into(),
-            value: Some(api::header_match::Value::Regex(".*".into())),
+            // Header regexes are evaluated; one that does not compile is not.
+            value: Some(api::header_match::Value::Regex("(".into())),
         }],
         ..Default::default()
     };
@@ -346,13 +347,18 @@ fn retries_are_parsed_with_their_backoff() {
         retry.max_retries = 0;
     }
     let routes = HttpRoutes::from_policy(&policy(vec![route("r", vec![r, never])]));
+    assert!(
+        !routes.fallback,
+        "HTTPRoutes alone: unmatched requests fail"
+    );
     let policy = routes.routes[0].rules[0].retry.clone().unwrap();
     assert_eq!(
         policy.statuses,
         vec![(500, 599), (429, 429)],
         "a reversed range is dropped"
     );
-    assert!(policy.retries(503) && policy.retries(429) && !policy.retries(404));
+    assert!(policy.retries(503, None) && policy.retries(429, None) && !policy.retries(404, None));
+    assert!(!policy.retries(200, Some(14)), "no gRPC conditions");
     assert_eq!(policy.timeout, Some(Duration::from_millis(300)));
     assert_eq!(policy.max_request_bytes, 65536);
     // Doubling from 25 ms, capped at 100 ms; jitter keeps the upper half.
@@ -361,4 +367,212 @@ fn retries_are_parsed_with_their_backoff() {
     assert_eq!(policy.delay(5, 1.0), Duration::from_millis(100));
     assert_eq!(policy.delay(5, 0.0), Duration::from_millis(50));
     assert_eq!(routes.routes[0].rules[1].retry, None, "no retries");
+}
+
+fn grpc_route(name: &str, rules: Vec<out::grpc_route::Rule>) -> out::GrpcRoute {
+    out::GrpcRoute {
+        metadata: Some(Metadata {
+            kind: Some(metadata::Kind::Resource(Resource {
+                group: "gateway.networking.k8s.io".into(),
+                kind: "GRPCRoute".into(),
+                name: name.into(),
+                namespace: "default".into(),
+                ..Default::default()
+            })),
+        }),
+        hosts: Vec::new(),
+        rules,
+    }
+}
+
+fn rpc(service: &str, method: &str) -> linkerd2_proxy_api::grpc_route::GrpcRouteMatch {
+    linkerd2_proxy_api::grpc_route::GrpcRouteMatch {
+        rpc: Some(linkerd2_proxy_api::grpc_route::GrpcRpcMatch {
+            service: service.into(),
+            method: method.into(),
+        }),
+        headers: Vec::new(),
+    }
+}
+
+fn grpc_split(backends: &[(&str, u32)]) -> Option<out::grpc_route::Distribution> {
+    use out::grpc_route::{Distribution, RouteBackend, WeightedRouteBackend, distribution};
+    Some(Distribution {
+        kind: Some(distribution::Kind::RandomAvailable(
+            distribution::RandomAvailable {
+                backends: backends
+                    .iter()
+                    .map(|(p, w)| WeightedRouteBackend {
+                        weight: *w,
+                        backend: Some(RouteBackend {
+                            backend: Some(balancer(p)),
+                            ..Default::default()
+                        }),
+                    })
+                    .collect(),
+            },
+        )),
+    })
+}
+
+fn grpc_policy(routes: Vec<out::GrpcRoute>) -> OutboundPolicy {
+    OutboundPolicy {
+        protocol: Some(ProxyProtocol {
+            kind: Some(proxy_protocol::Kind::Grpc(proxy_protocol::Grpc {
+                routes,
+                failure_accrual: None,
+            })),
+        }),
+        ..Default::default()
+    }
+}
+
+fn post(path: &str) -> (http::Method, http::Uri, http::HeaderMap) {
+    (
+        http::Method::POST,
+        path.parse().unwrap(),
+        http::HeaderMap::new(),
+    )
+}
+
+#[test]
+fn grpc_routes_match_service_and_method() {
+    let rule =
+        |m: Vec<linkerd2_proxy_api::grpc_route::GrpcRouteMatch>, to: &str| out::grpc_route::Rule {
+            matches: m,
+            backends: grpc_split(&[(to, 1)]),
+            ..Default::default()
+        };
+    let routes = HttpRoutes::from_policy(&grpc_policy(vec![
+        grpc_route(
+            "emoji",
+            vec![
+                rule(
+                    vec![rpc("emojivoto.v1.EmojiService", "ListAll")],
+                    "exact:80",
+                ),
+                rule(vec![rpc("emojivoto.v1.EmojiService", "")], "service:80"),
+                rule(vec![rpc("", "Vote")], "method:80"),
+            ],
+        ),
+        // The control plane's default route stands for "no route".
+        out::GrpcRoute {
+            metadata: Some(Metadata {
+                kind: Some(metadata::Kind::Default("grpc".into())),
+            }),
+            hosts: Vec::new(),
+            rules: vec![rule(Vec::new(), "default:80")],
+        },
+    ]));
+    assert_eq!(routes.routes.len(), 1, "{routes:?}");
+    assert!(routes.fallback, "unmatched calls go to the service itself");
+    assert_eq!(routes.routes[0].kind, RouteKind::Grpc);
+    assert_eq!(routes.routes[0].kind.as_str(), "GRPCRoute");
+    let to = |path: &str| {
+        let (m, u, h) = post(path);
+        routes
+            .select(&m, &u, &h)
+            .map(|(_, rule)| rule.backends[0].path.to_string())
+    };
+    assert_eq!(
+        to("/emojivoto.v1.EmojiService/ListAll").as_deref(),
+        Some("exact:80"),
+        "service and method win"
+    );
+    assert_eq!(
+        to("/emojivoto.v1.EmojiService/FindByShortcode").as_deref(),
+        Some("service:80")
+    );
+    assert_eq!(
+        to("/emojivoto.v1.VotingService/Vote").as_deref(),
+        Some("method:80")
+    );
+    assert_eq!(to("/other.Service/Results"), None);
+    assert_eq!(
+        to("/emojivoto.v1.EmojiServiceX/ListAll"),
+        None,
+        "whole segments"
+    );
+    assert_eq!(to("//Vote"), None, "a method needs a service");
+}
+
+#[test]
+fn grpc_retries_on_status_codes_in_the_response_head() {
+    let retry = out::grpc_route::Retry {
+        max_retries: 2,
+        max_request_bytes: 65536,
+        conditions: Some(out::grpc_route::retry::Conditions {
+            cancelled: false,
+            deadine_exceeded: true,
+            resource_exhausted: false,
+            internal: false,
+            unavailable: true,
+        }),
+        timeout: Some(prost_types::Duration {
+            seconds: 0,
+            nanos: 200_000_000,
+        }),
+        backoff: None,
+    };
+    let rules = vec![
+        out::grpc_route::Rule {
+            matches: vec![rpc("svc.S", "")],
+            backends: grpc_split(&[("a:80", 1)]),
+            retry: Some(retry),
+            ..Default::default()
+        },
+        out::grpc_route::Rule {
+            matches: vec![rpc("svc.T", "")],
+            backends: grpc_split(&[("a:80", 1)]),
+            retry: Some(out::grpc_route::Retry {
+                conditions: Some(Default::default()),
+                ..retry
+            }),
+            ..Default::default()
+        },
+    ];
+    let routes = HttpRoutes::from_policy(&grpc_policy(vec![grpc_route("r", rules)]));
+    let policy = routes.routes[0].rules[0].retry.clone().unwrap();
+    assert_eq!(policy.grpc_codes, vec![4, 14]);
+    assert!(policy.retries(200, Some(14)) && policy.retries(200, Some(4)));
+    assert!(!policy.retries(200, Some(13)) && !policy.retries(200, None));
+    assert!(!policy.retries(503, None), "no HTTP statuses");
+    assert_eq!(policy.timeout, Some(Duration::from_millis(200)));
+    assert_eq!(policy.backoff, DEFAULT_BACKOFF);
+    assert_eq!(
+        routes.routes[0].rules[1].retry, None,
+        "no condition, no retry"
+    );
+}
+
+#[test]
+fn header_regexes_match_whole_values() {
+    let with_header = |service: &str, re: &str| {
+        let mut m = rpc(service, "");
+        m.headers = vec![api::HeaderMatch {
+            name: "X-User".into(),
+            value: Some(api::header_match::Value::Regex(re.into())),
+        }];
+        out::grpc_route::Rule {
+            matches: vec![m],
+            backends: grpc_split(&[("a:80", 1)]),
+            ..Default::default()
+        }
+    };
+    let routes = HttpRoutes::from_policy(&grpc_policy(vec![grpc_route(
+        "r",
+        vec![with_header("svc.S", "a[0-9]+"), with_header("svc.T", "(")],
+    )]));
+    let call = |path: &str, user: &str| {
+        let (m, u, mut h) = post(path);
+        h.insert("x-user", http::HeaderValue::from_str(user).unwrap());
+        routes.select(&m, &u, &h).is_some()
+    };
+    assert!(call("/svc.S/M", "a12"));
+    assert!(!call("/svc.S/M", "a12b"), "the whole value");
+    assert!(!call("/svc.S/M", "b1"));
+    assert!(
+        !call("/svc.T/M", "("),
+        "a regex that does not compile never matches"
+    );
 }

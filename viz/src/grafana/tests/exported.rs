@@ -52,6 +52,8 @@ const PROXY_FAMILIES: &[(&str, Kind, Source)] = &[
         Source::Metrics,
     ),
     ("inbound_protocol_errors", Kind::Counter, Source::Metrics),
+    ("trace_spans_exported", Kind::Counter, Source::Metrics),
+    ("trace_spans_dropped", Kind::Counter, Source::Metrics),
     (
         "outbound_http_route_retry_requests",
         Kind::Counter,

@@ -1,11 +1,12 @@
 //! A rule's filters: Gateway API's rules for them (the CRD's limits and
 //! CEL rules, and its webhook's one action per header), and the types
-//! strand does not implement.
+//! strand does not implement (for a GRPCRoute, all but
+//! `RequestHeaderModifier`).
 
 use super::{MAX_HEADER_VALUE_LEN, at_most, path_value, port, text_value, token};
 use crate::route::{
     HttpHeader, HttpHeaderFilter, HttpPathModifier, HttpRequestRedirectFilter, HttpRouteFilter,
-    HttpRouteFilterType, HttpRouteRule, PathMatchType, PathModifierType,
+    HttpRouteFilterType, HttpRouteMatch, HttpRouteRule, PathMatchType, PathModifierType,
 };
 use crate::{FieldError, validate_dns_subdomain};
 use std::collections::HashMap;
@@ -18,27 +19,31 @@ const MAX_HEADER_ACTIONS: usize = 16;
 /// the others in its experimental one).
 const REDIRECT_STATUSES: [u16; 5] = [301, 302, 303, 307, 308];
 
-/// The filter types strand implements, as the refusal of others lists them.
-const SUPPORTED: &str = "RequestHeaderModifier, ResponseHeaderModifier and RequestRedirect";
+/// The filter types a kind of route takes, and the refusal of the others.
+struct Supported {
+    types: &'static [HttpRouteFilterType],
+    refusal: &'static str,
+}
 
-/// `{field}.filters` of rule `r`.
+const HTTP_ROUTE: Supported = Supported {
+    types: &[
+        HttpRouteFilterType::RequestHeaderModifier,
+        HttpRouteFilterType::ResponseHeaderModifier,
+        HttpRouteFilterType::RequestRedirect,
+    ],
+    refusal: "is not supported yet; strand implements RequestHeaderModifier, ResponseHeaderModifier and RequestRedirect",
+};
+
+/// Linkerd's outbound policy carries no other filter on a gRPC route.
+const GRPC_ROUTE: Supported = Supported {
+    types: &[HttpRouteFilterType::RequestHeaderModifier],
+    refusal: "is not supported in a GRPCRoute; strand implements RequestHeaderModifier there, as Linkerd does",
+};
+
+/// `{field}.filters` of HTTPRoute rule `r`.
 pub(super) fn rule_filters(field: &str, r: &HttpRouteRule) -> Result<(), FieldError> {
     let filters = format!("{field}.filters");
-    at_most(&filters, r.filters.len(), MAX_FILTERS)?;
-    let mut seen: HashMap<HttpRouteFilterType, usize> = HashMap::new();
-    for (i, f) in r.filters.iter().enumerate() {
-        let field = format!("{filters}[{i}]");
-        filter(&field, f, r)?;
-        if let Some(j) = seen.insert(f.kind, i) {
-            return Err(FieldError::new(
-                format!("{field}.type"),
-                format!(
-                    "a second {} filter (also {filters}[{j}]): Gateway API allows one of each type per rule",
-                    f.kind.as_str()
-                ),
-            ));
-        }
-    }
+    let seen = filter_list(&filters, &r.filters, &HTTP_ROUTE, &r.matches)?;
     if let Some(i) = seen.get(&HttpRouteFilterType::RequestRedirect)
         && !r.backend_refs.is_empty()
     {
@@ -52,17 +57,53 @@ pub(super) fn rule_filters(field: &str, r: &HttpRouteRule) -> Result<(), FieldEr
     Ok(())
 }
 
-fn filter(field: &str, f: &HttpRouteFilter, r: &HttpRouteRule) -> Result<(), FieldError> {
-    use HttpRouteFilterType as T;
-    let kind = f.kind.as_str();
-    match f.kind {
-        T::RequestHeaderModifier | T::ResponseHeaderModifier | T::RequestRedirect => {}
-        T::RequestMirror | T::UrlRewrite | T::ExtensionRef | T::Cors | T::ExternalAuth => {
+/// `{field}.filters` of a GRPCRoute rule.
+pub(super) fn grpc_rule_filters(
+    field: &str,
+    filters: &[HttpRouteFilter],
+) -> Result<(), FieldError> {
+    filter_list(&format!("{field}.filters"), filters, &GRPC_ROUTE, &[]).map(drop)
+}
+
+/// The filters of a rule with matches `matches`: at most 16, one of each
+/// type; where each type is.
+fn filter_list(
+    filters: &str,
+    list: &[HttpRouteFilter],
+    supported: &Supported,
+    matches: &[HttpRouteMatch],
+) -> Result<HashMap<HttpRouteFilterType, usize>, FieldError> {
+    at_most(filters, list.len(), MAX_FILTERS)?;
+    let mut seen: HashMap<HttpRouteFilterType, usize> = HashMap::new();
+    for (i, f) in list.iter().enumerate() {
+        let field = format!("{filters}[{i}]");
+        filter(&field, f, supported, matches)?;
+        if let Some(j) = seen.insert(f.kind, i) {
             return Err(FieldError::new(
                 format!("{field}.type"),
-                format!("{kind} is not supported yet; strand implements {SUPPORTED}"),
+                format!(
+                    "a second {} filter (also {filters}[{j}]): Gateway API allows one of each type per rule",
+                    f.kind.as_str()
+                ),
             ));
         }
+    }
+    Ok(seen)
+}
+
+fn filter(
+    field: &str,
+    f: &HttpRouteFilter,
+    supported: &Supported,
+    matches: &[HttpRouteMatch],
+) -> Result<(), FieldError> {
+    use HttpRouteFilterType as T;
+    let kind = f.kind.as_str();
+    if !supported.types.contains(&f.kind) {
+        return Err(FieldError::new(
+            format!("{field}.type"),
+            format!("{kind} {}", supported.refusal),
+        ));
     }
     // Gateway API: a filter has the key its type names, and no other.
     if let Some(other) = T::ALL.into_iter().find(|t| *t != f.kind && f.has_key(*t)) {
@@ -84,7 +125,9 @@ fn filter(field: &str, f: &HttpRouteFilter, r: &HttpRouteRule) -> Result<(), Fie
         (T::RequestHeaderModifier, Some(h), _, _) | (T::ResponseHeaderModifier, _, Some(h), _) => {
             header_filter(&at, h)
         }
-        (T::RequestRedirect, _, _, Some(redirect_filter)) => redirect(&at, redirect_filter, r),
+        (T::RequestRedirect, _, _, Some(redirect_filter)) => {
+            redirect(&at, redirect_filter, matches)
+        }
         _ => Err(FieldError::new(
             at,
             format!("is required when type is {kind}"),
@@ -135,13 +178,13 @@ fn header_filter(field: &str, h: &HttpHeaderFilter) -> Result<(), FieldError> {
 fn redirect(
     field: &str,
     r: &HttpRequestRedirectFilter,
-    rule: &HttpRouteRule,
+    matches: &[HttpRouteMatch],
 ) -> Result<(), FieldError> {
     if let Some(host) = &r.hostname {
         validate_dns_subdomain(&format!("{field}.hostname"), host)?;
     }
     if let Some(p) = &r.path {
-        path_modifier(&format!("{field}.path"), p, rule)?;
+        path_modifier(&format!("{field}.path"), p, matches)?;
     }
     port(&format!("{field}.port"), r.port)?;
     if let Some(status) = r.status_code
@@ -163,7 +206,7 @@ fn redirect(
 fn path_modifier(
     field: &str,
     p: &HttpPathModifier,
-    rule: &HttpRouteRule,
+    matches: &[HttpRouteMatch],
 ) -> Result<(), FieldError> {
     let (kind, value, key, other, other_key) = match p.kind {
         PathModifierType::ReplaceFullPath => (
@@ -197,12 +240,12 @@ fn path_modifier(
     if p.kind == PathModifierType::ReplacePrefixMatch {
         // A rule without matches, or a match without a path, matches
         // prefix `/` (Gateway API's defaults).
-        let prefix = |m: &crate::route::HttpRouteMatch| {
+        let prefix = |m: &HttpRouteMatch| {
             m.path
                 .as_ref()
                 .is_none_or(|p| p.kind == PathMatchType::PathPrefix)
         };
-        let ok = match rule.matches.as_slice() {
+        let ok = match matches {
             [] => true,
             [m] => prefix(m),
             _ => false,
@@ -212,7 +255,7 @@ fn path_modifier(
                 format!("{field}.type"),
                 format!(
                     "ReplacePrefixMatch needs the rule to have exactly one match, a PathPrefix one (Gateway API): it replaces the prefix that match matched; this rule has {}",
-                    describe(&rule.matches)
+                    describe(matches)
                 ),
             ));
         }
@@ -221,7 +264,7 @@ fn path_modifier(
 }
 
 /// The rule's matches, for the refusal of a prefix replacement.
-fn describe(matches: &[crate::route::HttpRouteMatch]) -> String {
+fn describe(matches: &[HttpRouteMatch]) -> String {
     match matches {
         [m] => match m.path.as_ref().map(|p| p.kind) {
             Some(PathMatchType::Exact) => "an Exact match".to_string(),

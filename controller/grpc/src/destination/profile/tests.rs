@@ -16,6 +16,7 @@ fn view(spec: Option<&str>) -> ServicePortView {
         app_protocol: None,
         endpoints: BTreeMap::new(),
         http_routes: Vec::new(),
+        grpc_routes: Vec::new(),
         profile: spec.map(|spec| Arc::new(parse(spec))),
     }
 }

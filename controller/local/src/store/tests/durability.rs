@@ -283,11 +283,7 @@ fn route(store: &Store, name: &str) -> strand_controller_core::HttpRoute {
 async fn http_routes_round_trip_through_log_snapshot_and_watch() {
     use strand_controller_core::HttpRouteApi;
     let dir = TempDir::new("routes");
-    let config = StoreConfig {
-        compact_records: 4,
-        ..dir.config()
-    };
-    let store = Store::open(config.clone()).await.expect("open");
+    let (config, store) = open_compacting(&dir).await;
     let text = [
         service("shop", "web", 80),
         route_doc("gateway.networking.k8s.io/v1", "canary", 90, 10),

@@ -24,11 +24,7 @@ fn profile(store: &Store) -> strand_controller_core::ServiceProfile {
 async fn service_profiles_round_trip_through_log_snapshot_and_watch() {
     use strand_controller_core::ServiceProfileApi;
     let dir = TempDir::new("profiles");
-    let config = StoreConfig {
-        compact_records: 4,
-        ..dir.config()
-    };
-    let store = Store::open(config.clone()).await.expect("open");
+    let (config, store) = open_compacting(&dir).await;
     let text = [
         service("shop", "web", 80),
         profile_doc("linkerd.io/v1alpha2", "300ms"),
