@@ -269,17 +269,19 @@ fn demo_shows_golden_metrics_and_leaves_nothing_behind() {
 
     // Traces: vote-bot starts one every tenth request, and web passes the
     // context on to its gRPC calls, so a trace crosses vote-bot's, web's
-    // and emoji's proxies, each span the child of the one before.
+    // and emoji's proxies, each span the child of the one before. A span
+    // ends with its response, so a trace's outer spans arrive last: wait
+    // for one that is whole (a single root).
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let list = json(&mesh, &["viz", "trace", "-o", "json"]);
-        let through_all = list["traces"].as_array().unwrap().iter().find(|t| {
+        let through_all = list["traces"].as_array().unwrap().iter().filter(|t| {
             t["spans"].as_u64().unwrap_or(0) >= 4
                 && ["vote-bot", "web", "emoji"]
                     .iter()
                     .all(|s| t["services"].as_array().unwrap().iter().any(|x| x == s))
         });
-        if let Some(t) = through_all {
+        let whole = through_all.into_iter().find_map(|t| {
             let id = t["trace_id"].as_str().unwrap();
             let detail = json(&mesh, &["viz", "trace", id, "-o", "json"]);
             let spans = detail["spans"].as_array().unwrap();
@@ -289,15 +291,14 @@ fn demo_shows_golden_metrics_and_leaves_nothing_behind() {
                 .iter()
                 .filter(|s| !ids.contains(s["parent_span_id"].as_str().unwrap_or("")))
                 .count();
-            assert_eq!(
-                roots, 1,
-                "one root, every other span's parent in the trace: {detail}"
-            );
+            (roots == 1).then_some(())
+        });
+        if whole.is_some() {
             break;
         }
         assert!(
             Instant::now() < deadline,
-            "a trace through vote-bot, web and emoji: {list}"
+            "a whole trace through vote-bot, web and emoji: {list}"
         );
         std::thread::sleep(Duration::from_millis(500));
     }

@@ -23,12 +23,14 @@ pub struct MetricsApiClient {
 /// Why a call failed; `Display` is what the CLI prints.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
+    // `error` is in the message, not the error's source, so that a chain
+    // printed whole (`{:#}`) says it once.
     #[error(
-        "cannot reach the metrics API at {addr}: {source}; is the control plane up? (`strand check`)"
+        "cannot reach the metrics API at {addr}: {error}; is the control plane up? (`strand check`)"
     )]
     Connect {
         addr: SocketAddr,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("the metrics API at {addr} did not answer within {TIMEOUT:?}")]
     Timeout { addr: SocketAddr },
@@ -133,7 +135,7 @@ impl MetricsApiClient {
         )
         .await
         .map_err(|e| match e {
-            crate::fetch::HttpError::Connect(source) => ClientError::Connect { addr, source },
+            crate::fetch::HttpError::Connect(error) => ClientError::Connect { addr, error },
             crate::fetch::HttpError::Timeout(_) => ClientError::Timeout { addr },
             other => ClientError::Http {
                 addr,
