@@ -480,17 +480,12 @@ fn grpc_retry(r: &linkerd2_proxy_api::outbound::grpc_route::Retry) -> Option<Ret
     .into_iter()
     .filter_map(|(on, code)| on.then_some(code))
     .collect();
-    if r.max_retries == 0 || grpc_codes.is_empty() {
-        return None;
-    }
-    Some(RetryPolicy {
-        max_retries: r.max_retries,
-        max_request_bytes: r.max_request_bytes,
-        statuses: Vec::new(),
-        grpc_codes,
-        timeout: duration(r.timeout),
-        backoff: backoff(r.backoff.as_ref()),
-    })
+    retry_policy(
+        (r.max_retries, r.max_request_bytes),
+        (Vec::new(), grpc_codes),
+        r.timeout,
+        r.backoff.as_ref(),
+    )
 }
 
 /// A GRPCRoute match: the service and method (either may be empty) as a
@@ -537,16 +532,32 @@ fn retry(r: &linkerd2_proxy_api::outbound::http_route::Retry) -> Option<RetryPol
                 .collect()
         })
         .unwrap_or_default();
-    if r.max_retries == 0 || statuses.is_empty() {
+    retry_policy(
+        (r.max_retries, r.max_request_bytes),
+        (statuses, Vec::new()),
+        r.timeout,
+        r.backoff.as_ref(),
+    )
+}
+
+/// A retry policy from either route kind's `Retry`: none without retries
+/// or without a condition (`(HTTP status ranges, gRPC codes)`).
+fn retry_policy(
+    (max_retries, max_request_bytes): (u32, u32),
+    (statuses, grpc_codes): (Vec<(u16, u16)>, Vec<u32>),
+    timeout: Option<prost_types::Duration>,
+    backoff_policy: Option<&linkerd2_proxy_api::outbound::ExponentialBackoff>,
+) -> Option<RetryPolicy> {
+    if max_retries == 0 || statuses.is_empty() && grpc_codes.is_empty() {
         return None;
     }
     Some(RetryPolicy {
-        max_retries: r.max_retries,
-        max_request_bytes: r.max_request_bytes,
+        max_retries,
+        max_request_bytes,
         statuses,
-        grpc_codes: Vec::new(),
-        timeout: duration(r.timeout),
-        backoff: backoff(r.backoff.as_ref()),
+        grpc_codes,
+        timeout: duration(timeout),
+        backoff: backoff(backoff_policy),
     })
 }
 
