@@ -31,7 +31,8 @@
 # bench's CPU figure is taken at 1000) instead of as fast as possible.
 # ENV=VALUE pairs after `--` go to the proxy (e.g. STRAND_PROXY_CORES=1).
 # `--target nginx` measures nginx instead (as uid 2102 on :4143 behind the
-# same REDIRECT, forwarding to the same backend), for strace, cpu and perf modes.
+# same REDIRECT, forwarding to the same backend), in every mode (under
+# callgrind as a single process, `master_process off`).
 # Needs root, iproute2, iptables, valgrind (callgrind mode), strace (strace
 # mode), perf (perf mode), oha. Binaries default to target/release (build them first:
 # cargo build --release -p strand-proxy -p strand-init -p strand-testkit).
@@ -99,10 +100,17 @@ ip netns exec "$server" setpriv --reuid=2103 --regid=2103 --clear-groups \
 pids+=($!)
 
 pid=""
-if [ "$target" != strand ]; then
+# nginx in the proxy's place: as uid 2102 on :4143 behind the same REDIRECT.
+# Under callgrind it runs as one process (master_process off), so that
+# valgrind sees the process that serves the requests, with one worker's
+# listener (with more, reuseport would hash connections to listeners that
+# no process serves).
+write_nginx_conf() {
+  local procs="worker_processes auto;"
+  [ -n "$1" ] && procs="worker_processes 1; master_process off;"
   mkdir -p "$work/nginx"
   cat >"$work/nginx/nginx.conf" <<EOF
-worker_processes auto;
+$procs
 pid $work/nginx/nginx.pid;
 error_log $work/nginx/error.log warn;
 events { worker_connections 8192; }
@@ -122,26 +130,32 @@ http {
 }
 EOF
   chown -R 2102:2102 "$work/nginx"
-  ip netns exec "$server" setpriv --reuid=2102 --regid=2102 --clear-groups \
-    nginx -p "$work/nginx" -e "$work/nginx/error.log" -c "$work/nginx/nginx.conf" -g 'daemon off;' &
-  pids+=($!)
-  pid=$!
-  sleep 1
-fi
+}
 
+# Starts the proxy (strand-proxy, or nginx with --target nginx), under
+# callgrind in callgrind mode with its profile in $work/callgrind.out.<$1>,
+# and waits until a request passes through it.
 start_proxy() {
   local wrap=()
   if [ "$mode" = callgrind ]; then
     wrap=(valgrind --tool=callgrind --callgrind-out-file="$work/callgrind.out.$1"
           --dump-instr=no --collect-jumps=no)
   fi
-  ip netns exec "$server" env STRAND_PROXY_LOG=warn "${proxy_env[@]}" \
-    setpriv --reuid=2102 --regid=2102 --clear-groups "${wrap[@]}" "$proxy_bin" \
-    >>"$work/proxy.log" 2>&1 &
+  if [ "$target" = strand ]; then
+    ip netns exec "$server" env STRAND_PROXY_LOG=warn "${proxy_env[@]}" \
+      setpriv --reuid=2102 --regid=2102 --clear-groups "${wrap[@]}" "$proxy_bin" \
+      >>"$work/proxy.log" 2>&1 &
+  else
+    write_nginx_conf "${wrap[*]}"
+    ip netns exec "$server" setpriv --reuid=2102 --regid=2102 --clear-groups "${wrap[@]}" \
+      nginx -p "$work/nginx" -e "$work/nginx/error.log" -c "$work/nginx/nginx.conf" \
+      -g 'daemon off;' >>"$work/proxy.log" 2>&1 &
+  fi
   pids+=($!)
   pid=$!
   for _ in $(seq 1 600); do
-    if ip netns exec "$load" curl -sf -o /dev/null --max-time 2 http://198.18.254.2:8080/; then
+    if ip netns exec "$load" curl -sf -o /dev/null --max-time 2 ${http2:+--http2-prior-knowledge} \
+      http://198.18.254.2:8080/; then
       return
     fi
     sleep 0.2
@@ -190,7 +204,7 @@ case "$mode" in
     echo "profile (includes start-up and warm-up): $keep"
     ;;
   strace)
-    [ "$target" = strand ] && start_proxy native
+    start_proxy native
     run_load "$warmup"
     spids=()
     for p in $pid $(pgrep -P "$pid" || true); do spids+=(-p "$p"); done
@@ -204,7 +218,7 @@ case "$mode" in
   perf)
     # Where the proxy's CPU goes, kernel included: cpu-clock samples (no
     # hardware counters needed), summed by DSO and by symbol.
-    [ "$target" = strand ] && start_proxy native
+    start_proxy native
     run_load "$warmup"
     perf record -q -e cpu-clock -F 2000 -g -o "$work/perf.data" \
       -p "$(printf '%s,' $pid $(pgrep -P "$pid" || true) | sed 's/,$//')" &
@@ -220,7 +234,7 @@ case "$mode" in
     echo "profile: $keep (perf report -i $keep)"
     ;;
   cpu)
-    [ "$target" = strand ] && start_proxy native
+    start_proxy native
     run_load "$warmup"
     before=$(proc_cpu)
     run_load "$requests"

@@ -2,7 +2,8 @@
 # Builds the workspace's release binaries and runs the benchmark.
 #
 # As root it first installs what is missing: the Debian packages (nginx,
-# wrk, h2load, iptables, iproute2, setpriv) and oha (with cargo). The
+# wrk, h2load, iptables, iproute2, setpriv, and valgrind for --callgrind)
+# and oha (with cargo). The
 # benchmark itself needs root: it creates network namespaces.
 #
 # Usage: sudo bench/run.sh [strand-bench flags]    e.g. --quick, --runs 5
@@ -21,6 +22,10 @@ packages=(iptables iproute2 util-linux)
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || packages+=(nginx-light)
 command -v wrk >/dev/null || packages+=(wrk)
 command -v h2load >/dev/null || packages+=(nghttp2-client)
+# --callgrind runs the proxies under valgrind and talks to them with vgdb.
+if [[ " $* " == *" --callgrind "* ]]; then
+  command -v vgdb >/dev/null || packages+=(valgrind)
+fi
 ensure_packages "${packages[@]}"
 
 oha_bin=""

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+use crate::callgrind::{self, Callgrind, Counted};
 use crate::cli::Plan;
 use crate::handshake::{self, Mode};
 use crate::load::{self, FixedRate, Protocol, Saturation, SaturationTool, Target, parse};
@@ -84,7 +85,13 @@ pub struct Measurement {
     /// 1-based round number.
     pub run: u32,
     pub fixed: Phase<FixedRate>,
-    pub saturation: Phase<Saturation>,
+    /// Not measured with `--callgrind`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub saturation: Option<Phase<Saturation>>,
+    /// With `--callgrind`: the proxies' instructions during the fixed-rate
+    /// measurement, or why they could not be counted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instructions: Option<Result<Counted, String>>,
 }
 
 /// A load generator's result and the proxies' cost meanwhile, or why the
@@ -167,6 +174,8 @@ pub fn run(plan: &Plan, tools: &Tools, stop: &StopFlag) -> anyhow::Result<Result
     let mut handshakes: Vec<HandshakeSeries> = scenarios
         .iter()
         .enumerate()
+        // Handshakes under callgrind would measure valgrind.
+        .filter(|_| tools.callgrind.is_none())
         .filter_map(|(scenario_index, scenario)| {
             let (client, proxy) = scenario.handshake()?;
             Some(HandshakeSeries {
@@ -289,20 +298,70 @@ fn measure_once(
     );
     let mut cmd = scenario.load_command(&tools.oha);
     cmd.args(args);
-    let fixed = phase(
-        measure::observe(scenario.load_pod(), cmd, &pids, plan.duration + SLACK, stop),
-        "oha",
-        parse::oha_json,
-    );
-    std::thread::sleep(PAUSE);
-
-    let saturation = saturate(scenario, &target, &pids, plan, tools, stop);
+    let observe = || measure::observe(scenario.load_pod(), cmd, &pids, plan.duration + SLACK, stop);
+    let Some(callgrind) = &tools.callgrind else {
+        let fixed = phase(observe(), "oha", parse::oha_json);
+        std::thread::sleep(PAUSE);
+        let saturation = saturate(scenario, &target, &pids, plan, tools, stop);
+        std::thread::sleep(PAUSE);
+        return Measurement {
+            run,
+            fixed,
+            saturation: Some(saturation),
+            instructions: None,
+        };
+    };
+    let proxies = scenario.proxies(protocol);
+    let (observed, counted) = std::thread::scope(|scope| {
+        let counter = scope.spawn(|| count_instructions(scenario, &proxies, callgrind, plan));
+        let observed = observe();
+        let counted = counter
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        (observed, counted)
+    });
     std::thread::sleep(PAUSE);
     Measurement {
         run,
-        fixed,
-        saturation,
+        fixed: phase(observed, "oha", parse::oha_json),
+        saturation: None,
+        instructions: Some(counted.map_err(|e| format!("{e:#}"))),
     }
+}
+
+/// Counts the instructions of `proxies` over the counted window of a
+/// fixed-rate measurement that starts now (see [`callgrind::window`]).
+fn count_instructions(
+    scenario: &Scenario,
+    proxies: &[ProxyProcess],
+    callgrind: &Callgrind,
+    plan: &Plan,
+) -> anyhow::Result<Counted> {
+    let start = Instant::now();
+    let (from, to) = callgrind::window(plan.duration).ok_or_else(|| {
+        anyhow::anyhow!("--duration is too short to count instructions (at least 3s)")
+    })?;
+    std::thread::sleep(from);
+    for p in proxies {
+        callgrind.zero(p.pid)?;
+    }
+    let before = scenario.server_requests()?;
+    std::thread::sleep(to.saturating_sub(start.elapsed()));
+    let after = scenario.server_requests()?;
+    let mut instructions = Vec::new();
+    for p in proxies {
+        instructions.push((p.label.clone(), callgrind.dump(p.pid)?));
+    }
+    let requests = after.saturating_sub(before);
+    if requests == 0 {
+        anyhow::bail!("no request was served while instructions were counted");
+    }
+    let total: u64 = instructions.iter().map(|(_, n)| n).sum();
+    Ok(Counted {
+        requests,
+        instructions,
+        per_request: total as f64 / requests as f64,
+    })
 }
 
 fn saturate(
@@ -455,13 +514,19 @@ impl Measurement {
             ),
             Phase::Failed { error } => format!("fixed-rate FAILED: {error}"),
         };
-        let saturation = match &self.saturation {
-            Phase::Ok { result: r, .. } => {
+        let second = match (&self.saturation, &self.instructions) {
+            (Some(Phase::Ok { result: r, .. }), _) => {
                 format!("{:.0} rps, {} err", r.rps, r.errors + r.non_2xx)
             }
-            Phase::Failed { error } => format!("saturation FAILED: {error}"),
+            (Some(Phase::Failed { error }), _) => format!("saturation FAILED: {error}"),
+            (None, Some(Ok(c))) => format!(
+                "{:.0} instructions/request over {} requests",
+                c.per_request, c.requests
+            ),
+            (None, Some(Err(error))) => format!("instructions FAILED: {error}"),
+            (None, None) => "-".to_string(),
         };
-        format!("{fixed} | {saturation}")
+        format!("{fixed} | {second}")
     }
 }
 

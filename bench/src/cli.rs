@@ -47,10 +47,10 @@ pub struct Args {
     #[arg(long, value_name = "PROTOCOLS", value_delimiter = ',', value_enum)]
     pub protocols: Vec<Protocol>,
 
-    /// Fixed request rate of the latency measurement, in requests per second.
-    #[arg(long, value_name = "RPS", default_value_t = 1000,
-          value_parser = clap::value_parser!(u32).range(1..))]
-    pub rate: u32,
+    /// Fixed request rate of the latency measurement, in requests per second
+    /// [default: 1000, 100 with --callgrind].
+    #[arg(long, value_name = "RPS", value_parser = clap::value_parser!(u32).range(1..))]
+    pub rate: Option<u32>,
 
     /// Concurrent connections of every load generator.
     #[arg(long, value_name = "N", default_value_t = 100,
@@ -92,6 +92,15 @@ pub struct Args {
     /// The oha binary [default: oha from PATH or ~/.cargo/bin].
     #[arg(long, value_name = "PATH", env = "STRAND_BENCH_OHA")]
     pub oha: Option<PathBuf>,
+
+    /// Count instructions instead of timing: every strand-proxy runs under
+    /// valgrind's callgrind, and each fixed-rate measurement reports the
+    /// instructions the proxies on the path executed per request (user
+    /// space, repeatable whatever else the machine does). Only strand's
+    /// scenarios; no saturation or handshake measurements; latency and CPU
+    /// columns are those of proxies slowed down by valgrind. Needs valgrind.
+    #[arg(long)]
+    pub callgrind: bool,
 }
 
 /// What to measure, with every default and `--quick` applied.
@@ -110,6 +119,8 @@ pub struct Plan {
     pub proxy_env: Vec<(String, String)>,
     pub json_path: PathBuf,
     pub oha: Option<PathBuf>,
+    /// Count the proxies' instructions under callgrind (`--callgrind`).
+    pub callgrind: bool,
     /// The command line, for the JSON.
     pub command_line: Vec<String>,
 }
@@ -118,6 +129,11 @@ pub struct Plan {
 /// default 1000 rps, enough for a stable p99 (200 samples above it); 10 s of
 /// saturation is enough for throughput to settle on 2 cores.
 const DEFAULT_RUNS: u32 = 3;
+const DEFAULT_RATE: u32 = 1000;
+/// Under callgrind a proxy runs some 50 times slower: 100 rps keeps it
+/// well below its capacity, so requests still arrive one by one as at
+/// 1000 rps without valgrind.
+const CALLGRIND_RATE: u32 = 100;
 const DEFAULT_DURATION: Duration = Duration::from_secs(20);
 const DEFAULT_SATURATION: Duration = Duration::from_secs(10);
 const DEFAULT_HANDSHAKE: Duration = Duration::from_secs(10);
@@ -138,8 +154,18 @@ const QUICK_HANDSHAKE: Duration = Duration::from_secs(5);
 impl Args {
     /// Applies defaults and checks the scenario names.
     pub fn plan(&self) -> anyhow::Result<Plan> {
-        let all = Kind::all(&self.other_proxies)?;
-        let scenarios = select_scenarios(all, &self.scenarios)?;
+        let mut all = Kind::all(&self.other_proxies)?;
+        if self.callgrind {
+            // Instructions are counted in strand's proxies only.
+            all.retain(Kind::runs_strand);
+        }
+        let scenarios = select_scenarios(all, &self.scenarios).map_err(|e| {
+            if self.callgrind {
+                e.context("with --callgrind")
+            } else {
+                e
+            }
+        })?;
         // Always in the table's order, whatever the order on the command line.
         let protocols: Vec<Protocol> = Protocol::ALL
             .into_iter()
@@ -167,7 +193,11 @@ impl Args {
             runs: self.runs.unwrap_or(runs),
             scenarios,
             protocols,
-            rate: self.rate,
+            rate: self.rate.unwrap_or(if self.callgrind {
+                CALLGRIND_RATE
+            } else {
+                DEFAULT_RATE
+            }),
             connections: self.connections,
             duration,
             saturation_duration,
@@ -176,6 +206,7 @@ impl Args {
             proxy_env: self.proxy_env.clone(),
             json_path,
             oha: self.oha.clone(),
+            callgrind: self.callgrind,
             command_line: std::env::args().collect(),
         })
     }
@@ -302,6 +333,37 @@ mod tests {
         let names: Vec<&str> = plan.scenarios.iter().map(|k| k.name()).collect();
         assert_eq!(names, ["direct", "socat"]);
         assert_eq!(plan.protocols, [Protocol::Http1]);
+    }
+
+    #[test]
+    fn callgrind_keeps_strand_scenarios_and_lowers_the_rate() {
+        let plan = Args::parse_from(["strand-bench", "--callgrind"])
+            .plan()
+            .unwrap();
+        let names: Vec<&str> = plan.scenarios.iter().map(|k| k.name()).collect();
+        assert_eq!(
+            names,
+            [
+                "strand-1hop",
+                "strand-pair",
+                "strand-pair-disc",
+                "strand-pair-mtls"
+            ]
+        );
+        assert!(plan.callgrind);
+        assert_eq!(plan.rate, CALLGRIND_RATE);
+        let plan = Args::parse_from(["strand-bench", "--callgrind", "--rate", "50"])
+            .plan()
+            .unwrap();
+        assert_eq!(plan.rate, 50);
+        assert_eq!(
+            Args::parse_from(["strand-bench"]).plan().unwrap().rate,
+            DEFAULT_RATE
+        );
+        let err = Args::parse_from(["strand-bench", "--callgrind", "--scenarios", "nginx-1hop"])
+            .plan()
+            .unwrap_err();
+        assert!(format!("{err:#}").contains("with --callgrind"), "{err:#}");
     }
 
     #[test]

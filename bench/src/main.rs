@@ -29,6 +29,7 @@
 #![forbid(unsafe_code)]
 
 mod bench;
+mod callgrind;
 mod cli;
 mod handshake;
 mod load;

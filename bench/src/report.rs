@@ -48,6 +48,8 @@ pub struct Meta {
     pub handshake_duration_seconds: f64,
     pub handshake_concurrency: u32,
     pub proxy_env: Vec<(String, String)>,
+    /// The proxies ran under callgrind (`--callgrind`).
+    pub callgrind: bool,
     pub tool_versions: std::collections::BTreeMap<String, String>,
 }
 
@@ -81,6 +83,10 @@ pub struct Row {
     pub saturation_errors: u64,
     /// Measurements (fixed-rate or saturation) that failed outright.
     pub failed: u32,
+    /// With `--callgrind`: instructions the proxies on the path executed
+    /// per request at the fixed rate (user space).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instructions_per_request: Option<f64>,
 }
 
 /// A fixed-rate run counts as not having reached its rate below this
@@ -119,6 +125,7 @@ impl Report {
             handshake_duration_seconds: plan.handshake_duration.as_secs_f64(),
             handshake_concurrency: plan.handshake_concurrency,
             proxy_env: plan.proxy_env.clone(),
+            callgrind: plan.callgrind,
             tool_versions: tools.versions.clone(),
         };
         Report {
@@ -133,15 +140,15 @@ impl Report {
     /// The table, with notes on anything that went wrong underneath.
     pub fn table(&self) -> String {
         let m = &self.meta;
+        let second = if m.callgrind {
+            "proxies under callgrind, no saturation".to_string()
+        } else {
+            format!("saturation {}s (throughput)", m.saturation_duration_seconds)
+        };
         let mut out = format!(
             "strand-bench: median of {} run(s); fixed rate {} rps over {} connections for {}s \
-             (latency, CPU); saturation {}s (throughput); {} CPUs\n\n",
-            m.runs,
-            m.rate,
-            m.connections,
-            m.duration_seconds,
-            m.saturation_duration_seconds,
-            m.cpus
+             (latency, CPU); {second}; {} CPUs\n\n",
+            m.runs, m.rate, m.connections, m.duration_seconds, m.cpus
         );
         let header = [
             "scenario",
@@ -168,11 +175,54 @@ impl Report {
         for note in self.notes() {
             let _ = writeln!(out, "  note: {note}");
         }
+        let instructions = self.instructions_table();
+        if !instructions.is_empty() {
+            out.push('\n');
+            out.push_str(&instructions);
+        }
         let handshakes = handshakes::table(&self.handshake_rows, &self.results.handshakes);
         if !handshakes.is_empty() {
             out.push('\n');
             out.push_str(&handshakes);
         }
+        out
+    }
+
+    /// With `--callgrind`: instructions per request, per scenario and
+    /// protocol; empty otherwise.
+    fn instructions_table(&self) -> String {
+        let rows: Vec<&Row> = self
+            .rows
+            .iter()
+            .filter(|r| r.instructions_per_request.is_some())
+            .collect();
+        if rows.is_empty() {
+            return String::new();
+        }
+        let mut cells = vec![vec![
+            "scenario".to_string(),
+            "proto".to_string(),
+            "instructions/request".to_string(),
+            "".to_string(),
+        ]];
+        for r in rows {
+            cells.push(vec![
+                r.scenario.clone(),
+                r.protocol.map_or("", |p| p.name()).to_string(),
+                num(r.instructions_per_request, 0),
+                String::new(),
+            ]);
+        }
+        let mut out = String::from(
+            "Instructions the proxies on the path executed per request (callgrind, user space; \
+             median of the runs):\n\n",
+        );
+        out.push_str(&render(&cells));
+        out.push_str(
+            "  (counted from 10% of each fixed-rate run, at least 1 s, to 1 s before its end, \
+             over the requests the server pod's proxy served meanwhile; latency, CPU and memory \
+             above are those of proxies under valgrind)\n",
+        );
         out
     }
 
@@ -194,7 +244,13 @@ impl Report {
             for m in &series.runs {
                 let failures = [
                     ("fixed-rate", phase_error(&m.fixed)),
-                    ("saturation", phase_error(&m.saturation)),
+                    ("saturation", m.saturation.as_ref().and_then(phase_error)),
+                    (
+                        "instruction count",
+                        m.instructions
+                            .as_ref()
+                            .and_then(|i| i.as_ref().err().map(String::as_str)),
+                    ),
                 ];
                 for (what, error) in failures {
                     if let Some(error) = error {
@@ -275,6 +331,7 @@ impl Row {
         let mut fixed = Samples::default();
         let mut sat = Samples::default();
         let mut peaks = Vec::new();
+        let mut instructions = Vec::new();
         let mut row = Row {
             scenario: series.scenario.clone(),
             protocol: Some(series.protocol),
@@ -301,17 +358,23 @@ impl Row {
                 Phase::Failed { .. } => row.failed += 1,
             }
             match &m.saturation {
-                Phase::Ok {
+                Some(Phase::Ok {
                     result: r,
                     proxy_cpu_seconds,
                     proxy_peak_rss_bytes,
-                } => {
+                }) => {
                     row.saturation_errors += r.errors + r.non_2xx;
                     sat.rps.push(r.rps);
                     sat.cpu.extend(per_10k(*proxy_cpu_seconds, r.requests));
                     peak = peak.max(Some(*proxy_peak_rss_bytes));
                 }
-                Phase::Failed { .. } => row.failed += 1,
+                Some(Phase::Failed { .. }) => row.failed += 1,
+                None => {}
+            }
+            match &m.instructions {
+                Some(Ok(counted)) => instructions.push(counted.per_request),
+                Some(Err(_)) => row.failed += 1,
+                None => {}
             }
             peaks.extend(peak.map(|b| b as f64 / MIB));
         }
@@ -324,6 +387,7 @@ impl Row {
             row.cpu_s_per_10k = median(fixed.cpu);
             row.cpu_s_per_10k_saturation = median(sat.cpu);
             row.rss_peak_mib = median(peaks);
+            row.instructions_per_request = median(instructions);
         }
         row
     }

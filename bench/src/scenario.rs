@@ -37,6 +37,9 @@ pub const APP_UID: u32 = 2103;
 /// Backend ports in the server pod, as in strand's end-to-end tests.
 const HTTP_PORT: u16 = 8080;
 const GRPC_PORT: u16 = 9090;
+/// How long a proxy under callgrind may take to become ready.
+const CALLGRIND_PATIENCE: std::time::Duration = std::time::Duration::from_secs(120);
+
 /// strand-proxy's admin port (its default), where `/ready` is polled.
 const ADMIN_PORT: u16 = 4191;
 /// The port strand-init redirects a pod's inbound TCP to (its default),
@@ -179,6 +182,14 @@ impl Kind {
         !matches!(self, Kind::NginxRedirect) || protocol == Protocol::Http1
     }
 
+    /// Whether the scenario's proxies are strand's.
+    pub fn runs_strand(&self) -> bool {
+        matches!(
+            self,
+            Kind::Strand1Hop | Kind::StrandPair | Kind::StrandPairDisc | Kind::StrandPairMtls
+        )
+    }
+
     /// Whether the scenario runs nginx.
     pub fn uses_nginx(&self) -> bool {
         matches!(self, Kind::Nginx | Kind::NginxRedirect)
@@ -281,6 +292,13 @@ impl Scenario {
         Ok(handshake::sum_counter(&metrics, "tcp_open_total", &labels))
     }
 
+    /// Every request the server pod's proxy has served so far (its inbound
+    /// `request_total`).
+    pub fn server_requests(&self) -> anyhow::Result<u64> {
+        let metrics = probe::http_get(&self.server, ADMIN_PORT, "/metrics")?;
+        Ok(crate::callgrind::inbound_requests(&metrics))
+    }
+
     /// The proxies on the path of `protocol` requests.
     pub fn proxies(&self, protocol: Protocol) -> Vec<ProxyProcess> {
         self.proxies
@@ -334,11 +352,25 @@ impl Scenario {
         let pod = self.pod(side);
         pod.run(pod.command(&setup.tools.strand_init))
             .with_context(|| format!("strand-init in the {} pod", pod.name()))?;
-        let mut cmd = pod.command_as(PROXY_UID, PROXY_UID, &setup.tools.strand_proxy);
+        let mut cmd = match &setup.tools.callgrind {
+            Some(callgrind) => {
+                let (valgrind, args) = callgrind.wrap(&setup.tools.strand_proxy);
+                let mut cmd = pod.command_as(PROXY_UID, PROXY_UID, &valgrind);
+                cmd.args(args);
+                cmd
+            }
+            None => pod.command_as(PROXY_UID, PROXY_UID, &setup.tools.strand_proxy),
+        };
         cmd.envs(env.iter().chain(setup.proxy_env).map(|(k, v)| (k, v)));
         let mut child = spawn(pod, cmd)?;
         // With an identity, /ready also waits for the certificate.
-        probe::wait_http_ok(pod, &mut child, ADMIN_PORT, "/ready")
+        // valgrind takes seconds to load the binary and runs it far slower.
+        let patience = if setup.tools.callgrind.is_some() {
+            CALLGRIND_PATIENCE
+        } else {
+            strand_testkit::patience()
+        };
+        probe::wait_http_ok(pod, &mut child, ADMIN_PORT, "/ready", patience)
             .with_context(|| format!("strand-proxy in the {} pod", pod.name()))?;
         let proxy = ProxyProcess {
             label: format!("strand-proxy ({})", pod.name()),

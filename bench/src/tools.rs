@@ -11,6 +11,7 @@ use std::process::Command;
 
 use anyhow::{Context, bail};
 
+use crate::callgrind::Callgrind;
 use crate::cli::Plan;
 use crate::load::{self, Protocol, SaturationTool};
 use crate::scenario::Kind;
@@ -28,6 +29,8 @@ pub struct Tools {
     pub grpc_body: PathBuf,
     /// `--version` of each external tool, for the JSON.
     pub versions: BTreeMap<String, String>,
+    /// How proxies run under callgrind (`--callgrind`).
+    pub callgrind: Option<Callgrind>,
     workdir: WorkDir,
 }
 
@@ -71,6 +74,20 @@ impl Tools {
                 )
             })
             .transpose()?;
+        let callgrind = if plan.callgrind {
+            let out_dir = workdir.0.join("callgrind");
+            make_dir(&out_dir)?;
+            // The proxies write their dumps here as their own user.
+            std::fs::set_permissions(&out_dir, std::fs::Permissions::from_mode(0o777))
+                .with_context(|| format!("chmod 777 {}", out_dir.display()))?;
+            Some(Callgrind {
+                valgrind: in_path("valgrind", "apt-get install valgrind")?,
+                vgdb: in_path("vgdb", "apt-get install valgrind")?,
+                out_dir,
+            })
+        } else {
+            None
+        };
         let grpc_body = workdir.0.join("grpc-body.bin");
         std::fs::write(&grpc_body, load::grpc_body())
             .with_context(|| format!("writing {}", grpc_body.display()))?;
@@ -85,6 +102,9 @@ impl Tools {
         if let Some(nginx) = &nginx {
             versions.insert("nginx".to_string(), version(nginx, "-v"));
         }
+        if let Some(c) = &callgrind {
+            versions.insert("valgrind".to_string(), version(&c.valgrind, "--version"));
+        }
         Ok(Tools {
             strand_proxy: shared(workspace_bin("strand-proxy")?)?,
             strand_init: workspace_bin("strand-init")?,
@@ -95,6 +115,7 @@ impl Tools {
             nginx,
             grpc_body,
             versions,
+            callgrind,
             workdir,
         })
     }

@@ -44,6 +44,9 @@ pub struct MtlsCost {
     pub p99: Option<f64>,
     /// Throughput at saturation.
     pub throughput: Option<f64>,
+    /// Instructions per request (`--callgrind`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instructions_per_request: Option<f64>,
 }
 
 /// New mTLS connections against new plain TCP connections into the same
@@ -221,19 +224,32 @@ impl Ratios {
                  protocols, HTTP/1.1 crossing as HTTP/2 in both; only TLS differs):"
             );
             let at_rate = format!("at {} rps", self.rate);
-            let lines: [(String, Metric, Option<f64>); 3] = [
-                (
-                    format!("CPU per request {at_rate}"),
-                    |c| c.cpu_per_request,
+            let counted = self
+                .mtls
+                .iter()
+                .any(|c| c.instructions_per_request.is_some());
+            let lines: Vec<(String, Metric, Option<f64>)> = if counted {
+                // Under callgrind, time says nothing about the proxies.
+                vec![(
+                    format!("instructions per request {at_rate} (callgrind)"),
+                    |c| c.instructions_per_request,
                     Some(MTLS_CPU_TARGET),
-                ),
-                (format!("p99 {at_rate}"), |c| c.p99, Some(MTLS_P99_TARGET)),
-                (
-                    "throughput at saturation".to_string(),
-                    |c| c.throughput,
-                    None,
-                ),
-            ];
+                )]
+            } else {
+                vec![
+                    (
+                        format!("CPU per request {at_rate}"),
+                        |c| c.cpu_per_request,
+                        Some(MTLS_CPU_TARGET),
+                    ),
+                    (format!("p99 {at_rate}"), |c| c.p99, Some(MTLS_P99_TARGET)),
+                    (
+                        "throughput at saturation".to_string(),
+                        |c| c.throughput,
+                        None,
+                    ),
+                ]
+            };
             for (what, value, target) in lines {
                 let values: Vec<String> = self
                     .mtls
@@ -304,6 +320,10 @@ fn mtls_costs(rows: &[Row]) -> Vec<MtlsCost> {
                 cpu_per_request: ratio(mtls.cpu_s_per_10k, disc.cpu_s_per_10k),
                 p99: ratio(mtls.p99_ms, disc.p99_ms),
                 throughput: ratio(mtls.throughput_rps, disc.throughput_rps),
+                instructions_per_request: ratio(
+                    mtls.instructions_per_request,
+                    disc.instructions_per_request,
+                ),
             })
         })
         .collect()

@@ -63,7 +63,8 @@ fn run(n: u32, fixed: Phase<FixedRate>, saturation: Phase<Saturation>) -> Measur
     Measurement {
         run: n,
         fixed,
-        saturation,
+        saturation: Some(saturation),
+        instructions: None,
     }
 }
 
@@ -274,4 +275,100 @@ fn mtls_costs_need_both_scenarios() {
     let text = ratios.render();
     assert!(text.contains("mTLS cost: not measured"), "{text}");
     assert!(text.contains("handshakes: not measured"), "{text}");
+}
+
+#[test]
+fn callgrind_counts_give_the_instruction_table_and_mtls_ratio() {
+    let counted = |scenario: &str, per_request: [f64; 3]| {
+        let runs = per_request
+            .iter()
+            .enumerate()
+            .map(|(i, &per_request)| Measurement {
+                run: i as u32 + 1,
+                fixed: fixed(50.0, 2_000, 0, 3.0),
+                saturation: None,
+                instructions: Some(Ok(crate::callgrind::Counted {
+                    requests: 1_000,
+                    instructions: vec![("p".into(), (per_request * 1_000.0) as u64)],
+                    per_request,
+                })),
+            })
+            .collect();
+        Row::from_series(&series(scenario, Protocol::Http2, runs))
+    };
+    let mut failed = series(
+        "strand-pair-mtls",
+        Protocol::Grpc,
+        vec![Measurement {
+            run: 1,
+            fixed: fixed(50.0, 2_000, 0, 3.0),
+            saturation: None,
+            instructions: Some(Err("vgdb --pid=7 zero: no such process".into())),
+        }],
+    );
+    let rows = vec![
+        counted("strand-pair-disc", [100_000.0, 90_000.0, 95_000.0]),
+        counted("strand-pair-mtls", [99_000.0, 104_500.0, 120_000.0]),
+        Row::from_series(&failed),
+    ];
+    assert_eq!(rows[0].instructions_per_request, Some(95_000.0));
+    assert_eq!(rows[1].instructions_per_request, Some(104_500.0));
+    // No saturation measured: no throughput, and nothing counted as failed.
+    assert_eq!(rows[0].throughput_rps, None);
+    assert_eq!(rows[0].failed, 0);
+    assert_eq!(rows[2].failed, 1);
+    assert_eq!(rows[2].instructions_per_request, None);
+
+    let ratios = Ratios::new(&rows, &[], 100);
+    let http2 = &ratios.mtls[0];
+    assert!((http2.instructions_per_request.unwrap() - 1.1).abs() < 1e-9);
+    let text = ratios.render();
+    assert!(
+        text.contains(
+            "instructions per request at 100 rps (callgrind): http2 1.10 (target <= 1.10: met)"
+        ),
+        "{text}"
+    );
+    assert!(!text.contains("CPU per request at"), "{text}");
+
+    failed.scenario = "x".into();
+    let report = Report {
+        meta: Meta {
+            unix_time: 0,
+            command_line: vec![],
+            kernel: String::new(),
+            cpus: 2,
+            runs: 3,
+            rate: 100,
+            connections: 10,
+            duration_seconds: 20.0,
+            saturation_duration_seconds: 10.0,
+            handshake_duration_seconds: 10.0,
+            handshake_concurrency: 16,
+            proxy_env: vec![],
+            callgrind: true,
+            tool_versions: BTreeMap::new(),
+        },
+        rows,
+        handshake_rows: vec![],
+        ratios,
+        results: Results {
+            series: vec![failed],
+            handshakes: vec![],
+            skipped: vec![],
+            elapsed_seconds: 1.0,
+        },
+    };
+    let table = report.table();
+    assert!(
+        table.contains("proxies under callgrind, no saturation"),
+        "{table}"
+    );
+    assert!(table.contains("instructions/request"), "{table}");
+    assert!(table.contains("strand-pair-mtls  http2"), "{table}");
+    assert!(table.contains("104500"), "{table}");
+    assert!(
+        table.contains("x grpc run 1 instruction count failed: vgdb --pid=7 zero"),
+        "{table}"
+    );
 }

@@ -18,7 +18,8 @@ const RETRY_PAUSE: Duration = Duration::from_millis(50);
 
 /// Waits until `127.0.0.1:port` in `pod` accepts a TCP connection.
 pub fn wait_tcp(pod: &Pod, child: &mut Child, port: u16) -> anyhow::Result<()> {
-    wait(pod, child, &format!("port {port}"), || {
+    let patience = strand_testkit::patience();
+    wait(pod, child, &format!("port {port}"), patience, || {
         connect(port).map(drop)
     })
 }
@@ -44,9 +45,16 @@ pub fn http_get(pod: &Pod, port: u16, path: &str) -> anyhow::Result<String> {
     Ok(body.to_string())
 }
 
-/// Waits until `GET http://127.0.0.1:port{path}` in `pod` answers 200.
-pub fn wait_http_ok(pod: &Pod, child: &mut Child, port: u16, path: &str) -> anyhow::Result<()> {
-    wait(pod, child, &format!("GET :{port}{path}"), || {
+/// Waits until `GET http://127.0.0.1:port{path}` in `pod` answers 200,
+/// for at most `patience`.
+pub fn wait_http_ok(
+    pod: &Pod,
+    child: &mut Child,
+    port: u16,
+    path: &str,
+    patience: Duration,
+) -> anyhow::Result<()> {
+    wait(pod, child, &format!("GET :{port}{path}"), patience, || {
         let mut stream = connect(port)?;
         let request = format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n");
         stream.write_all(request.as_bytes())?;
@@ -72,14 +80,15 @@ fn connect(port: u16) -> std::io::Result<TcpStream> {
     Ok(stream)
 }
 
-/// Retries `attempt` inside `pod` for the test bed's patience.
+/// Retries `attempt` inside `pod` for `patience`.
 fn wait(
     pod: &Pod,
     child: &mut Child,
     what: &str,
+    patience: Duration,
     attempt: impl Fn() -> std::io::Result<()> + Send + Sync,
 ) -> anyhow::Result<()> {
-    let deadline = Instant::now() + strand_testkit::patience();
+    let deadline = Instant::now() + patience;
     loop {
         let last = pod.in_netns(&attempt);
         let Err(e) = last else {
