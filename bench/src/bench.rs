@@ -7,6 +7,7 @@
 
 use std::time::{Duration, Instant};
 
+use anyhow::Context;
 use serde::Serialize;
 
 use crate::callgrind::{self, Callgrind, Counted};
@@ -313,7 +314,8 @@ fn measure_once(
     };
     let proxies = scenario.proxies(protocol);
     let (observed, counted) = std::thread::scope(|scope| {
-        let counter = scope.spawn(|| count_instructions(scenario, &proxies, callgrind, plan));
+        let counter =
+            scope.spawn(|| count_instructions(scenario, protocol, run, &proxies, callgrind, plan));
         let observed = observe();
         let counted = counter
             .join()
@@ -333,6 +335,8 @@ fn measure_once(
 /// fixed-rate measurement that starts now (see [`callgrind::window`]).
 fn count_instructions(
     scenario: &Scenario,
+    protocol: Protocol,
+    run: u32,
     proxies: &[ProxyProcess],
     callgrind: &Callgrind,
     plan: &Plan,
@@ -349,8 +353,17 @@ fn count_instructions(
     std::thread::sleep(to.saturating_sub(start.elapsed()));
     let after = scenario.server_requests()?;
     let mut instructions = Vec::new();
+    let mut profiles = Vec::new();
+    let keep = callgrind::profiles_dir(&plan.json_path);
+    std::fs::create_dir_all(&keep).with_context(|| format!("creating {}", keep.display()))?;
     for p in proxies {
-        instructions.push((p.label.clone(), callgrind.dump(p.pid)?));
+        let (count, dump) = callgrind.dump(p.pid)?;
+        let name = callgrind::profile_name(scenario.kind.name(), protocol.name(), run, &p.label);
+        let kept = keep.join(name);
+        std::fs::copy(&dump, &kept)
+            .with_context(|| format!("copying {} to {}", dump.display(), kept.display()))?;
+        instructions.push((p.label.clone(), count));
+        profiles.push(kept);
     }
     let requests = after.saturating_sub(before);
     if requests == 0 {
@@ -361,6 +374,7 @@ fn count_instructions(
         requests,
         instructions,
         per_request: total as f64 / requests as f64,
+        profiles,
     })
 }
 

@@ -48,6 +48,32 @@ pub struct Counted {
     pub instructions: Vec<(String, u64)>,
     /// All proxies' instructions over `requests`.
     pub per_request: f64,
+    /// The window's profiles, one per proxy, kept for `callgrind_annotate`.
+    pub profiles: Vec<PathBuf>,
+}
+
+/// Where the profiles of a run whose JSON goes to `json` are kept: beside
+/// it, in `<json without .json>.callgrind/`.
+pub fn profiles_dir(json: &Path) -> PathBuf {
+    json.with_extension("callgrind")
+}
+
+/// A file name for one proxy's profile of one measurement.
+pub fn profile_name(scenario: &str, protocol: &str, run: u32, proxy: &str) -> String {
+    let proxy: String = proxy
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!(
+        "{scenario}-{protocol}-run{run}-{}.out",
+        proxy.trim_matches('_')
+    )
 }
 
 /// The window of a fixed-rate measurement of `duration` that is counted:
@@ -84,8 +110,8 @@ impl Callgrind {
     }
 
     /// Dumps the counters of `pid` and returns the instructions since the
-    /// last zeroing (or dump).
-    pub fn dump(&self, pid: u32) -> anyhow::Result<u64> {
+    /// last zeroing (or dump), with the dump's path.
+    pub fn dump(&self, pid: u32) -> anyhow::Result<(u64, PathBuf)> {
         let before = self.latest_dump(pid)?.map(|(n, _)| n);
         self.monitor(pid, "dump")?;
         // The dump may land just after vgdb returns.
@@ -96,7 +122,7 @@ impl Callgrind {
                 let text = std::fs::read_to_string(&path)
                     .with_context(|| format!("reading {}", path.display()))?;
                 if let Some(total) = totals(&text) {
-                    return Ok(total);
+                    return Ok((total, path));
                 }
             }
             std::thread::sleep(Duration::from_millis(50));
@@ -198,6 +224,18 @@ mod tests {
             request_total{direction=\"outbound\",authority=\"c\"} 7\n\
             response_total{direction=\"inbound\",authority=\"a\"} 99\n";
         assert_eq!(inbound_requests(metrics), 15);
+    }
+
+    #[test]
+    fn profiles_are_named_by_measurement_and_proxy() {
+        assert_eq!(
+            profiles_dir(Path::new("bench/results/bench-17.json")),
+            Path::new("bench/results/bench-17.callgrind")
+        );
+        assert_eq!(
+            profile_name("strand-pair-mtls", "grpc", 2, "strand-proxy (load)"),
+            "strand-pair-mtls-grpc-run2-strand-proxy__load.out"
+        );
     }
 
     #[test]

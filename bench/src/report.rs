@@ -4,6 +4,7 @@
 //! only medians) to JSON.
 
 use std::fmt::Write;
+use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
@@ -223,6 +224,22 @@ impl Report {
              over the requests the server pod's proxy served meanwhile; latency, CPU and memory \
              above are those of proxies under valgrind)\n",
         );
+        let kept = self
+            .results
+            .series
+            .iter()
+            .flat_map(|s| &s.runs)
+            .find_map(|m| {
+                let counted = m.instructions.as_ref()?.as_ref().ok()?;
+                counted.profiles.first()?.parent().map(Path::to_path_buf)
+            });
+        if let Some(dir) = kept {
+            let _ = writeln!(
+                out,
+                "  profiles of the counted windows, per proxy: {} (callgrind_annotate FILE)",
+                dir.display()
+            );
+        }
         out
     }
 

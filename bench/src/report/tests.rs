@@ -291,6 +291,7 @@ fn callgrind_counts_give_the_instruction_table_and_mtls_ratio() {
                     requests: 1_000,
                     instructions: vec![("p".into(), (per_request * 1_000.0) as u64)],
                     per_request,
+                    profiles: vec![],
                 })),
             })
             .collect();
