@@ -188,6 +188,9 @@ impl Args {
         if duration < second || saturation_duration < second || handshake_duration < second {
             bail!("--duration, --saturation-duration and --handshake-duration must be at least 1s");
         }
+        if self.callgrind && crate::callgrind::window(duration).is_none() {
+            bail!("--callgrind needs a --duration of at least 3s to leave a window to count");
+        }
         let json_path = self.json.clone().unwrap_or_else(default_json_path);
         Ok(Plan {
             runs: self.runs.unwrap_or(runs),
@@ -364,6 +367,10 @@ mod tests {
             .plan()
             .unwrap_err();
         assert!(format!("{err:#}").contains("with --callgrind"), "{err:#}");
+        let err = Args::parse_from(["strand-bench", "--callgrind", "--duration", "2s"])
+            .plan()
+            .unwrap_err();
+        assert!(err.to_string().contains("at least 3s"), "{err}");
     }
 
     #[test]
