@@ -503,11 +503,7 @@ fn grpc_match(m: &linkerd2_proxy_api::grpc_route::GrpcRouteMatch) -> RouteMatch 
     };
     let (headers, unsupported) = header_matches(&m.headers);
     RouteMatch {
-        path: if unsupported {
-            Some(PathMatch::Unsupported)
-        } else {
-            path
-        },
+        path: unless_unsupported(path, unsupported),
         headers,
         ..RouteMatch::default()
     }
@@ -605,15 +601,21 @@ fn route_match(m: &api::HttpRouteMatch) -> RouteMatch {
         }
     });
     RouteMatch {
-        // A match this proxy cannot evaluate must not match everything.
-        path: if unsupported {
-            Some(PathMatch::Unsupported)
-        } else {
-            path
-        },
+        path: unless_unsupported(path, unsupported),
         headers,
         query,
         method,
+    }
+}
+
+/// `path`, or [`PathMatch::Unsupported`] when another part of the match
+/// could not be read: a match this proxy cannot evaluate must not match
+/// everything.
+fn unless_unsupported(path: Option<PathMatch>, unsupported: bool) -> Option<PathMatch> {
+    if unsupported {
+        Some(PathMatch::Unsupported)
+    } else {
+        path
     }
 }
 
