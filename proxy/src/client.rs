@@ -6,13 +6,18 @@
 //! An HTTP/1 upstream connection has no task of its own: the client
 //! connection that uses it drives it ([`StickyH1`]), so a request, its
 //! response and both bodies never cross tasks or threads. It goes back to
-//! the idle pool when that client connection ends, where it waits
-//! unpolled until another client connection takes it.
+//! the idle pool as soon as its response has ended, where it waits
+//! unpolled until the next request to its target, on whichever client
+//! connection, takes it. The pool hands out the most recently used
+//! connection first, so at a moderate rate a few busy upstream connections
+//! carry every request (their ACKs ride on the next request rather than
+//! costing a packet each). The lean HTTP/1 path (`http::lean`) pools its
+//! raw connections the same way.
 //!
 //! ```text
 //!  client conn task ──┬─ hyper server conn ── Forward::call ─┐ try_send_request
 //!                     └─ StickyH1::poll_driver ── hyper client conn ◄┘
-//!  client conn ends ──► idle pool (per target, LIFO) ──► next client conn
+//!  response ends ──► idle pool (per target, LIFO) ──► next request
 //! ```
 
 use std::collections::HashMap;
@@ -65,8 +70,8 @@ pub struct HttpClient {
 }
 
 /// A plaintext upstream connection of the lean HTTP/1 path: raw bytes,
-/// with its metrics. Kept by one client connection while it lasts, then
-/// pooled for the next one.
+/// with its metrics. Taken from the pool for one request and put back
+/// when its response has ended cleanly.
 #[derive(Debug)]
 pub struct LeanConn {
     pub io: UpstreamIo,
@@ -303,12 +308,6 @@ impl HttpClient {
             },
             false,
         ))
-    }
-
-    /// Whether a lean connection kept by a client connection has been idle
-    /// (since its last response) longer than pooled connections may be.
-    pub fn lean_expired(&self, conn: &LeanConn) -> bool {
-        conn.idle_since.elapsed() >= self.idle_timeout
     }
 
     /// Pools a lean connection whose last response ended cleanly.

@@ -295,6 +295,43 @@ async fn http1_keepalive_and_metrics() {
 }
 
 #[tokio::test]
+async fn http1_client_connections_take_turns_on_the_most_recently_used_upstream() {
+    let server = http_server().await;
+    let proxy = start_proxy(server, &[]).await;
+    // Three client connections open together, their requests one after
+    // another: each response puts the upstream connection back in the
+    // pool, and the next request, whichever client connection it comes
+    // on, takes that same connection.
+    let mut clients = Vec::new();
+    for _ in 0..3 {
+        clients.push(h1_client(proxy.outbound).await);
+    }
+    for round in 0..3 {
+        for tx in &mut clients {
+            let rsp = tx.send_request(get("/")).await.unwrap();
+            assert_eq!(rsp.status(), 200, "round {round}");
+            assert_eq!(rsp.into_body().collect().await.unwrap().to_bytes(), "hello");
+        }
+    }
+    let m = metrics(proxy.admin).await;
+    assert_eq!(
+        sample(&m, "tcp_open_total{", &["peer=\"src\""]),
+        Some(3.0),
+        "{m}"
+    );
+    assert_eq!(
+        sample(&m, "request_total{", &["authority=\"web.test:8080\""]),
+        Some(9.0),
+        "{m}"
+    );
+    assert_eq!(
+        sample(&m, "tcp_open_total{", &["peer=\"dst\""]),
+        Some(1.0),
+        "{m}"
+    );
+}
+
+#[tokio::test]
 async fn http1_streams_large_chunked_body_both_ways() {
     let server = http_server().await;
     let proxy = start_proxy(server, &[]).await;

@@ -18,7 +18,7 @@
 //!  client ─► read ─► head complete & eligible? ─no─► Lean::Fallback(bytes) ─► serve_h1
 //!                         │yes
 //!                         ▼
-//!            upstream (sticky, pooled) ◄── head minus hop-by-hop
+//!            upstream (pooled, most recent first) ◄── head minus hop-by-hop
 //!            response head ─► client, body streamed (length | chunked | close)
 //! ```
 
@@ -113,10 +113,9 @@ pub async fn serve<I>(
 where
     I: AsyncRead + AsyncWrite + Unpin,
 {
-    let mut upstream: Option<LeanConn> = None;
     // Upstream bytes, kept across requests to reuse the allocation.
     let mut rsp_buf = BytesMut::new();
-    let end = loop {
+    loop {
         if buf.is_empty() {
             // Idle between requests: as on the general path, the header
             // read timeout counts from the end of the last response.
@@ -160,20 +159,15 @@ where
             // span come from the general path.
             break Lean::Fallback;
         }
-        match forward_one(io, buf, &mut rsp_buf, fwd, head, &mut upstream, drain).await {
+        match forward_one(io, buf, &mut rsp_buf, fwd, head, drain).await {
             Ok(true) => {}
             Ok(false) => break Lean::Closed,
             Err(Broken) => {
                 reset.store(true, Ordering::Release);
-                upstream = None;
                 break Lean::Closed;
             }
         }
-    };
-    if let Some(conn) = upstream {
-        fwd.client.release_lean(conn);
     }
-    end
 }
 
 /// The upstream failed mid-response: the client connection must be reset.
@@ -187,7 +181,6 @@ async fn forward_one<I>(
     rsp_buf: &mut BytesMut,
     fwd: &Forward,
     head: RequestHead,
-    upstream: &mut Option<LeanConn>,
     drain: &CancellationToken,
 ) -> Result<bool, Broken>
 where
@@ -210,7 +203,8 @@ where
     fwd.metrics.request_cached(&fwd.handles, &target);
 
     rsp_buf.clear();
-    let sent = send_head(fwd, &head, upstream, rsp_buf).await;
+    let mut upstream = None;
+    let sent = send_head(fwd, &head, &mut upstream, rsp_buf).await;
     let (conn, mut rsp_head) = match sent {
         Ok(v) => v,
         Err(e) => {
@@ -263,12 +257,22 @@ where
         Classification::Success
     };
     fwd.metrics.response_end_cached(&fwd.handles, &labels);
+    // The upstream connection goes back to the pool after every clean
+    // response, rather than staying with this client connection, and is
+    // closed after any other. The pool hands out the most recently used
+    // connection first, so at a moderate rate a few upstream connections
+    // carry every request, each busy enough for the kernel to fold its ACKs
+    // into the next request instead of sending one packet more per response.
+    let conn = upstream.take();
     match clean {
         Ok(reusable) => {
-            if !reusable || upstream_close || framing == Framing::Close || !rsp_buf.is_empty() {
-                *upstream = None;
-            } else if let Some(c) = upstream.as_mut() {
-                c.idle_since = Instant::now();
+            if reusable
+                && !upstream_close
+                && framing != Framing::Close
+                && rsp_buf.is_empty()
+                && let Some(conn) = conn
+            {
+                fwd.client.release_lean(conn);
             }
             Ok(!close)
         }
@@ -279,10 +283,10 @@ where
 
 type Sent<'a> = (&'a mut LeanConn, ResponseHead);
 
-/// Sends the request head upstream (on the kept connection, a pooled one,
-/// or a new one) and reads the response head into `rsp`. A kept or pooled
-/// connection that turns out closed before any response byte is replaced
-/// once, for idempotent requests or when the head could not be written.
+/// Sends the request head upstream (on a pooled connection or a new one)
+/// and reads the response head into `rsp`. A pooled connection that turns
+/// out closed before any response byte is replaced once, for idempotent
+/// requests or when the head could not be written.
 async fn send_head<'a>(
     fwd: &Forward,
     head: &RequestHead,
@@ -291,12 +295,6 @@ async fn send_head<'a>(
 ) -> Result<Sent<'a>, ProxyError> {
     let addr = fwd.target;
     let mut attempt = 0;
-    if upstream
-        .as_ref()
-        .is_some_and(|c| fwd.client.lean_expired(c))
-    {
-        *upstream = None;
-    }
     let rsp_head = loop {
         attempt += 1;
         let reused = match upstream {
