@@ -65,7 +65,7 @@ pub struct HttpClient {
     idle_timeout: Duration,
     h1_idle: Mutex<HashMap<SocketAddr, Vec<H1Conn>>>,
     /// Idle connections of the lean HTTP/1 path (`http::lean`).
-    lean_idle: Mutex<HashMap<SocketAddr, Vec<LeanConn>>>,
+    lean_idle: Mutex<LeanIdle>,
     h2: Mutex<HashMap<SocketAddr, H2Slot>>,
 }
 
@@ -79,6 +79,20 @@ pub struct LeanConn {
     _metrics: TcpConn,
     /// When its last response ended.
     pub idle_since: Instant,
+}
+
+/// Idle connections of the lean HTTP/1 path, most recently used first.
+#[derive(Debug, Default)]
+struct LeanIdle {
+    /// The connection put back last: at a moderate rate to one target, the
+    /// next request takes it without a lookup.
+    recent: Option<Box<LeanConn>>,
+    /// The others, per target, each list in the order they were put back.
+    /// A list stays when it empties (the sweeper removes it), so that a
+    /// connection taken and put back does not reallocate it. Boxed: a
+    /// connection moves in and out once per request.
+    #[expect(clippy::vec_box, reason = "moved per request; a box is one word")]
+    by_target: HashMap<SocketAddr, Vec<Box<LeanConn>>>,
 }
 
 /// The HTTP/2 connection to one target. `connecting` serialises connection
@@ -252,13 +266,20 @@ impl HttpClient {
     /// Drops idle HTTP/1 connections past the idle timeout or closed by
     /// their server.
     fn sweep_idle(&self) {
-        self.lean_idle
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .retain(|_, list| {
+        {
+            let mut lean = self.lean_idle.lock().unwrap_or_else(|e| e.into_inner());
+            if lean
+                .recent
+                .as_mut()
+                .is_some_and(|c| !c.is_usable(self.idle_timeout))
+            {
+                lean.recent = None;
+            }
+            lean.by_target.retain(|_, list| {
                 list.retain_mut(|c| c.is_usable(self.idle_timeout));
                 !list.is_empty()
             });
+        }
         let mut idle = self.h1_idle.lock().unwrap_or_else(|e| e.into_inner());
         // Nobody polls an idle connection; polling it here (nobody needs a
         // wakeup) lets hyper read a close its server sent meanwhile.
@@ -279,16 +300,13 @@ impl HttpClient {
         &self,
         addr: SocketAddr,
         tls: &Tls,
-    ) -> Result<(LeanConn, bool), ProxyError> {
+    ) -> Result<(Box<LeanConn>, bool), ProxyError> {
         loop {
-            let popped = {
-                let mut idle = self.lean_idle.lock().unwrap_or_else(|e| e.into_inner());
-                let conn = idle.get_mut(&addr).and_then(Vec::pop);
-                if idle.get(&addr).is_some_and(Vec::is_empty) {
-                    idle.remove(&addr);
-                }
-                conn
-            };
+            let popped = self
+                .lean_idle
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take(addr);
             match popped {
                 Some(mut c) => {
                     if c.is_usable(self.idle_timeout) {
@@ -300,24 +318,26 @@ impl HttpClient {
         }
         let (io, metrics) = self.connector.connect(addr, tls.clone()).await?;
         Ok((
-            LeanConn {
+            Box::new(LeanConn {
                 io,
                 addr,
                 _metrics: metrics,
                 idle_since: Instant::now(),
-            },
+            }),
             false,
         ))
     }
 
     /// Pools a lean connection whose last response ended cleanly.
-    pub fn release_lean(&self, mut conn: LeanConn) {
-        conn.idle_since = Instant::now();
-        let mut idle = self.lean_idle.lock().unwrap_or_else(|e| e.into_inner());
-        let list = idle.entry(conn.addr).or_default();
-        if list.len() < self.max_idle {
-            list.push(conn);
+    pub fn release_lean(&self, mut conn: Box<LeanConn>) {
+        if self.max_idle == 0 {
+            return;
         }
+        conn.idle_since = Instant::now();
+        self.lean_idle
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .put(conn, self.max_idle);
     }
 
     /// An HTTP/1 connection to `addr` for `cx`'s task to drive: an idle
@@ -564,6 +584,29 @@ impl Future for H1Driver {
 }
 
 // === impl LeanConn ===
+
+// === impl LeanIdle ===
+
+impl LeanIdle {
+    /// The most recently put back connection to `addr`.
+    fn take(&mut self, addr: SocketAddr) -> Option<Box<LeanConn>> {
+        if self.recent.as_ref().is_some_and(|c| c.addr == addr) {
+            return self.recent.take();
+        }
+        self.by_target.get_mut(&addr).and_then(Vec::pop)
+    }
+
+    /// Keeps `conn` as the most recent; the one it displaces joins its
+    /// target's list unless that list already holds `max_idle`.
+    fn put(&mut self, conn: Box<LeanConn>, max_idle: usize) {
+        if let Some(older) = self.recent.replace(conn) {
+            let list = self.by_target.entry(older.addr).or_default();
+            if list.len() < max_idle {
+                list.push(older);
+            }
+        }
+    }
+}
 
 impl LeanConn {
     /// Fresh, and neither closed by its server nor holding unexpected

@@ -290,7 +290,7 @@ type Sent<'a> = (&'a mut LeanConn, ResponseHead);
 async fn send_head<'a>(
     fwd: &Forward,
     head: &RequestHead,
-    upstream: &'a mut Option<LeanConn>,
+    upstream: &'a mut Option<Box<LeanConn>>,
     rsp: &mut BytesMut,
 ) -> Result<Sent<'a>, ProxyError> {
     let addr = fwd.target;
