@@ -78,7 +78,7 @@ pub struct LeanConn {
     addr: SocketAddr,
     _metrics: TcpConn,
     /// When its last response ended.
-    pub idle_since: Instant,
+    idle_since: Instant,
 }
 
 /// Idle connections of the lean HTTP/1 path, most recently used first.
@@ -583,8 +583,6 @@ impl Future for H1Driver {
     }
 }
 
-// === impl LeanConn ===
-
 // === impl LeanIdle ===
 
 impl LeanIdle {
@@ -607,6 +605,8 @@ impl LeanIdle {
         }
     }
 }
+
+// === impl LeanConn ===
 
 impl LeanConn {
     /// Fresh, and neither closed by its server nor holding unexpected
