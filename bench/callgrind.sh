@@ -21,8 +21,12 @@
 #   perf       where that CPU goes, kernel included: perf cpu-clock samples
 #              by DSO and by symbol (PERF_TOP=N lines; the profile is kept
 #              in bench/results/perf-<target>-<time>.data).
+#   packets    packets per request on each hop, from the interfaces'
+#              counters: load <-> proxy (the veth) and proxy <-> backend
+#              (loopback in the server pod). A pure ACK more per request
+#              costs the proxy a packet's trip through the stack.
 #
-# Usage: sudo bench/callgrind.sh [--mode callgrind|strace|cpu|perf] [-n N] [-c C]
+# Usage: sudo bench/callgrind.sh [--mode callgrind|strace|cpu|perf|packets] [-n N] [-c C]
 #                                [-q RATE] [--http2] [--proxy PATH] [--target nginx]
 #                                [-- ENV=VALUE...]
 # --http2 sends HTTP/2 with prior knowledge instead of HTTP/1.1 (nginx then
@@ -63,6 +67,10 @@ while [ $# -gt 0 ]; do
     *) echo "unknown argument $1 (see --help)" >&2; exit 64 ;;
   esac
 done
+case "$mode" in
+  callgrind|strace|cpu|perf|packets) ;;
+  *) echo "unknown mode $mode (callgrind, strace, cpu, perf or packets)" >&2; exit 64 ;;
+esac
 [ "$(id -u)" = 0 ] || { echo "needs root (network namespaces)" >&2; exit 77; }
 oha=$(command -v oha || echo "${CARGO_HOME:-$HOME/.cargo}/bin/oha")
 
@@ -243,6 +251,24 @@ case "$mode" in
     awk -v d=$((after - before)) -v t="$tck" -v n="$requests" \
       'BEGIN {printf "cpu_seconds=%.2f cpu_seconds_per_10k=%.3f\n", d / t, d / t / n * 10000}'
     grep -E 'Requests/sec|  (50|99|99.9)(\.00)?% in' "$work/oha.txt" || true
+    ;;
+  packets)
+    # tx counters only: every packet between two of the server pod's
+    # sockets crosses loopback once, and every packet of the load pod's
+    # connection crosses the server pod's veth end once either way.
+    counters() {
+      ip netns exec "$server" cat /sys/class/net/lo/statistics/tx_packets \
+        "/sys/class/net/cg$$b/statistics/rx_packets" "/sys/class/net/cg$$b/statistics/tx_packets"
+    }
+    start_proxy native
+    run_load "$warmup"
+    read -r -d '' lo0 rx0 tx0 < <(counters) || true
+    run_load "$requests"
+    read -r -d '' lo1 rx1 tx1 < <(counters) || true
+    awk -v n="$requests" -v rx=$((rx1 - rx0)) -v tx=$((tx1 - tx0)) -v lo=$((lo1 - lo0)) 'BEGIN {
+      printf "load -> proxy     %6.2f packets per request\n", rx / n
+      printf "proxy -> load     %6.2f packets per request\n", tx / n
+      printf "proxy <-> backend %6.2f packets per request (both ways)\n", lo / n }'
     ;;
   *) echo "unknown mode $mode" >&2; exit 64 ;;
 esac
