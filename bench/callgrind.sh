@@ -253,9 +253,9 @@ case "$mode" in
     grep -E 'Requests/sec|  (50|99|99.9)(\.00)?% in' "$work/oha.txt" || true
     ;;
   packets)
-    # tx counters only: every packet between two of the server pod's
-    # sockets crosses loopback once, and every packet of the load pod's
-    # connection crosses the server pod's veth end once either way.
+    # Loopback's tx counter alone: every packet between two of the server
+    # pod's sockets crosses it once. The veth end's rx and tx: the load
+    # pod's packets to the proxy and the proxy's back.
     counters() {
       ip netns exec "$server" cat /sys/class/net/lo/statistics/tx_packets \
         "/sys/class/net/cg$$b/statistics/rx_packets" "/sys/class/net/cg$$b/statistics/tx_packets"
@@ -270,5 +270,4 @@ case "$mode" in
       printf "proxy -> load     %6.2f packets per request\n", tx / n
       printf "proxy <-> backend %6.2f packets per request (both ways)\n", lo / n }'
     ;;
-  *) echo "unknown mode $mode" >&2; exit 64 ;;
 esac

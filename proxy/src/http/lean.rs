@@ -203,9 +203,8 @@ where
     fwd.metrics.request_cached(&fwd.handles, &target);
 
     rsp_buf.clear();
-    let mut upstream = None;
-    let sent = send_head(fwd, &head, &mut upstream, rsp_buf).await;
-    let (conn, mut rsp_head) = match sent {
+    let sent = send_head(fwd, &head, rsp_buf).await;
+    let (mut conn, mut rsp_head) = match sent {
         Ok(v) => v,
         Err(e) => {
             tracing::info!(direction = fwd.direction.as_str(), target = %fwd.target, error = %e, "request failed");
@@ -249,7 +248,7 @@ where
     }
     rsp_head.out.extend_from_slice(b"\r\n");
     rsp_buf.advance(rsp_head.len);
-    let clean = copy_body(io, conn, rsp_buf, rsp_head.out, framing).await;
+    let clean = copy_body(io, &mut conn, rsp_buf, rsp_head.out, framing).await;
     let failed = clean.is_err() || status >= 500;
     labels.classification = if failed {
         Classification::Failure
@@ -263,15 +262,9 @@ where
     // connection first, so at a moderate rate a few upstream connections
     // carry every request, each busy enough for the kernel to fold its ACKs
     // into the next request instead of sending one packet more per response.
-    let conn = upstream.take();
     match clean {
         Ok(reusable) => {
-            if reusable
-                && !upstream_close
-                && framing != Framing::Close
-                && rsp_buf.is_empty()
-                && let Some(conn) = conn
-            {
+            if reusable && !upstream_close && framing != Framing::Close && rsp_buf.is_empty() {
                 fwd.client.release_lean(conn);
             }
             Ok(!close)
@@ -281,42 +274,29 @@ where
     }
 }
 
-type Sent<'a> = (&'a mut LeanConn, ResponseHead);
-
 /// Sends the request head upstream (on a pooled connection or a new one)
 /// and reads the response head into `rsp`. A pooled connection that turns
 /// out closed before any response byte is replaced once, for idempotent
 /// requests or when the head could not be written.
-async fn send_head<'a>(
+async fn send_head(
     fwd: &Forward,
     head: &RequestHead,
-    upstream: &'a mut Option<Box<LeanConn>>,
     rsp: &mut BytesMut,
-) -> Result<Sent<'a>, ProxyError> {
+) -> Result<(Box<LeanConn>, ResponseHead), ProxyError> {
     let addr = fwd.target;
     let mut attempt = 0;
-    let rsp_head = loop {
+    loop {
         attempt += 1;
-        let reused = match upstream {
-            Some(_) => true,
-            None => {
-                let (conn, pooled) = fwd.client.lean_conn(addr, &fwd.tls).await?;
-                *upstream = Some(conn);
-                pooled
-            }
-        };
-        let Some(conn) = upstream.as_mut() else {
-            unreachable!("an upstream connection was just set")
-        };
+        let (mut conn, reused) = fwd.client.lean_conn(addr, &fwd.tls).await?;
         let written = conn.io.write_all(&head.out).await;
         let read = match written {
-            Ok(()) => read_response_head(conn, rsp).await,
+            Ok(()) => read_response_head(&mut conn, rsp).await,
             Err(e) => Err(HeadError::Io(e, false)),
         };
+        // A connection that failed is dropped (closed) here.
         match read {
-            Ok(h) => break h,
+            Ok(h) => return Ok((conn, h)),
             Err(HeadError::Io(e, got_bytes)) => {
-                *upstream = None;
                 rsp.clear();
                 let retry = reused && attempt == 1 && !got_bytes && head.idempotent;
                 if !retry {
@@ -324,18 +304,13 @@ async fn send_head<'a>(
                 }
             }
             Err(HeadError::Invalid(why)) => {
-                *upstream = None;
                 return Err(ProxyError::UpstreamIo {
                     addr,
                     source: io::Error::new(io::ErrorKind::InvalidData, why),
                 });
             }
         }
-    };
-    let Some(conn) = upstream.as_mut() else {
-        unreachable!("the response head came from this connection")
-    };
-    Ok((conn, rsp_head))
+    }
 }
 
 enum HeadError {
