@@ -29,7 +29,7 @@ fuzz_target!(|data: &[u8]| {
         let mut out = Vec::new();
         encoder.begin(&mut out);
         for f in list.iter() {
-            encoder.field(f.name, f.value, f.sensitive, &mut out);
+            Encoder::field(f.name, f.value, f.sensitive, &mut out);
         }
         Decoder::new(4096)
             .decode(&out, &mut again, usize::MAX)

@@ -66,6 +66,8 @@ pub struct HttpClient {
     h1_idle: Mutex<HashMap<SocketAddr, Vec<H1Conn>>>,
     /// Idle connections of the lean HTTP/1 path (`http::lean`).
     lean_idle: Mutex<LeanIdle>,
+    /// Idle connections of the lean HTTP/2 path (`http::lean_h2`).
+    lean_h2: crate::http::lean_h2::Pool,
     h2: Mutex<HashMap<SocketAddr, H2Slot>>,
 }
 
@@ -240,6 +242,7 @@ impl HttpClient {
             idle_timeout,
             h1_idle: Mutex::default(),
             lean_idle: Mutex::default(),
+            lean_h2: crate::http::lean_h2::Pool::new(max_idle, idle_timeout),
             h2: Mutex::default(),
         });
         let weak = Arc::downgrade(&client);
@@ -266,6 +269,7 @@ impl HttpClient {
     /// Drops idle HTTP/1 connections past the idle timeout or closed by
     /// their server.
     fn sweep_idle(&self) {
+        self.lean_h2.sweep();
         {
             let mut lean = self.lean_idle.lock().unwrap_or_else(|e| e.into_inner());
             if lean
@@ -292,6 +296,11 @@ impl HttpClient {
 
     pub fn connector(&self) -> &Connector {
         &self.connector
+    }
+
+    /// Idle upstream connections of the lean HTTP/2 path.
+    pub fn lean_h2_pool(&self) -> &crate::http::lean_h2::Pool {
+        &self.lean_h2
     }
 
     /// A connection to `addr` for the lean HTTP/1 path: a pooled one that

@@ -35,6 +35,7 @@ use crate::metrics::{
 mod body;
 mod headers;
 pub mod lean;
+pub mod lean_h2;
 mod orig_proto;
 mod profile;
 mod request_body;
@@ -84,7 +85,7 @@ pub struct Forward {
 #[derive(Debug)]
 pub struct ServeError {
     pub reason: &'static str,
-    pub error: hyper::Error,
+    pub error: Box<dyn std::error::Error + Send + Sync>,
 }
 
 // === impl Forward ===
@@ -701,5 +702,8 @@ fn classify_error(error: hyper::Error) -> ServeError {
             None => "connection error",
         }
     };
-    ServeError { reason, error }
+    ServeError {
+        reason,
+        error: Box::new(error),
+    }
 }

@@ -599,6 +599,17 @@ impl Side {
                             http::serve_h1(io, forward, &self.http, drain).await
                         }
                     }
+                } else if forward.lean_eligible() && forward.tracer.is_none() {
+                    let mut io = io;
+                    match http::lean_h2::serve(&mut io, &forward, &self.http, drain.clone()).await
+                    {
+                        Ok(http::lean_h2::End::Closed) => Ok(()),
+                        Ok(http::lean_h2::End::Fallback(read)) => {
+                            io.unread(read);
+                            http::serve_h2(io, forward, &self.http, drain).await
+                        }
+                        Err(e) => Err(e.into_serve_error()),
+                    }
                 } else {
                     http::serve_h2(io, forward, &self.http, drain).await
                 };

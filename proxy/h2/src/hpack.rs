@@ -308,8 +308,9 @@ impl Encoder {
         }
     }
 
-    /// Appends one field to the block begun in `out`.
-    pub fn field(&self, name: &[u8], value: &[u8], sensitive: bool, out: &mut Vec<u8>) {
+    /// Appends one field to a block begun with [`Encoder::begin`]. Fields
+    /// are encoded the same way on every connection (nothing is indexed).
+    pub fn field(name: &[u8], value: &[u8], sensitive: bool, out: &mut Vec<u8>) {
         let found = table::static_index(name, value);
         if let Some((_, Some(exact))) = found
             && !sensitive
