@@ -601,8 +601,7 @@ impl Side {
                     }
                 } else if forward.lean_eligible() && forward.tracer.is_none() {
                     let mut io = io;
-                    match http::lean_h2::serve(&mut io, &forward, &self.http, drain.clone()).await
-                    {
+                    match http::lean_h2::serve(&mut io, &forward, &self.http, drain.clone()).await {
                         Ok(http::lean_h2::End::Closed) => Ok(()),
                         Ok(http::lean_h2::End::Fallback(read)) => {
                             io.unread(read);

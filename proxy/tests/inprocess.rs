@@ -4,6 +4,10 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod support;
+
+use support::*;
+
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -11,65 +15,11 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full, StreamBody};
+use http_body_util::{BodyExt, StreamBody};
 use hyper::body::{Frame, Incoming};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use strand_proxy::orig_dst::FixedOrigDst;
-use strand_proxy::{Config, Proxy};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio_util::sync::CancellationToken;
-
-struct TestProxy {
-    outbound: SocketAddr,
-    inbound: SocketAddr,
-    admin: SocketAddr,
-    shutdown: CancellationToken,
-    task: tokio::task::JoinHandle<()>,
-}
-
-async fn start_proxy(target: SocketAddr, env: &[(&str, &str)]) -> TestProxy {
-    start_proxy_on(target, env, Vec::new()).await
-}
-
-/// A proxy whose connections are spread over the current runtime and
-/// `workers`.
-async fn start_proxy_on(
-    target: SocketAddr,
-    env: &[(&str, &str)],
-    workers: Vec<tokio::runtime::Handle>,
-) -> TestProxy {
-    let mut vars: std::collections::HashMap<&str, &str> = [
-        ("STRAND_PROXY_OUTBOUND_LISTEN_ADDR", "127.0.0.1:0"),
-        ("STRAND_PROXY_INBOUND_LISTEN_ADDR", "127.0.0.1:0"),
-        ("STRAND_PROXY_ADMIN_LISTEN_ADDR", "127.0.0.1:0"),
-        ("STRAND_PROXY_SHUTDOWN_GRACE_PERIOD", "5s"),
-    ]
-    .into_iter()
-    .collect();
-    vars.extend(env.iter().copied());
-    let config = Config::from_env(&vars).expect("valid test config");
-    let bound = Proxy::new(config)
-        .with_orig_dst(FixedOrigDst(target))
-        .allow_loopback_targets(true)
-        .bind()
-        .await
-        .expect("binds");
-    TestProxy {
-        outbound: bound.outbound_addr(),
-        inbound: bound.inbound_addr(),
-        admin: bound.admin_addr(),
-        shutdown: bound.shutdown_token(),
-        task: tokio::spawn(async move { bound.run_on(&workers).await }),
-    }
-}
-
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
-type TestBody = http_body_util::combinators::BoxBody<Bytes, BoxError>;
-
-fn full(s: impl Into<Bytes>) -> TestBody {
-    Full::new(s.into()).map_err(|never| match never {}).boxed()
-}
 
 /// A server speaking HTTP/1 and HTTP/2 (prior knowledge) on one port.
 async fn http_server() -> SocketAddr {
@@ -197,46 +147,6 @@ async fn handle(mut req: Request<Incoming>) -> Result<Response<TestBody>, Infall
         _ => Response::new(full("hello")),
     };
     Ok(rsp)
-}
-
-async fn h1_client(addr: SocketAddr) -> hyper::client::conn::http1::SendRequest<TestBody> {
-    let tcp = TcpStream::connect(addr).await.unwrap();
-    let (tx, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
-        .await
-        .unwrap();
-    tokio::spawn(conn.with_upgrades());
-    tx
-}
-
-async fn h2_client(addr: SocketAddr) -> hyper::client::conn::http2::SendRequest<TestBody> {
-    let tcp = TcpStream::connect(addr).await.unwrap();
-    let (tx, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
-        .await
-        .unwrap();
-    tokio::spawn(conn);
-    tx
-}
-
-fn get(uri: &str) -> Request<TestBody> {
-    Request::get(uri)
-        .header("host", "web.test:8080")
-        .body(full(""))
-        .unwrap()
-}
-
-async fn metrics(admin: SocketAddr) -> String {
-    let mut tx = h1_client(admin).await;
-    let rsp = tx.send_request(get("/metrics")).await.unwrap();
-    assert_eq!(rsp.status(), 200);
-    String::from_utf8(rsp.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap()
-}
-
-/// The value of the first sample line that starts with `prefix` and
-/// contains every fragment in `with`.
-fn sample(text: &str, prefix: &str, with: &[&str]) -> Option<f64> {
-    text.lines()
-        .filter(|l| l.starts_with(prefix) && with.iter().all(|w| l.contains(w)))
-        .find_map(|l| l.rsplit(' ').next()?.parse().ok())
 }
 
 #[tokio::test]

@@ -97,7 +97,11 @@ pub fn request<'a>(list: &'a HeaderList, out: &mut Vec<u8>) -> Result<Request<'a
 }
 
 /// Checks a response head or trailers and encodes them into `out`.
-pub fn response(list: &HeaderList, kind: Kind, out: &mut Vec<u8>) -> Result<Response, &'static str> {
+pub fn response(
+    list: &HeaderList,
+    kind: Kind,
+    out: &mut Vec<u8>,
+) -> Result<Response, &'static str> {
     let mut rsp = Response::default();
     let mut regular = false;
     for f in list.iter() {
@@ -113,7 +117,9 @@ pub fn response(list: &HeaderList, kind: Kind, out: &mut Vec<u8>) -> Result<Resp
             regular = true;
             check_regular(f.name, f.value)?;
             if f.name == b"grpc-status" {
-                rsp.grpc_status = std::str::from_utf8(f.value).ok().and_then(|v| v.parse().ok());
+                rsp.grpc_status = std::str::from_utf8(f.value)
+                    .ok()
+                    .and_then(|v| v.parse().ok());
             }
         }
         check_value(f.value)?;

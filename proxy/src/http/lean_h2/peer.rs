@@ -6,7 +6,7 @@ use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use strand_proxy_h2::frame::{self, Frame, Head, HEAD_LEN, Reason};
+use strand_proxy_h2::frame::{self, Frame, HEAD_LEN, Head, Reason};
 use strand_proxy_h2::hpack;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
@@ -64,7 +64,10 @@ pub struct Incoming {
 impl Incoming {
     /// The frame, parsed from the buffer lent by [`Peer::take_rbuf`].
     pub fn parse<'a>(&self, rbuf: &'a [u8]) -> Result<Frame<'a>, frame::Error> {
-        Frame::parse(&self.head, &rbuf[self.start..self.start + self.head.len as usize])
+        Frame::parse(
+            &self.head,
+            &rbuf[self.start..self.start + self.head.len as usize],
+        )
     }
 }
 

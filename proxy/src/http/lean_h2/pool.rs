@@ -15,7 +15,10 @@ use super::Upstream;
 pub struct Pool {
     max_idle: usize,
     idle_timeout: Duration,
-    #[expect(clippy::vec_box, reason = "moved in and out per request; a box is one word")]
+    #[expect(
+        clippy::vec_box,
+        reason = "moved in and out per request; a box is one word"
+    )]
     idle: Mutex<HashMap<SocketAddr, Vec<Box<Upstream>>>>,
 }
 
