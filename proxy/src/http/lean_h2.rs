@@ -186,6 +186,9 @@ struct Conn<'a, I> {
     raw: Option<(Vec<u8>, Pin<Box<tokio::time::Sleep>>)>,
     /// The first request must take the general path.
     fallback: bool,
+    /// Streams the client opened, and reset before their response began.
+    opened: u32,
+    early_resets: u32,
 }
 
 /// Serves an HTTP/2 client connection (its preface not yet read) until it
@@ -217,6 +220,8 @@ where
         list: HeaderList::default(),
         raw: Some((Vec::new(), Box::pin(tokio::time::sleep(COMMIT_AFTER)))),
         fallback: false,
+        opened: 0,
+        early_resets: 0,
     };
     let res = std::future::poll_fn(|cx| conn.poll(cx)).await;
     match (res, conn.fallback, conn.raw.take()) {
@@ -312,10 +317,10 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Conn<'_, I> {
                     }
                     Poll::Ready(Err(e)) => {
                         progress = true;
-                        self.client_closed();
                         if self.error.is_none() && !self.streams.is_empty() {
                             self.error = Some(LeanH2Error::Io(e));
                         }
+                        self.client_closed();
                     }
                     Poll::Pending => {}
                 }

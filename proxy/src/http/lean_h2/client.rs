@@ -10,6 +10,11 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use super::fields::{self, Kind};
 use super::streams::send_headers;
 use super::{Conn, Half, LeanH2Error, MAX_STREAMS, Stream};
+
+/// Streams a client may reset before their response began, when that is
+/// more than half of the streams it opened, before the connection is
+/// closed: a rapid-reset flood makes the upstream work for nothing.
+const RESET_FLOOD: u32 = 200;
 use crate::metrics::TargetLabels;
 
 impl<I: AsyncRead + AsyncWrite + Unpin> Conn<'_, I> {
@@ -99,6 +104,15 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Conn<'_, I> {
                 if let Some(i) = self.find(stream) {
                     let mut s = self.remove(i);
                     self.end_stream_upstream(&s, reason);
+                    if s.status.is_none() {
+                        self.early_resets += 1;
+                        if self.early_resets > RESET_FLOOD && self.early_resets * 2 > self.opened {
+                            return Err(LeanH2Error::Protocol(frame::Error::Connection {
+                                reason: Reason::ENHANCE_YOUR_CALM,
+                                what: "too many streams reset before their response",
+                            }));
+                        }
+                    }
                     Self::record_end(self.fwd, &mut s, false);
                 } else if stream > self.last_id {
                     return Err(protocol("RST_STREAM on an idle stream"));
@@ -208,6 +222,7 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Conn<'_, I> {
         }
         self.commit();
         self.last_id = stream;
+        self.opened += 1;
         if self.goaway_sent || self.streams.len() >= MAX_STREAMS as usize {
             frame::write_rst_stream(&mut self.down.wbuf, stream, Reason::REFUSED_STREAM);
             return Ok(());

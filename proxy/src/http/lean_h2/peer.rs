@@ -126,6 +126,11 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Peer<T> {
             self.rend -= self.rstart;
             self.rstart = 0;
         }
+        if self.rend == self.rbuf.len() {
+            // Full of one unfinished frame: cannot happen with frames of at
+            // most 16 KiB, and a zero-length read would look like the end.
+            return Poll::Ready(Err(io::Error::other("frame buffer full")));
+        }
         let mut buf = ReadBuf::new(&mut self.rbuf[self.rend..]);
         match Pin::new(&mut self.io).poll_read(cx, &mut buf) {
             Poll::Ready(Ok(())) => {

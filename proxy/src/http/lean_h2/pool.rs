@@ -79,14 +79,15 @@ impl Upstream {
         if self.idle_since.elapsed() >= idle_timeout {
             return false;
         }
+        if !self.peer.has_room() {
+            // Enough is waiting for the next user to read first.
+            return true;
+        }
         let mut cx = Context::from_waker(futures_util::task::noop_waker_ref());
-        loop {
-            match self.peer.poll_read(&mut cx) {
-                Poll::Pending => return true,
-                Poll::Ready(Ok(n)) if n > 0 && self.peer.has_room() => continue,
-                Poll::Ready(Ok(n)) => return n > 0,
-                Poll::Ready(Err(_)) => return false,
-            }
+        match self.peer.poll_read(&mut cx) {
+            Poll::Pending => true,
+            Poll::Ready(Ok(n)) => n > 0,
+            Poll::Ready(Err(_)) => false,
         }
     }
 }

@@ -75,6 +75,12 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Conn<'_, I> {
             open: 0,
             going_away: None,
         });
+        // A pooled connection may hold frames its server sent while it
+        // waited (a PING, a GOAWAY): they count before any new stream.
+        let i = self.held.len() - 1;
+        if let Err(e) = self.upstream_frames(i) {
+            self.upstream_failed(i, &e);
+        }
     }
 
     pub(super) fn upstream_frames(&mut self, i: usize) -> Result<(), String> {
