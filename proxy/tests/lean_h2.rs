@@ -432,9 +432,18 @@ async fn malformed_requests_reset_their_stream_and_bad_hpack_ends_the_connection
     assert_eq!(reason_of(&p), Reason::PROTOCOL_ERROR);
     let (flags, _) = expect_frame(&mut tcp, kind::HEADERS, 5).await;
     assert_eq!(flags & frame::flag::END_HEADERS, frame::flag::END_HEADERS);
+    // DATA that falls short of the content-length.
+    out.clear();
+    let mut block = request_block(&[(b"content-length", b"10")]);
+    block[0] = 0x83; // POST
+    frame::write_headers(&mut out, 7, &block, false, 16_384);
+    frame::write_data(&mut out, 7, b"short", true);
+    tcp.write_all(&out).await.unwrap();
+    let (_, p) = expect_frame(&mut tcp, kind::RST_STREAM, 7).await;
+    assert_eq!(reason_of(&p), Reason::PROTOCOL_ERROR);
     // An index that is in no table: the connection ends.
     out.clear();
-    frame::write_headers(&mut out, 7, &[0x80 | 0x7f, 0x10], true, 16_384);
+    frame::write_headers(&mut out, 9, &[0x80 | 0x7f, 0x10], true, 16_384);
     tcp.write_all(&out).await.unwrap();
     let (_, p) = expect_frame(&mut tcp, kind::GOAWAY, 0).await;
     assert_eq!(reason_of(&p[4..]), Reason::COMPRESSION_ERROR);

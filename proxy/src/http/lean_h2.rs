@@ -135,6 +135,8 @@ struct Half {
     end_received: bool,
     /// The end was passed on.
     end_sent: bool,
+    /// DATA still due by the message's `content-length`.
+    remaining: Option<u64>,
 }
 
 /// A request and its response.
@@ -151,6 +153,8 @@ struct Stream {
     start: Instant,
     target: TargetLabels,
     grpc: bool,
+    /// A `HEAD` request: its response's `content-length` describes no DATA.
+    head_request: bool,
     /// The final response head was passed on: its status and gRPC status.
     status: Option<u16>,
     grpc_status: Option<u32>,
@@ -227,6 +231,25 @@ where
     match (res, conn.fallback, conn.raw.take()) {
         (Ok(()), true, Some((raw, _))) => Ok(End::Fallback(raw.into())),
         (res, _, _) => res.map(|()| End::Closed),
+    }
+}
+
+// === impl Half ===
+
+impl Half {
+    /// Counts `n` bytes of DATA (`end`: the last) against the message's
+    /// `content-length`; false when they do not add up (RFC 9113 §8.1.1:
+    /// the message is malformed).
+    fn count(&mut self, n: usize, end: bool) -> bool {
+        let Some(left) = self.remaining.as_mut() else {
+            return true;
+        };
+        let n = n as u64;
+        if n > *left {
+            return false;
+        }
+        *left -= n;
+        !end || *left == 0
     }
 }
 

@@ -10,12 +10,12 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use super::fields::{self, Kind};
 use super::streams::send_headers;
 use super::{Conn, Half, LeanH2Error, MAX_STREAMS, Stream};
+use crate::metrics::TargetLabels;
 
 /// Streams a client may reset before their response began, when that is
 /// more than half of the streams it opened, before the connection is
 /// closed: a rapid-reset flood makes the upstream work for nothing.
 const RESET_FLOOD: u32 = 200;
-use crate::metrics::TargetLabels;
 
 impl<I: AsyncRead + AsyncWrite + Unpin> Conn<'_, I> {
     pub(super) fn client_frames(&mut self) -> Result<(), LeanH2Error> {
@@ -180,6 +180,7 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Conn<'_, I> {
             let mut block = Vec::new();
             let ok = end_stream
                 && !self.streams[i].req.end_received
+                && self.streams[i].req.count(0, true)
                 && !list.is_oversize()
                 && fields::response(list, Kind::Trailers, &mut block).is_ok();
             if !ok {
@@ -228,7 +229,14 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Conn<'_, I> {
             return Ok(());
         }
         let mut block = Vec::with_capacity(128);
-        let req = match fields::request(list, &mut block) {
+        let checked = fields::request(list, &mut block).and_then(|req| {
+            // Headers that end the stream announce no content.
+            match req.content_length {
+                Some(n) if end_stream && n > 0 => Err("content-length without DATA"),
+                _ => Ok(req),
+            }
+        });
+        let req = match checked {
             Ok(req) => req,
             Err(what) => {
                 tracing::debug!(
@@ -262,6 +270,7 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Conn<'_, I> {
             req: Half {
                 recv_window: i64::from(frame::DEFAULT_WINDOW),
                 end_received: end_stream,
+                remaining: req.content_length,
                 ..Half::default()
             },
             rsp: Half {
@@ -271,6 +280,7 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Conn<'_, I> {
             start: Instant::now(),
             target,
             grpc: req.grpc,
+            head_request: req.head,
             status: None,
             grpc_status: None,
             counted: false,
@@ -317,11 +327,14 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Conn<'_, I> {
         };
         let s = &mut self.streams[i];
         s.req.recv_window -= i64::from(flow_len);
-        if s.req.end_received || s.req.recv_window < 0 {
+        let adds_up = s.req.count(data.len(), end_stream);
+        if s.req.end_received || s.req.recv_window < 0 || !adds_up {
             let reason = if s.req.end_received {
                 Reason::STREAM_CLOSED
-            } else {
+            } else if adds_up {
                 Reason::FLOW_CONTROL_ERROR
+            } else {
+                Reason::PROTOCOL_ERROR
             };
             self.down.release_recv(flow_len);
             self.reset_client_stream(stream, reason);

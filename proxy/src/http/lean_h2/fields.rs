@@ -14,6 +14,10 @@ pub struct Request<'a> {
     pub authority: Option<&'a [u8]>,
     /// `content-type: application/grpc...`: errors are answered as gRPC.
     pub grpc: bool,
+    /// `HEAD`: the response's `content-length` describes no DATA.
+    pub head: bool,
+    /// `content-length`, which the DATA must add up to.
+    pub content_length: Option<u64>,
 }
 
 /// What the proxy needs from a response head or trailers.
@@ -22,6 +26,8 @@ pub struct Response {
     /// `:status` (none in trailers).
     pub status: Option<u16>,
     pub grpc_status: Option<u32>,
+    /// `content-length`, which the DATA must add up to.
+    pub content_length: Option<u64>,
 }
 
 /// Which message a header list is.
@@ -45,6 +51,7 @@ pub fn request<'a>(list: &'a HeaderList, out: &mut Vec<u8>) -> Result<Request<'a
             let seen = match pseudo {
                 b"method" => {
                     connect = f.value == b"CONNECT";
+                    req.head = f.value == b"HEAD";
                     &mut method
                 }
                 b"scheme" => &mut scheme,
@@ -75,6 +82,8 @@ pub fn request<'a>(list: &'a HeaderList, out: &mut Vec<u8>) -> Result<Request<'a
                 req.grpc = f.value.starts_with(b"application/grpc");
             } else if f.name == b"host" {
                 host = Some(f.value);
+            } else if f.name == b"content-length" {
+                req.content_length = Some(content_length(f.value, req.content_length)?);
             }
         }
         check_value(f.value)?;
@@ -120,6 +129,8 @@ pub fn response(
                 rsp.grpc_status = std::str::from_utf8(f.value)
                     .ok()
                     .and_then(|v| v.parse().ok());
+            } else if f.name == b"content-length" && kind == Kind::Response {
+                rsp.content_length = Some(content_length(f.value, rsp.content_length)?);
             }
         }
         check_value(f.value)?;
@@ -129,6 +140,19 @@ pub fn response(
         return Err("response without :status");
     }
     Ok(rsp)
+}
+
+/// A `content-length` value: digits, and the same as any earlier one.
+fn content_length(v: &[u8], earlier: Option<u64>) -> Result<u64, &'static str> {
+    let n = std::str::from_utf8(v)
+        .ok()
+        .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|v| v.parse::<u64>().ok())
+        .ok_or("invalid content-length")?;
+    match earlier {
+        Some(e) if e != n => Err("conflicting content-length"),
+        _ => Ok(n),
+    }
 }
 
 fn parse_status(v: &[u8]) -> Option<u16> {

@@ -1,5 +1,6 @@
 use strand_proxy_h2::hpack::{Decoder, HeaderList};
 
+use super::Half;
 use super::fields::{self, Kind};
 
 fn list(fields: &[(&str, &str)]) -> HeaderList {
@@ -106,4 +107,35 @@ fn checked_fields_are_encoded_for_the_other_connection() {
         .map(|(n, v)| (n.as_bytes().to_vec(), v.as_bytes().to_vec()))
         .collect();
     assert_eq!(got, want);
+}
+
+#[test]
+fn data_must_add_up_to_the_content_length() {
+    let mut h = Half {
+        remaining: Some(10),
+        ..Half::default()
+    };
+    assert!(h.count(4, false));
+    assert!(!h.count(7, false), "more than announced");
+    let mut h = Half {
+        remaining: Some(10),
+        ..Half::default()
+    };
+    assert!(h.count(4, false));
+    assert!(!h.count(5, true), "ended short");
+    let mut h = Half {
+        remaining: Some(3),
+        ..Half::default()
+    };
+    assert!(h.count(3, true));
+    assert!(Half::default().count(1 << 20, true), "no content-length");
+    let cl = |v: &'static str| {
+        let mut f = GET.to_vec();
+        f.push(("content-length", v));
+        fields::request(&list(&f), &mut Vec::new()).map(|r| r.content_length)
+    };
+    assert_eq!(cl("42"), Ok(Some(42)));
+    assert!(cl("4x").is_err());
+    assert!(cl("").is_err());
+    assert!(cl("-1").is_err());
 }

@@ -150,7 +150,11 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Conn<'_, I> {
                 };
                 let s = &mut self.streams[si];
                 s.rsp.recv_window -= i64::from(flow_len);
-                if s.rsp.end_received || s.status.is_none() || s.rsp.recv_window < 0 {
+                if s.rsp.end_received
+                    || s.status.is_none()
+                    || s.rsp.recv_window < 0
+                    || !s.rsp.count(data.len(), end_stream)
+                {
                     self.held[i].up.peer.release_recv(flow_len);
                     self.reset_upstream_stream(i, stream, Reason::PROTOCOL_ERROR);
                     return Ok(());
@@ -268,7 +272,13 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Conn<'_, I> {
         };
         let mut block = Vec::with_capacity(64);
         let rsp = match fields::response(list, kind, &mut block) {
-            Ok(rsp) if !list.is_oversize() && (kind == Kind::Response || end_stream) => rsp,
+            Ok(rsp)
+                if !list.is_oversize()
+                    && (kind == Kind::Response || end_stream)
+                    && (kind == Kind::Response || s.rsp.count(0, true)) =>
+            {
+                rsp
+            }
             _ => {
                 tracing::debug!(target = %self.fwd.target, stream, "malformed HTTP/2 response");
                 self.reset_upstream_stream(i, stream, Reason::PROTOCOL_ERROR);
@@ -290,6 +300,13 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Conn<'_, I> {
                 return;
             }
             send_headers(&mut self.down, s.id, &block, false);
+            return;
+        }
+        // A HEAD response's or a 304's content-length describes no DATA.
+        let bodiless = s.head_request || matches!(status, 204 | 304);
+        s.rsp.remaining = rsp.content_length.filter(|_| !bodiless);
+        if end_stream && !s.rsp.count(0, true) {
+            self.reset_upstream_stream(i, stream, Reason::PROTOCOL_ERROR);
             return;
         }
         s.status = Some(status);
