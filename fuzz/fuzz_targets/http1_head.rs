@@ -34,6 +34,9 @@ fuzz_target!(|data: &[u8]| {
             blocked: Some(Guard::Loop(target)),
             reset_client: None,
             handles: Default::default(),
+            taps: Default::default(),
+            source: "127.0.0.1:1".parse().expect("addr"),
+            tracer: None,
         });
         let config = Config::default().http;
         let (mut client, server) = tokio::io::duplex(64 * 1024);

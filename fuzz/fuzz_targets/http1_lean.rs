@@ -51,6 +51,9 @@ fuzz_target!(|data: &[u8]| {
             blocked: None,
             reset_client: None,
             handles: Default::default(),
+            taps: Default::default(),
+            source: "127.0.0.1:1".parse().expect("addr"),
+            tracer: None,
         };
         assert!(forward.lean_eligible());
         let config = Config::default().http;
