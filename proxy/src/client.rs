@@ -68,7 +68,11 @@ pub struct HttpClient {
     lean_idle: Mutex<LeanIdle>,
     /// Idle connections of the lean HTTP/2 path (`http::lean_h2`).
     lean_h2: crate::http::lean_h2::Pool,
-    h2: Mutex<HashMap<SocketAddr, H2Slot>>,
+    /// Shared HTTP/2 connections, by target and by whether they carry
+    /// HTTP/1 upgraded between proxies (`l5d-orig-proto`): the two kinds
+    /// never share a connection, as in Linkerd, so a server proxy can tell
+    /// from a connection's first request how to serve all of it.
+    h2: Mutex<HashMap<(SocketAddr, bool), H2Slot>>,
 }
 
 /// A plaintext upstream connection of the lean HTTP/1 path: raw bytes,
@@ -492,23 +496,26 @@ impl HttpClient {
         Ok(tx)
     }
 
-    /// The shared HTTP/2 connection to `addr`, made on first use and
+    /// The shared HTTP/2 connection to `addr` for native HTTP/2 requests
+    /// or (`upgraded`) for HTTP/1 carried as HTTP/2, made on first use and
     /// replaced when it closes.
     pub async fn h2(
         self: &Arc<Self>,
         addr: SocketAddr,
         tls: &Tls,
+        upgraded: bool,
     ) -> Result<http2::SendRequest<RequestBody>, ProxyError> {
+        let key = (addr, upgraded);
         let connecting = {
             let mut h2 = self.lock_h2();
-            let slot = h2.entry(addr).or_default();
+            let slot = h2.entry(key).or_default();
             match &slot.tx {
                 Some(tx) if !tx.is_closed() => return Ok(tx.clone()),
                 _ => slot.connecting.clone(),
             }
         };
         let _connecting = connecting.lock().await;
-        if let Some(tx) = self.lock_h2().get(&addr).and_then(|s| s.tx.clone())
+        if let Some(tx) = self.lock_h2().get(&key).and_then(|s| s.tx.clone())
             && !tx.is_closed()
         {
             return Ok(tx);
@@ -537,14 +544,14 @@ impl HttpClient {
             if let Some(client) = client.upgrade() {
                 let mut h2 = client.lock_h2();
                 if h2
-                    .get(&addr)
+                    .get(&key)
                     .is_some_and(|s| s.tx.as_ref().is_none_or(|tx| tx.is_closed()))
                 {
-                    h2.remove(&addr);
+                    h2.remove(&key);
                 }
             }
         });
-        self.lock_h2().entry(addr).or_default().tx = Some(tx.clone());
+        self.lock_h2().entry(key).or_default().tx = Some(tx.clone());
         Ok(tx)
     }
 
@@ -558,7 +565,7 @@ impl HttpClient {
         conn
     }
 
-    fn lock_h2(&self) -> std::sync::MutexGuard<'_, HashMap<SocketAddr, H2Slot>> {
+    fn lock_h2(&self) -> std::sync::MutexGuard<'_, HashMap<(SocketAddr, bool), H2Slot>> {
         self.h2.lock().unwrap_or_else(|e| e.into_inner())
     }
 }

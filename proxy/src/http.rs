@@ -501,7 +501,7 @@ impl Forward {
                 };
                 let addr = *handle.key();
                 *out = ep.labels();
-                match self.client.h2(addr, &ep.tls).await {
+                match self.client.h2(addr, &ep.tls, upgraded).await {
                     Ok(mut tx) => {
                         handle.sending();
                         let rsp = tx
@@ -582,7 +582,8 @@ impl Forward {
     ) -> Result<Response<Incoming>, ProxyError> {
         let upstream = |source| ProxyError::Upstream { addr, source };
         if req.version() == Version::HTTP_2 {
-            let mut tx = self.client.h2(addr, tls).await?;
+            let upgraded = req.headers().contains_key(orig_proto::L5D_ORIG_PROTO);
+            let mut tx = self.client.h2(addr, tls, upgraded).await?;
             return tx.send_request(req).await.map_err(upstream);
         }
         match h1 {

@@ -517,3 +517,21 @@ async fn random_frames_never_break_the_proxy() {
     let rsp = tx.send_request(req("GET", "/", full(""))).await.unwrap();
     assert_eq!(body_of(rsp).await, "hello");
 }
+
+/// A client that waits (for the server's SETTINGS, or anything) before its
+/// first request is still served: after a moment the connection goes to
+/// the general path, which answers the request when it comes.
+#[tokio::test]
+async fn a_client_slow_to_send_its_first_request_is_served() {
+    let up = upstream(false).await;
+    let proxy = start_proxy(up.addr, &[]).await;
+    let mut tcp = raw_client(proxy.outbound).await;
+    // The server's preface arrives without a request.
+    expect_frame(&mut tcp, kind::SETTINGS, 0).await;
+    let mut out = Vec::new();
+    frame::write_settings_ack(&mut out);
+    frame::write_headers(&mut out, 1, &request_block(&[]), true, 16_384);
+    tcp.write_all(&out).await.unwrap();
+    let (flags, _) = expect_frame(&mut tcp, kind::HEADERS, 1).await;
+    assert_eq!(flags & frame::flag::END_HEADERS, frame::flag::END_HEADERS);
+}

@@ -728,6 +728,69 @@ async fn a_proxy_without_identity_still_carries_http1_over_http2_to_meshed_endpo
     );
 }
 
+/// An app speaking HTTP/1 and HTTP/2 on one port, answering with the
+/// request's version.
+async fn dual_app() -> SocketAddr {
+    serve(|tcp| async move {
+        let svc = hyper::service::service_fn(|req: Request<Incoming>| async move {
+            let version = format!("{:?}", req.version());
+            let mut rsp = Response::new(Full::new(Bytes::from_static(b"ok")));
+            rsp.headers_mut()
+                .insert("x-app-saw-version", version.parse().unwrap());
+            Ok::<_, Infallible>(rsp)
+        });
+        let _ = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new())
+            .serve_connection(TokioIo::new(tcp), svc)
+            .await;
+    })
+    .await
+}
+
+/// Native HTTP/2 and HTTP/1 carried as HTTP/2 go to one endpoint over
+/// separate connections, so the server proxy serves each connection by its
+/// first request (its lean HTTP/2 path, or the general path that turns
+/// upgraded requests back into HTTP/1): HTTP/1 after HTTP/2 still works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn native_http2_and_upgraded_http1_keep_separate_connections() {
+    let cp = ControlPlane::start(Duration::from_secs(3600)).await;
+    let app = dual_app().await;
+    let server = ready_proxy(&cp, "web", app).await;
+    cp.add_service("web", "10.96.4.2", server.inbound.port(), "web");
+    let client = ready_proxy(&cp, "vote-bot", "10.96.4.2:80".parse().unwrap()).await;
+    let tcp = tokio::net::TcpStream::connect(client.outbound)
+        .await
+        .unwrap();
+    let (mut tx, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        TokioIo::new(tcp),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    let req = Request::get("http://web.default.svc.cluster.local/")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let rsp = tx.send_request(req).await.unwrap();
+    assert_eq!(rsp.status(), 200);
+    assert_eq!(rsp.headers()["x-app-saw-version"], "HTTP/2.0");
+    for i in 0..3 {
+        let rsp = get(
+            client.outbound,
+            &format!("/{i}"),
+            "web.default.svc.cluster.local",
+        )
+        .await;
+        assert_eq!(rsp.status(), 200, "{rsp:?}");
+        assert_eq!(rsp.headers()["x-app-saw-version"], "HTTP/1.1");
+    }
+    let (_, out) = text(client.admin, "/metrics").await;
+    assert_eq!(
+        metric(&out, "tcp_open_total", &["peer=\"dst\"", "tls=\"true\""]),
+        2.0,
+        "{out}"
+    );
+}
+
 /// An HTTP/2 app answering 200 to everything.
 async fn h2_app() -> SocketAddr {
     serve(|tcp| async move {

@@ -58,13 +58,14 @@ const MAX_STREAMS: u32 = 100;
 /// A stream's receive window is given back once half of it was passed on.
 const STREAM_UPDATE_AT: u32 = frame::DEFAULT_WINDOW / 2;
 
-/// How long the proxy waits for a client's first request before it sends
-/// its SETTINGS anyway (clients may wait for them; most do not, and the
-/// first request decides whether the connection stays on this path).
-const COMMIT_AFTER: std::time::Duration = std::time::Duration::from_millis(20);
+/// How long the proxy waits for a client's first request, which decides
+/// whether the connection stays on this path, before it hands the
+/// connection to the general path anyway (a client may wait for the
+/// server's SETTINGS first; most do not).
+const FIRST_REQUEST_WAIT: std::time::Duration = std::time::Duration::from_millis(50);
 
-/// The most read from a client before its first request that is kept for
-/// a fallback; past it the connection commits to this path.
+/// The most read from a client before its first request; past it the
+/// connection goes to the general path.
 const RAW_LIMIT: usize = 64 * 1024;
 
 /// How the lean path ended for a connection.
@@ -72,8 +73,8 @@ const RAW_LIMIT: usize = 64 * 1024;
 pub enum End {
     Closed,
     /// The first request needs the general path (HTTP/1 carried over
-    /// HTTP/2 by another proxy): nothing was written to the client, and
-    /// these are the bytes read from it, to be replayed.
+    /// HTTP/2 by another proxy), or none came in time: nothing was written
+    /// to the client, and these are the bytes read from it, to be replayed.
     Fallback(bytes::Bytes),
 }
 
@@ -186,9 +187,10 @@ struct Conn<'a, I> {
     /// Decoded fields, reused.
     list: HeaderList,
     /// Until the first request commits the connection to this path: the
-    /// bytes read from the client, and when to commit without one.
+    /// bytes read from the client, and when to give up waiting for it.
     raw: Option<(Vec<u8>, Pin<Box<tokio::time::Sleep>>)>,
-    /// The first request must take the general path.
+    /// The connection goes to the general path (its first request needs
+    /// it, or none came in time).
     fallback: bool,
     /// Streams the client opened, and reset before their response began.
     opened: u32,
@@ -222,7 +224,7 @@ where
         error: None,
         down_broken: false,
         list: HeaderList::default(),
-        raw: Some((Vec::new(), Box::pin(tokio::time::sleep(COMMIT_AFTER)))),
+        raw: Some((Vec::new(), Box::pin(tokio::time::sleep(FIRST_REQUEST_WAIT)))),
         fallback: false,
         opened: 0,
         early_resets: 0,
@@ -306,7 +308,8 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Conn<'_, I> {
             if let Some((_, timer)) = self.raw.as_mut()
                 && timer.as_mut().poll(cx).is_ready()
             {
-                self.commit();
+                self.fallback = true;
+                return Poll::Ready(Ok(()));
             }
             if let Some(c) = self.connecting.as_mut()
                 && let Poll::Ready(res) = c.as_mut().poll(cx)
@@ -327,7 +330,8 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Conn<'_, I> {
                         if let Some((raw, _)) = self.raw.as_mut() {
                             raw.extend_from_slice(self.down.last_read(n));
                             if raw.len() > RAW_LIMIT {
-                                self.commit();
+                                self.fallback = true;
+                                return Poll::Ready(Ok(()));
                             }
                         }
                         if let Err(e) = self.client_frames() {
