@@ -1,60 +1,27 @@
 //! The lean HTTP/2 path (`http::lean_h2`) between arbitrary client bytes
-//! (after a valid preface) and an arbitrary upstream answer: frame
-//! handling on both connections, HPACK, field checks, stream mapping,
-//! flow control and the fallback to the general path. The first byte says
-//! where the input splits into what the client sends and what the upstream
-//! (a listener on 127.0.0.1 in this process) answers to every connection.
+//! (after a valid preface and SETTINGS) and an arbitrary upstream answer:
+//! frame handling on both connections, HPACK, field checks, stream
+//! mapping, flow control and the hand-off to the general path. The first
+//! byte says where the input splits into what the client sends and what
+//! the upstream (a listener on 127.0.0.1 in this process) answers to every
+//! connection.
 #![no_main]
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use libfuzzer_sys::fuzz_target;
-use strand_proxy::client::{Connector, HttpClient};
 use strand_proxy::config::Config;
-use strand_proxy::discovery::Route;
-use strand_proxy::http::{Forward, lean_h2};
-use strand_proxy::metrics::{Direction, Metrics, NoTlsReason, Tls};
+use strand_proxy::http::lean_h2;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+#[path = "lean_support.rs"]
+mod lean_support;
+
 fuzz_target!(|data: &[u8]| {
-    let Some((&split, rest)) = data.split_first() else { return };
-    let at = usize::from(split) * rest.len() / 256;
-    let (client_bytes, upstream_bytes) = rest.split_at(at);
-    let upstream_bytes = upstream_bytes.to_vec();
+    let Some((client_bytes, upstream_bytes)) = lean_support::split(data) else { return };
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     rt.block_on(async {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let target = listener.local_addr().expect("addr");
-        tokio::spawn(async move {
-            while let Ok((mut tcp, _)) = listener.accept().await {
-                let answer = upstream_bytes.clone();
-                tokio::spawn(async move {
-                    let mut sink = [0u8; 4096];
-                    let _ = tcp.read(&mut sink).await;
-                    let _ = tcp.write_all(&answer).await;
-                });
-            }
-        });
-        let metrics = Metrics::new();
-        let connector = Arc::new(Connector { direction: Direction::Inbound, connect_timeout: Duration::from_millis(100), metrics: metrics.clone(), identity: None });
-        let forward = Forward {
-            client: HttpClient::new(connector, 1, Duration::from_secs(1)),
-            metrics,
-            target,
-            target_addr: target.to_string().into(),
-            route: Route::Direct,
-            resolver: None,
-            tls: Tls::NoIdentity(NoTlsReason::NoTlsFromRemote),
-            direction: Direction::Inbound,
-            blocked: None,
-            reset_client: None,
-            handles: Default::default(),
-            taps: Default::default(),
-            source: "127.0.0.1:1".parse().expect("addr"),
-            tracer: None,
-        };
-        assert!(forward.lean_eligible());
+        let forward = lean_support::forward_to_upstream(upstream_bytes).await;
         let config = Config::default().http;
         let (mut client, mut server) = tokio::io::duplex(64 * 1024);
         let mut preface = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();

@@ -6,56 +6,22 @@
 //! (a listener on 127.0.0.1 in this process) answers to every connection.
 #![no_main]
 
-use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use libfuzzer_sys::fuzz_target;
-use strand_proxy::client::{Connector, HttpClient};
 use strand_proxy::config::Config;
-use strand_proxy::discovery::Route;
-use strand_proxy::http::{Forward, lean};
-use strand_proxy::metrics::{Direction, Metrics, NoTlsReason, Tls};
+use strand_proxy::http::lean;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+#[path = "lean_support.rs"]
+mod lean_support;
+
 fuzz_target!(|data: &[u8]| {
-    let Some((&split, rest)) = data.split_first() else { return };
-    let at = usize::from(split) * rest.len() / 256;
-    let (client_bytes, upstream_bytes) = rest.split_at(at);
-    let upstream_bytes = upstream_bytes.to_vec();
+    let Some((client_bytes, upstream_bytes)) = lean_support::split(data) else { return };
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     rt.block_on(async {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let target = listener.local_addr().expect("addr");
-        tokio::spawn(async move {
-            while let Ok((mut tcp, _)) = listener.accept().await {
-                let answer = upstream_bytes.clone();
-                tokio::spawn(async move {
-                    let mut sink = [0u8; 4096];
-                    let _ = tcp.read(&mut sink).await;
-                    let _ = tcp.write_all(&answer).await;
-                });
-            }
-        });
-        let metrics = Metrics::new();
-        let connector = Arc::new(Connector { direction: Direction::Inbound, connect_timeout: Duration::from_millis(100), metrics: metrics.clone(), identity: None });
-        let forward = Forward {
-            client: HttpClient::new(connector, 1, Duration::from_secs(1)),
-            metrics,
-            target,
-            target_addr: target.to_string().into(),
-            route: Route::Direct,
-            resolver: None,
-            tls: Tls::NoIdentity(NoTlsReason::NoTlsFromRemote),
-            direction: Direction::Inbound,
-            blocked: None,
-            reset_client: None,
-            handles: Default::default(),
-            taps: Default::default(),
-            source: "127.0.0.1:1".parse().expect("addr"),
-            tracer: None,
-        };
-        assert!(forward.lean_eligible());
+        let forward = lean_support::forward_to_upstream(upstream_bytes).await;
         let config = Config::default().http;
         let (mut client, mut server) = tokio::io::duplex(64 * 1024);
         let _ = client.write_all(client_bytes).await;

@@ -96,6 +96,24 @@ impl Forward {
             && self.tls.server_id().is_none()
             && !self.taps.is_active()
     }
+
+    /// Counts a request of the lean paths (`authority` as sent, if any)
+    /// and returns its labels: the connection's own target, no endpoint.
+    pub(crate) fn lean_request(&self, authority: Option<&[u8]>) -> TargetLabels {
+        let authority = authority
+            .and_then(|a| std::str::from_utf8(a).ok())
+            .filter(|a| !a.is_empty())
+            .map(|a| self.handles.authority(a));
+        let target = TargetLabels {
+            direction: self.direction,
+            authority,
+            target_addr: self.target_addr.clone(),
+            tls: self.tls.clone(),
+            dst: Default::default(),
+        };
+        self.metrics.request_cached(&self.handles, &target);
+        target
+    }
 }
 
 /// Serves requests on an HTTP/1 client connection while they are eligible.
@@ -187,20 +205,8 @@ where
     I: AsyncRead + AsyncWrite + Unpin,
 {
     let start = Instant::now();
-    let authority = head
-        .authority
-        .and_then(|(a, b)| std::str::from_utf8(&buf[a..b]).ok())
-        .filter(|a| !a.is_empty())
-        .map(|a| fwd.handles.authority(a));
+    let target = fwd.lean_request(head.authority.map(|(a, b)| &buf[a..b]));
     buf.advance(head.len);
-    let target = TargetLabels {
-        direction: fwd.direction,
-        authority,
-        target_addr: fwd.target_addr.clone(),
-        tls: fwd.tls.clone(),
-        dst: Default::default(),
-    };
-    fwd.metrics.request_cached(&fwd.handles, &target);
 
     rsp_buf.clear();
     let sent = send_head(fwd, &head, rsp_buf).await;

@@ -10,7 +10,6 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use super::fields::{self, Kind};
 use super::streams::send_headers;
 use super::{Conn, Half, LeanH2Error, MAX_STREAMS, Stream};
-use crate::metrics::TargetLabels;
 
 /// Streams a client may reset before their response began, when that is
 /// more than half of the streams it opened, before the connection is
@@ -60,38 +59,17 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Conn<'_, I> {
                 what,
             })
         };
-        if self.down.block.is_some() && !matches!(f, Frame::Continuation { .. }) {
-            return Err(protocol("header block interrupted"));
-        }
+        self.down
+            .check_block_open(&f)
+            .map_err(LeanH2Error::Protocol)?;
         match f {
-            Frame::Headers {
-                stream,
-                end_stream,
-                end_headers,
-                block,
-            } => {
-                if end_headers {
-                    self.client_headers(stream, end_stream, block)?;
-                } else {
-                    if block.len() > self.max_list * 2 {
-                        return Err(protocol("header block too large"));
-                    }
-                    self.down.block = Some((stream, end_stream, block.to_vec()));
-                }
-            }
-            Frame::Continuation {
-                stream,
-                end_headers,
-                block,
-            } => {
-                if self.down.block.as_ref().map(|b| b.0) != Some(stream) {
-                    return Err(protocol("CONTINUATION on another stream"));
-                }
-                self.down
-                    .extend_block(block, self.max_list)
+            Frame::Headers { .. } | Frame::Continuation { .. } => {
+                let complete = self
+                    .down
+                    .header_frame(f, self.max_list)
                     .map_err(LeanH2Error::Protocol)?;
-                if end_headers && let Some((stream, end, block)) = self.down.block.take() {
-                    self.client_headers(stream, end, &block)?;
+                if let Some((stream, end_stream, block)) = complete {
+                    self.client_headers(stream, end_stream, &block)?;
                 }
             }
             Frame::Data {
@@ -250,19 +228,7 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Conn<'_, I> {
             }
         };
         let fwd = self.fwd;
-        let authority = req
-            .authority
-            .and_then(|a| std::str::from_utf8(a).ok())
-            .filter(|a| !a.is_empty())
-            .map(|a| fwd.handles.authority(a));
-        let target = TargetLabels {
-            direction: fwd.direction,
-            authority,
-            target_addr: fwd.target_addr.clone(),
-            tls: fwd.tls.clone(),
-            dst: Default::default(),
-        };
-        fwd.metrics.request_cached(&fwd.handles, &target);
+        let target = fwd.lean_request(req.authority);
         let mut s = Stream {
             id: stream,
             up: None,

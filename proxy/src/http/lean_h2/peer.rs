@@ -2,6 +2,7 @@
 //! write buffers, the peer's settings, connection-level flow control and
 //! header block assembly.
 
+use std::borrow::Cow;
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -52,6 +53,10 @@ pub struct Peer<T> {
     /// A header block being assembled: its stream, END_STREAM, fragments.
     pub block: Option<(u32, bool, Vec<u8>)>,
 }
+
+/// A complete header block: its stream, END_STREAM, and the block itself
+/// (borrowed from one HEADERS frame, or assembled with CONTINUATION).
+pub type HeaderBlock<'a> = (u32, bool, Cow<'a, [u8]>);
 
 /// A complete frame in the read buffer.
 pub struct Incoming {
@@ -261,23 +266,72 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Peer<T> {
         }
     }
 
-    /// Adds a fragment to the header block begun by HEADERS, bounded by
-    /// `limit` (the header-list limit).
-    pub fn extend_block(&mut self, fragment: &[u8], limit: usize) -> Result<(), frame::Error> {
-        let Some((_, _, block)) = self.block.as_mut() else {
+    /// Refuses any frame but CONTINUATION while a header block is open
+    /// (RFC 9113 §6.10).
+    pub fn check_block_open(&self, f: &Frame<'_>) -> Result<(), frame::Error> {
+        if self.block.is_some() && !matches!(f, Frame::Continuation { .. }) {
             return Err(frame::Error::Connection {
                 reason: Reason::PROTOCOL_ERROR,
-                what: "CONTINUATION without a header block",
-            });
-        };
-        if block.len() + fragment.len() > limit.saturating_mul(BLOCK_LIMIT_FACTOR) {
-            return Err(frame::Error::Connection {
-                reason: Reason::ENHANCE_YOUR_CALM,
-                what: "header block too large",
+                what: "header block interrupted",
             });
         }
-        block.extend_from_slice(fragment);
         Ok(())
+    }
+
+    /// Takes a HEADERS or CONTINUATION frame: the complete header block
+    /// (its stream and END_STREAM) once END_HEADERS arrives. A block is
+    /// bounded by `limit` (the header-list limit) times two.
+    pub fn header_frame<'a>(
+        &mut self,
+        f: Frame<'a>,
+        limit: usize,
+    ) -> Result<Option<HeaderBlock<'a>>, frame::Error> {
+        let too_large = frame::Error::Connection {
+            reason: Reason::ENHANCE_YOUR_CALM,
+            what: "header block too large",
+        };
+        let limit = limit.saturating_mul(BLOCK_LIMIT_FACTOR);
+        match f {
+            Frame::Headers {
+                stream,
+                end_stream,
+                end_headers: true,
+                block,
+            } => Ok(Some((stream, end_stream, Cow::Borrowed(block)))),
+            Frame::Headers {
+                stream,
+                end_stream,
+                block,
+                ..
+            } => {
+                if block.len() > limit {
+                    return Err(too_large);
+                }
+                self.block = Some((stream, end_stream, block.to_vec()));
+                Ok(None)
+            }
+            Frame::Continuation {
+                stream,
+                end_headers,
+                block: fragment,
+            } => {
+                let Some((_, _, block)) = self.block.as_mut().filter(|b| b.0 == stream) else {
+                    return Err(frame::Error::Connection {
+                        reason: Reason::PROTOCOL_ERROR,
+                        what: "CONTINUATION without a header block on its stream",
+                    });
+                };
+                if block.len() + fragment.len() > limit {
+                    return Err(too_large);
+                }
+                block.extend_from_slice(fragment);
+                if !end_headers {
+                    return Ok(None);
+                }
+                Ok(self.block.take().map(|(s, end, b)| (s, end, Cow::Owned(b))))
+            }
+            _ => Ok(None),
+        }
     }
 
     /// Ends the connection with GOAWAY.

@@ -105,35 +105,15 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Conn<'_, I> {
 
     pub(super) fn upstream_frame(&mut self, i: usize, f: Frame<'_>) -> Result<(), String> {
         let h = &mut self.held[i];
-        if h.up.peer.block.is_some() && !matches!(f, Frame::Continuation { .. }) {
-            return Err("header block interrupted".into());
-        }
+        h.up.peer.check_block_open(&f).map_err(|e| e.to_string())?;
         match f {
-            Frame::Headers {
-                stream,
-                end_stream,
-                end_headers,
-                block,
-            } => {
-                if end_headers {
-                    self.upstream_headers(i, stream, end_stream, block)?;
-                } else {
-                    h.up.peer.block = Some((stream, end_stream, block.to_vec()));
-                }
-            }
-            Frame::Continuation {
-                stream,
-                end_headers,
-                block,
-            } => {
-                if h.up.peer.block.as_ref().map(|b| b.0) != Some(stream) {
-                    return Err("CONTINUATION on another stream".into());
-                }
-                h.up.peer
-                    .extend_block(block, self.max_list)
-                    .map_err(|e| e.to_string())?;
-                if end_headers && let Some((stream, end, block)) = h.up.peer.block.take() {
-                    self.upstream_headers(i, stream, end, &block)?;
+            Frame::Headers { .. } | Frame::Continuation { .. } => {
+                let complete =
+                    h.up.peer
+                        .header_frame(f, self.max_list)
+                        .map_err(|e| e.to_string())?;
+                if let Some((stream, end_stream, block)) = complete {
+                    self.upstream_headers(i, stream, end_stream, &block)?;
                 }
             }
             Frame::Data {
