@@ -48,6 +48,17 @@ const REQUESTS: [&[(&str, &str)]; 3] = [
     ],
 ];
 
+/// Decodes RFC 7541's three requests, in order, on one decoder.
+fn decode_requests(blocks: [&str; 3]) {
+    let mut dec = Decoder::new(4096);
+    let mut list = HeaderList::default();
+    for (block, want) in blocks.iter().zip(REQUESTS) {
+        dec.decode(&hex(block), &mut list, usize::MAX)
+            .expect("decodes");
+        assert_eq!(fields(&list), pairs(want));
+    }
+}
+
 /// RFC 7541 C.3: requests on one connection, without Huffman coding.
 #[test]
 fn rfc7541_requests_without_huffman() {
@@ -56,13 +67,7 @@ fn rfc7541_requests_without_huffman() {
         "8286 84be 5808 6e6f 2d63 6163 6865",
         "8287 85bf 400a 6375 7374 6f6d 2d6b 6579 0c63 7573 746f 6d2d 7661 6c75 65",
     ];
-    let mut dec = Decoder::new(4096);
-    let mut list = HeaderList::default();
-    for (block, want) in blocks.iter().zip(REQUESTS) {
-        dec.decode(&hex(block), &mut list, usize::MAX)
-            .expect("decodes");
-        assert_eq!(fields(&list), pairs(want));
-    }
+    decode_requests(blocks);
 }
 
 /// RFC 7541 C.4: the same requests with Huffman-coded strings.
@@ -73,13 +78,7 @@ fn rfc7541_requests_with_huffman() {
         "8286 84be 5886 a8eb 1064 9cbf",
         "8287 85bf 4088 25a8 49e9 5ba9 7d7f 8925 a849 e95b b8e8 b4bf",
     ];
-    let mut dec = Decoder::new(4096);
-    let mut list = HeaderList::default();
-    for (block, want) in blocks.iter().zip(REQUESTS) {
-        dec.decode(&hex(block), &mut list, usize::MAX)
-            .expect("decodes");
-        assert_eq!(fields(&list), pairs(want));
-    }
+    decode_requests(blocks);
     let mut out = Vec::new();
     huffman::encode(b"www.example.com", &mut out);
     assert_eq!(out, hex("f1e3 c2e5 f23a 6ba0 ab90 f4ff"));
