@@ -385,7 +385,7 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Conn<'_, I> {
             self.flush_streams();
             self.retire();
             // Writes (none before the connection is committed).
-            if self.down.unwritten() > 0 && self.raw.is_none() {
+            if self.down.wants_flush() && self.raw.is_none() {
                 match self.down.poll_flush(cx) {
                     Poll::Ready(Ok(())) => progress = true,
                     Poll::Ready(Err(e)) => {
@@ -403,7 +403,7 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Conn<'_, I> {
             }
             let mut i = 0;
             while i < self.held.len() {
-                if self.held[i].up.peer.unwritten() > 0 {
+                if self.held[i].up.peer.wants_flush() {
                     match self.held[i].up.peer.poll_flush(cx) {
                         Poll::Ready(Ok(())) => progress = true,
                         Poll::Ready(Err(e)) => {
@@ -431,7 +431,7 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Conn<'_, I> {
             // Closed before a request: nothing to say.
             return Some(Ok(()));
         }
-        if self.down.unwritten() > 0 && !self.down_broken {
+        if self.down.wants_flush() && !self.down_broken {
             return None;
         }
         if let Some(e) = self.error.take() {

@@ -34,6 +34,9 @@ pub struct Peer<T> {
     rend: usize,
     pub wbuf: Vec<u8>,
     wpos: usize,
+    /// Bytes were written since the last flush of the stream (a TLS
+    /// stream may hold records until flushed).
+    unflushed: bool,
     /// The peer closed its side (or the read failed).
     pub eof: bool,
     pub decoder: hpack::Decoder,
@@ -87,6 +90,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Peer<T> {
             rend: 0,
             wbuf: Vec::with_capacity(4096),
             wpos: 0,
+            unflushed: false,
             eof: false,
             decoder: hpack::Decoder::new(4096),
             encoder: hpack::Encoder::new(),
@@ -188,26 +192,43 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Peer<T> {
         self.rbuf = rbuf;
     }
 
-    /// Writes what is buffered. `Ready(Ok(()))` once all is written.
+    /// Writes what is buffered and flushes the stream. `Ready(Ok(()))`
+    /// once all of it is out.
     pub fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         while self.wpos < self.wbuf.len() {
             match Pin::new(&mut self.io).poll_write(cx, &self.wbuf[self.wpos..]) {
                 Poll::Ready(Ok(0)) => {
                     return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
                 }
-                Poll::Ready(Ok(n)) => self.wpos += n,
+                Poll::Ready(Ok(n)) => {
+                    self.wpos += n;
+                    self.unflushed = true;
+                }
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
                 Poll::Pending => return Poll::Pending,
             }
         }
         self.wbuf.clear();
         self.wpos = 0;
-        Pin::new(&mut self.io).poll_flush(cx)
+        if self.unflushed {
+            // Until this is ready, what was written may sit in the stream
+            // (TLS records waiting for a full socket to drain).
+            match Pin::new(&mut self.io).poll_flush(cx) {
+                Poll::Ready(Ok(())) => self.unflushed = false,
+                other => return other,
+            }
+        }
+        Poll::Ready(Ok(()))
     }
 
     /// Bytes waiting to be written.
     pub fn unwritten(&self) -> usize {
         self.wbuf.len() - self.wpos
+    }
+
+    /// Something is left to write or to flush.
+    pub fn wants_flush(&self) -> bool {
+        self.unwritten() > 0 || self.unflushed
     }
 
     /// Applies the peer's SETTINGS and acknowledges them. Returns the

@@ -83,7 +83,7 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Conn<'_, I> {
         let mut i = 0;
         while i < self.held.len() {
             let h = &self.held[i];
-            if h.open == 0 && h.up.peer.unwritten() == 0 {
+            if h.open == 0 && !h.up.peer.wants_flush() {
                 let h = self.held.swap_remove(i);
                 if h.going_away.is_none() && h.up.peer.block.is_none() {
                     self.fwd.client.lean_h2_pool().put(h.up);
