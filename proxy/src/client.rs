@@ -31,15 +31,18 @@ use std::time::{Duration, Instant};
 
 use hyper::body::Incoming;
 
-use crate::http::RequestBody;
-use hyper::client::conn::{http1, http2};
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use crate::http::{RequestBody, UpstreamBody};
+use hyper::client::conn::http1;
+use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
 use crate::errors::ProxyError;
 use crate::identity::LocalIdentity;
 use crate::io::{ClientIo, CountingIo, MaybeTls};
 use crate::metrics::{Direction, Metrics, Peer, TcpConn, TcpLabels, Tls};
+
+mod h2;
+pub use self::h2::{H2Body, H2Conn};
 
 /// A connection the proxy opened, with its metrics (bytes are counted
 /// above TLS).
@@ -105,7 +108,7 @@ struct LeanIdle {
 /// attempts so that concurrent first requests share one connection.
 #[derive(Debug, Default)]
 struct H2Slot {
-    tx: Option<http2::SendRequest<RequestBody>>,
+    tx: Option<H2Conn>,
     connecting: Arc<tokio::sync::Mutex<()>>,
 }
 
@@ -395,7 +398,7 @@ impl HttpClient {
             .map_err(|source| ProxyError::Handshake {
                 addr,
                 version: 1,
-                source,
+                source: source.into(),
             })?;
         Ok((tx, conn, metrics))
     }
@@ -423,7 +426,7 @@ impl HttpClient {
         addr: SocketAddr,
         tls: &Tls,
         req: http::Request<RequestBody>,
-    ) -> Result<http::Response<Incoming>, ProxyError> {
+    ) -> Result<http::Response<UpstreamBody>, ProxyError> {
         let mut req = req;
         let mut fresh = false;
         loop {
@@ -460,7 +463,7 @@ impl HttpClient {
                 client.release_if_idle(c);
             });
             match sent.await {
-                Ok(rsp) => return Ok(rsp),
+                Ok(rsp) => return Ok(rsp.map(UpstreamBody::H1)),
                 Err(mut e) => match e.take_message() {
                     // Closed before the request went out: once more, on a
                     // new connection.
@@ -504,7 +507,7 @@ impl HttpClient {
         addr: SocketAddr,
         tls: &Tls,
         upgraded: bool,
-    ) -> Result<http2::SendRequest<RequestBody>, ProxyError> {
+    ) -> Result<H2Conn, ProxyError> {
         let key = (addr, upgraded);
         let connecting = {
             let mut h2 = self.lock_h2();
@@ -520,39 +523,53 @@ impl HttpClient {
         {
             return Ok(tx);
         }
-        let (io, mut conn) = self.connector.connect(addr, tls.clone()).await?;
-        let (tx, c) = http2::Builder::new(TokioExecutor::new())
-            .timer(TokioTimer::new())
-            // Detect dead peers on long-lived multiplexed connections.
-            .keep_alive_interval(Duration::from_secs(10))
-            .keep_alive_timeout(Duration::from_secs(10))
-            .handshake(TokioIo::new(io))
-            .await
-            .map_err(|source| ProxyError::Handshake {
-                addr,
-                version: 2,
-                source,
-            })?;
+        let (io, metrics) = self.connector.connect(addr, tls.clone()).await?;
         let client = Arc::downgrade(self);
-        tokio::spawn(async move {
-            if let Err(e) = c.await {
-                conn.set_failed();
-                tracing::debug!(%addr, error = %e, "upstream HTTP/2 connection failed");
-            }
-            // Forget targets whose connection is gone, so the map does not
-            // grow with every address ever contacted.
+        // Forget targets whose connection is gone, so the map does not grow
+        // with every address ever contacted.
+        let on_close = move || {
             if let Some(client) = client.upgrade() {
                 let mut h2 = client.lock_h2();
                 if h2
                     .get(&key)
-                    .is_some_and(|s| s.tx.as_ref().is_none_or(|tx| tx.is_closed()))
+                    .is_some_and(|s| s.tx.as_ref().is_none_or(H2Conn::is_closed))
                 {
                     h2.remove(&key);
                 }
             }
-        });
+        };
+        let tx = h2::handshake(io, addr, metrics, on_close).await?;
         self.lock_h2().entry(key).or_default().tx = Some(tx.clone());
         Ok(tx)
+    }
+
+    /// Sends `req` on `conn` (from [`HttpClient::h2`]), or, when that
+    /// connection stopped taking streams (a GOAWAY) before the request went
+    /// out, on a new one.
+    pub async fn send_h2(
+        self: &Arc<Self>,
+        conn: H2Conn,
+        tls: &Tls,
+        upgraded: bool,
+        req: http::Request<RequestBody>,
+    ) -> Result<http::Response<UpstreamBody>, ProxyError> {
+        let addr = conn.addr();
+        let req = match conn.send(req).await {
+            Ok(rsp) => return Ok(rsp.map(UpstreamBody::H2)),
+            Err(h2::SendError::Failed(e)) => return Err(e),
+            Err(h2::SendError::Closed(req)) => *req,
+        };
+        match self.h2(addr, tls, upgraded).await?.send(req).await {
+            Ok(rsp) => Ok(rsp.map(UpstreamBody::H2)),
+            Err(h2::SendError::Failed(e)) => Err(e),
+            Err(h2::SendError::Closed(_)) => Err(ProxyError::UpstreamIo {
+                addr,
+                source: std::io::Error::new(
+                    std::io::ErrorKind::ConnectionAborted,
+                    "the new HTTP/2 connection closed before the request went out",
+                ),
+            }),
+        }
     }
 
     fn pop_idle(&self, addr: SocketAddr) -> Option<H1Conn> {
@@ -663,16 +680,17 @@ impl StickyH1 {
         addr: SocketAddr,
         tls: &Tls,
         req: http::Request<RequestBody>,
-    ) -> Result<http::Response<Incoming>, ProxyError> {
+    ) -> Result<http::Response<UpstreamBody>, ProxyError> {
         let upstream = |source| ProxyError::Upstream { addr, source };
         self.ready(addr, tls, false).await?;
         match self.try_send(req).await {
-            Ok(rsp) => Ok(rsp),
+            Ok(rsp) => Ok(rsp.map(UpstreamBody::H1)),
             Err(mut e) => match e.take_message() {
                 Some(req) => {
                     self.ready(addr, tls, true).await?;
                     self.try_send(req)
                         .await
+                        .map(|rsp| rsp.map(UpstreamBody::H1))
                         .map_err(|e| upstream(e.into_error()))
                 }
                 None => Err(upstream(e.into_error())),

@@ -23,7 +23,7 @@ pub enum ProxyError {
     Handshake {
         addr: SocketAddr,
         version: u8,
-        source: hyper::Error,
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
     #[error("upstream {addr} failed: {source}")]
     Upstream {
@@ -32,6 +32,8 @@ pub enum ProxyError {
     },
     #[error("upstream {addr} failed: {source}")]
     UpstreamIo { addr: SocketAddr, source: io::Error },
+    #[error("upstream {addr} failed: {source}")]
+    UpstreamH2 { addr: SocketAddr, source: h2::Error },
     #[error("mTLS handshake with {addr} (expecting identity {identity}) failed: {source}")]
     Tls {
         addr: SocketAddr,
@@ -108,7 +110,9 @@ impl ProxyError {
             ProxyError::Loop(_) => "loop",
             ProxyError::Handshake { .. } => "handshake",
             ProxyError::Tls { .. } => "tls",
-            ProxyError::Upstream { .. } | ProxyError::UpstreamIo { .. } => "upstream",
+            ProxyError::Upstream { .. }
+            | ProxyError::UpstreamIo { .. }
+            | ProxyError::UpstreamH2 { .. } => "upstream",
             ProxyError::ShuttingDown => "shutdown",
             ProxyError::NoEndpoints(_) => "no_endpoints",
             ProxyError::NoRoute(_) => "no_route",

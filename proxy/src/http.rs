@@ -33,7 +33,7 @@ use crate::metrics::{
 };
 
 mod body;
-mod headers;
+pub(crate) mod headers;
 pub mod lean;
 pub mod lean_h2;
 mod orig_proto;
@@ -43,7 +43,7 @@ mod retry;
 mod task;
 mod upgrade;
 
-pub use body::ProxyBody;
+pub use body::{ProxyBody, UpstreamBody};
 pub(crate) use headers::{authority as request_authority, grpc_status as grpc_status_of};
 pub use request_body::RequestBody;
 
@@ -238,7 +238,7 @@ impl Forward {
         req: Request<RequestBody>,
         h1: Option<&StickyH1>,
         out: &mut EndpointLabels,
-    ) -> Result<Response<Incoming>, ProxyError> {
+    ) -> Result<Response<UpstreamBody>, ProxyError> {
         use crate::discovery::Route;
         // A request names its service when its connection went to no mesh
         // address; beside an ingress, whatever address it went to.
@@ -280,7 +280,7 @@ impl Forward {
         mut req: Request<RequestBody>,
         h1: Option<&StickyH1>,
         out: &mut EndpointLabels,
-    ) -> Result<Response<Incoming>, ProxyError> {
+    ) -> Result<Response<UpstreamBody>, ProxyError> {
         let ep = crate::discovery::EndpointTls::of(meta, self.mesh());
         let version = req.version();
         let upgraded = version != Version::HTTP_2 && ep.upgrade_h1 && orig_proto::upgrade(&mut req);
@@ -307,7 +307,7 @@ impl Forward {
         req: Request<RequestBody>,
         h1: Option<&StickyH1>,
         out: &mut EndpointLabels,
-    ) -> Result<Response<Incoming>, ProxyError> {
+    ) -> Result<Response<UpstreamBody>, ProxyError> {
         // A ServiceProfile with routes or overrides wins over HTTPRoutes.
         if let Some(table) = service.profile() {
             return self.send_profiled(service, &table, req, h1, out).await;
@@ -346,7 +346,7 @@ impl Forward {
         mut req: Request<RequestBody>,
         h1: Option<&StickyH1>,
         out: &mut EndpointLabels,
-    ) -> Result<Response<Incoming>, ProxyError> {
+    ) -> Result<Response<UpstreamBody>, ProxyError> {
         if let Some((status, location)) = routed.redirect.take() {
             return Err(ProxyError::Redirect { status, location });
         }
@@ -378,7 +378,7 @@ impl Forward {
         req: Request<RequestBody>,
         h1: Option<&StickyH1>,
         out: &mut EndpointLabels,
-    ) -> Result<Response<Incoming>, ProxyError> {
+    ) -> Result<Response<UpstreamBody>, ProxyError> {
         let (Some(route), Some(policy)) = (routed.route.clone(), routed.retry.clone()) else {
             return self.send_routed(service, routed, req, h1, out).await;
         };
@@ -451,7 +451,7 @@ impl Forward {
         req: Request<RequestBody>,
         h1: Option<&StickyH1>,
         out: &mut EndpointLabels,
-    ) -> Result<Response<Incoming>, ProxyError> {
+    ) -> Result<Response<UpstreamBody>, ProxyError> {
         let backend = routed.backend.as_deref().unwrap_or(service);
         let send = self.send_picked(backend, req, h1, out);
         // One attempt: the shorter of the request's and the attempt's.
@@ -474,7 +474,7 @@ impl Forward {
         mut req: Request<RequestBody>,
         h1: Option<&StickyH1>,
         out: &mut EndpointLabels,
-    ) -> Result<Response<Incoming>, ProxyError> {
+    ) -> Result<Response<UpstreamBody>, ProxyError> {
         let no_endpoints = || ProxyError::NoEndpoints(service.name().to_string());
         let mesh = self.mesh();
         let handle = service.pick().ok_or_else(no_endpoints)?;
@@ -502,12 +502,9 @@ impl Forward {
                 let addr = *handle.key();
                 *out = ep.labels();
                 match self.client.h2(addr, &ep.tls, upgraded).await {
-                    Ok(mut tx) => {
+                    Ok(conn) => {
                         handle.sending();
-                        let rsp = tx
-                            .send_request(req)
-                            .await
-                            .map_err(|source| ProxyError::Upstream { addr, source });
+                        let rsp = self.client.send_h2(conn, &ep.tls, upgraded, req).await;
                         if rsp.is_ok() {
                             handle.complete();
                         }
@@ -538,7 +535,7 @@ impl Forward {
         req: Request<RequestBody>,
         h1: Option<&StickyH1>,
         out: &mut EndpointLabels,
-    ) -> Result<Response<Incoming>, ProxyError> {
+    ) -> Result<Response<UpstreamBody>, ProxyError> {
         let addr = *handle.key();
         *out = ep.labels();
         match self.send_to(addr, req, h1, &out.tls).await {
@@ -579,12 +576,11 @@ impl Forward {
         req: Request<RequestBody>,
         h1: Option<&StickyH1>,
         tls: &Tls,
-    ) -> Result<Response<Incoming>, ProxyError> {
-        let upstream = |source| ProxyError::Upstream { addr, source };
+    ) -> Result<Response<UpstreamBody>, ProxyError> {
         if req.version() == Version::HTTP_2 {
             let upgraded = req.headers().contains_key(orig_proto::L5D_ORIG_PROTO);
-            let mut tx = self.client.h2(addr, tls, upgraded).await?;
-            return tx.send_request(req).await.map_err(upstream);
+            let conn = self.client.h2(addr, tls, upgraded).await?;
+            return self.client.send_h2(conn, tls, upgraded, req).await;
         }
         match h1 {
             Some(h1) => h1.send(addr, tls, req).await,

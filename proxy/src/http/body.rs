@@ -1,6 +1,7 @@
 //! The response body the proxy sends to clients: an upstream body that
 //! records `response_total` when it ends (reading `grpc-status` from its
-//! trailers), or a body the proxy made itself.
+//! trailers), or a body the proxy made itself. And the upstream body
+//! itself: from a hyper HTTP/1 connection or an h2 one.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -13,13 +14,40 @@ use hyper::body::Incoming;
 
 use super::Forward;
 use super::headers;
-use crate::client::StickyH1;
+use crate::client::{H2Body, StickyH1};
 use crate::metrics::{Classification, ResponseLabels};
 
 #[derive(Debug)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "one per response, moved once; boxing would allocate per response"
+)]
 pub enum ProxyBody {
-    Upstream { inner: Incoming, end: Option<End> },
-    Full { data: Option<Bytes> },
+    Upstream {
+        inner: UpstreamBody,
+        end: Option<End>,
+    },
+    Full {
+        data: Option<Bytes>,
+    },
+}
+
+/// A response body as an upstream connection delivers it.
+#[derive(Debug)]
+pub enum UpstreamBody {
+    /// From an HTTP/1 connection (hyper).
+    H1(Incoming),
+    /// From an HTTP/2 connection (`client::h2`).
+    H2(H2Body),
+}
+
+/// Why an upstream body failed.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamBodyError {
+    #[error(transparent)]
+    H1(hyper::Error),
+    #[error(transparent)]
+    H2(h2::Error),
 }
 
 /// What happens when an upstream body ends: metrics, and the HTTP/1
@@ -45,7 +73,7 @@ pub struct End {
 
 impl ProxyBody {
     pub fn upstream(
-        inner: Incoming,
+        inner: UpstreamBody,
         forward: Arc<Forward>,
         labels: ResponseLabels,
         h1: Option<Arc<StickyH1>>,
@@ -96,14 +124,53 @@ impl ProxyBody {
     }
 }
 
-impl Body for ProxyBody {
+// === impl UpstreamBody ===
+
+impl From<Incoming> for UpstreamBody {
+    fn from(body: Incoming) -> Self {
+        UpstreamBody::H1(body)
+    }
+}
+
+impl Body for UpstreamBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = UpstreamBodyError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, UpstreamBodyError>>> {
+        match self.get_mut() {
+            UpstreamBody::H1(b) => Pin::new(b).poll_frame(cx).map_err(UpstreamBodyError::H1),
+            UpstreamBody::H2(b) => Pin::new(b).poll_frame(cx).map_err(UpstreamBodyError::H2),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            UpstreamBody::H1(b) => b.is_end_stream(),
+            UpstreamBody::H2(b) => b.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            UpstreamBody::H1(b) => b.size_hint(),
+            UpstreamBody::H2(b) => b.size_hint(),
+        }
+    }
+}
+
+// === impl ProxyBody (Body) ===
+
+impl Body for ProxyBody {
+    type Data = Bytes;
+    type Error = UpstreamBodyError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, UpstreamBodyError>>> {
         match self.get_mut() {
             ProxyBody::Full { data } => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
             ProxyBody::Upstream { inner, end } => {
@@ -175,10 +242,14 @@ impl Drop for ProxyBody {
 // === impl End ===
 
 /// The HTTP/2 reason an upstream body failed with, for taps.
-fn reset_reason(err: &hyper::Error) -> h2::Reason {
-    std::error::Error::source(err)
-        .and_then(|s| s.downcast_ref::<h2::Error>())
-        .and_then(h2::Error::reason)
+fn reset_reason(err: &UpstreamBodyError) -> h2::Reason {
+    let h2 = match err {
+        UpstreamBodyError::H1(e) => {
+            std::error::Error::source(e).and_then(|s| s.downcast_ref::<h2::Error>())
+        }
+        UpstreamBodyError::H2(e) => Some(e),
+    };
+    h2.and_then(h2::Error::reason)
         .unwrap_or(h2::Reason::INTERNAL_ERROR)
 }
 

@@ -17,9 +17,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use http::{Request, Response};
-use hyper::body::Incoming;
 
-use super::{Forward, RequestBody, retry};
+use super::{Forward, RequestBody, UpstreamBody, retry};
 use crate::client::StickyH1;
 use crate::discovery::{Balanced, ProfileTable};
 use crate::errors::ProxyError;
@@ -37,7 +36,7 @@ impl Forward {
         req: Request<RequestBody>,
         h1: Option<&StickyH1>,
         out: &mut EndpointLabels,
-    ) -> Result<Response<Incoming>, ProxyError> {
+    ) -> Result<Response<UpstreamBody>, ProxyError> {
         let started = Instant::now();
         let route = table
             .profile
@@ -155,7 +154,7 @@ struct Attempts<'a> {
 impl Attempts<'_> {
     /// Whether an attempt's response head is a failure (a gRPC status in
     /// the head is a trailers-only answer).
-    fn is_failure(&self, rsp: &Response<Incoming>) -> bool {
+    fn is_failure(&self, rsp: &Response<UpstreamBody>) -> bool {
         let grpc = super::headers::grpc_status(rsp.headers());
         failed(self.route, rsp.status().as_u16(), grpc)
     }
@@ -165,7 +164,7 @@ impl Attempts<'_> {
         req: Request<RequestBody>,
         h1: Option<&StickyH1>,
         out: &mut EndpointLabels,
-    ) -> Result<Response<Incoming>, ProxyError> {
+    ) -> Result<Response<UpstreamBody>, ProxyError> {
         self.attempt(req, h1, out)
             .await
             .map_err(retry::Failed::into_error)
@@ -180,7 +179,7 @@ impl Attempts<'_> {
         trailers: Option<http::HeaderMap>,
         h1: Option<&StickyH1>,
         out: &mut EndpointLabels,
-    ) -> Result<Response<Incoming>, ProxyError> {
+    ) -> Result<Response<UpstreamBody>, ProxyError> {
         loop {
             let body = RequestBody::buffered(data.clone(), trailers.clone());
             let res = self.attempt(retry::rebuild(&head, body), h1, out).await;
@@ -202,7 +201,7 @@ impl Attempts<'_> {
         req: Request<RequestBody>,
         h1: Option<&StickyH1>,
         out: &mut EndpointLabels,
-    ) -> Result<Response<Incoming>, retry::Failed> {
+    ) -> Result<Response<UpstreamBody>, retry::Failed> {
         let m = &self.forward.metrics.profile_route;
         m.actual_requests.get_or_create(self.labels).inc();
         let res = match self.table.backend() {

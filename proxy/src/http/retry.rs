@@ -10,10 +10,9 @@ use bytes::Bytes;
 use http::{HeaderMap, Request, Response};
 use http_body::Body as _;
 use http_body_util::BodyExt as _;
-use hyper::body::Incoming;
 use tokio::time::Instant;
 
-use super::RequestBody;
+use super::{RequestBody, UpstreamBody};
 use crate::errors::ProxyError;
 
 /// A request body, read in full when it may be sent again.
@@ -113,11 +112,11 @@ pub fn rebuild(head: &http::request::Parts, body: RequestBody) -> Request<Reques
 /// Runs one attempt within the per-try timeout and the route's deadline
 /// (`(when, the route's timeout)`), whichever comes first.
 pub async fn within(
-    attempt: impl Future<Output = Result<Response<Incoming>, ProxyError>>,
+    attempt: impl Future<Output = Result<Response<UpstreamBody>, ProxyError>>,
     per_try: Option<Duration>,
     deadline: Option<(Instant, Duration)>,
     route: &Arc<str>,
-) -> Result<Response<Incoming>, Failed> {
+) -> Result<Response<UpstreamBody>, Failed> {
     let now = Instant::now();
     let try_end = per_try.map(|t| (now + t, t));
     // The earlier of the two ends, and whether it is the route's.

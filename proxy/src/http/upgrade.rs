@@ -30,7 +30,7 @@ pub async fn forward(
     fwd: &Forward,
     mut req: Request<Incoming>,
     out: &mut crate::metrics::EndpointLabels,
-) -> Result<Response<Incoming>, ProxyError> {
+) -> Result<Response<super::UpstreamBody>, ProxyError> {
     let (addr, endpoint) = fwd.tunnel_target()?;
     *out = endpoint;
     let tls = &out.tls;
@@ -64,5 +64,5 @@ pub async fn forward(
             }
         });
     }
-    Ok(rsp)
+    Ok(rsp.map(super::UpstreamBody::from))
 }
