@@ -861,6 +861,145 @@ async fn many_concurrent_http2_streams_share_the_mtls_connection() {
     );
 }
 
+/// An HTTP/2 app that reads each request to its end and answers with the
+/// body's length (`x-bytes`) and its `x-sum` trailer (`x-trailer`). Tells
+/// `events` when a request arrives ("start") and when its body fails
+/// ("reset").
+async fn h2_counting_app(events: tokio::sync::mpsc::UnboundedSender<&'static str>) -> SocketAddr {
+    serve(move |tcp| {
+        let events = events.clone();
+        async move {
+            let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+                let events = events.clone();
+                async move {
+                    let _ = events.send("start");
+                    let mut body = req.into_body();
+                    let (mut bytes, mut trailer) = (0usize, String::new());
+                    while let Some(frame) = body.frame().await {
+                        let Ok(frame) = frame else {
+                            let _ = events.send("reset");
+                            return Ok::<_, Infallible>(Response::new(Full::new(Bytes::new())));
+                        };
+                        match frame.into_data() {
+                            Ok(data) => bytes += data.len(),
+                            Err(frame) => {
+                                if let Some(t) = frame.trailers_ref().and_then(|t| t.get("x-sum")) {
+                                    trailer = t.to_str().unwrap().to_string();
+                                }
+                            }
+                        }
+                    }
+                    let mut rsp = Response::new(Full::new(Bytes::new()));
+                    rsp.headers_mut().insert("x-bytes", bytes.into());
+                    rsp.headers_mut()
+                        .insert("x-trailer", trailer.parse().unwrap());
+                    Ok(rsp)
+                }
+            });
+            let _ = hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+                .serve_connection(TokioIo::new(tcp), svc)
+                .await;
+        }
+    })
+    .await
+}
+
+type BodyFrames = tokio::sync::mpsc::Sender<Result<http_body::Frame<Bytes>, Infallible>>;
+
+/// An HTTP/2 request to `web` through `outbound` whose body is what is sent
+/// on the returned channel, as it is sent.
+async fn streamed_request(
+    outbound: SocketAddr,
+) -> (
+    BodyFrames,
+    impl std::future::Future<Output = Result<Response<Incoming>, hyper::Error>>,
+) {
+    let tcp = tokio::net::TcpStream::connect(outbound).await.unwrap();
+    let (mut tx, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        TokioIo::new(tcp),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    let (frames, rx) = tokio::sync::mpsc::channel(4);
+    let body = http_body_util::StreamBody::new(tokio_stream::wrappers::ReceiverStream::new(rx));
+    let req = Request::post("http://web.default.svc.cluster.local/upload")
+        .body(body)
+        .unwrap();
+    (frames, async move { tx.send_request(req).await })
+}
+
+/// A request body streamed in 64 KiB pieces as the client makes them,
+/// 3 MiB in all (far past every stream window), then trailers: all of it
+/// reaches the app through the mTLS pair.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_streamed_http2_body_and_its_trailers_cross_the_mtls_pair() {
+    let cp = ControlPlane::start(Duration::from_secs(3600)).await;
+    let (events, _seen) = tokio::sync::mpsc::unbounded_channel();
+    let app = h2_counting_app(events).await;
+    let server = ready_proxy(&cp, "web", app).await;
+    cp.add_service("web", "10.96.4.3", server.inbound.port(), "web");
+    let client = ready_proxy(&cp, "vote-bot", "10.96.4.3:80".parse().unwrap()).await;
+    let (frames, response) = streamed_request(client.outbound).await;
+    let sender = tokio::spawn(async move {
+        for i in 0..48u8 {
+            let piece = Bytes::from(vec![i; 64 * 1024]);
+            frames
+                .send(Ok(http_body::Frame::data(piece)))
+                .await
+                .unwrap();
+            tokio::task::yield_now().await;
+        }
+        let mut trailers = http::HeaderMap::new();
+        trailers.insert("x-sum", "1128".parse().unwrap());
+        frames
+            .send(Ok(http_body::Frame::trailers(trailers)))
+            .await
+            .unwrap();
+    });
+    let rsp = tokio::time::timeout(Duration::from_secs(20), response)
+        .await
+        .expect("no response within 20 s")
+        .unwrap();
+    sender.await.unwrap();
+    assert_eq!(rsp.status(), 200, "{rsp:?}");
+    assert_eq!(
+        rsp.headers()["x-bytes"],
+        (48 * 64 * 1024).to_string().as_str()
+    );
+    assert_eq!(rsp.headers()["x-trailer"], "1128");
+}
+
+/// A client that resets its stream while its body is still streaming:
+/// the app's stream is reset too, rather than left waiting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_reset_reaches_the_app_through_the_mtls_pair() {
+    let cp = ControlPlane::start(Duration::from_secs(3600)).await;
+    let (events, mut seen) = tokio::sync::mpsc::unbounded_channel();
+    let app = h2_counting_app(events).await;
+    let server = ready_proxy(&cp, "web", app).await;
+    cp.add_service("web", "10.96.4.4", server.inbound.port(), "web");
+    let client = ready_proxy(&cp, "vote-bot", "10.96.4.4:80".parse().unwrap()).await;
+    let (frames, response) = streamed_request(client.outbound).await;
+    let pending = tokio::spawn(response);
+    frames
+        .send(Ok(http_body::Frame::data(Bytes::from_static(b"partial"))))
+        .await
+        .unwrap();
+    let within = Duration::from_secs(10);
+    let first = tokio::time::timeout(within, seen.recv()).await.unwrap();
+    assert_eq!(first, Some("start"));
+    // Dropping the request's future while its body is still open resets
+    // the stream.
+    pending.abort();
+    let next = tokio::time::timeout(within, seen.recv())
+        .await
+        .expect("the app's stream was not reset within 10 s");
+    assert_eq!(next, Some("reset"));
+    drop(frames);
+}
+
 /// An HTTP/1 app that answers an `Upgrade` with 101 and then echoes bytes.
 async fn upgrade_echo_app() -> SocketAddr {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
