@@ -46,12 +46,34 @@ pub enum Tls {
 }
 
 /// Who is at the other end of a mesh TLS connection.
-#[derive(Clone, Debug, Hash, PartialEq, Eq)]
+#[derive(Clone, Debug, Hash, Eq)]
+#[expect(
+    clippy::derived_hash_with_manual_eq,
+    reason = "the manual PartialEq is the derived one with a pointer shortcut: equal values hash alike"
+)]
 pub enum PeerId {
     /// Inbound: the client's identity, when it presented a certificate.
     Client(Option<Arc<str>>),
     /// Outbound: the identity the server proved.
     Server(Arc<str>),
+}
+
+/// Label sets are compared on every request (the per-connection handle
+/// cache), and theirs name the one `Arc` of the connection's peer
+/// identity: pointer equality answers without comparing the names (std
+/// does not do that for `Arc<str>`).
+impl PartialEq for PeerId {
+    fn eq(&self, other: &Self) -> bool {
+        fn same(a: &Arc<str>, b: &Arc<str>) -> bool {
+            Arc::ptr_eq(a, b) || a == b
+        }
+        match (self, other) {
+            (PeerId::Client(Some(a)), PeerId::Client(Some(b))) => same(a, b),
+            (PeerId::Client(None), PeerId::Client(None)) => true,
+            (PeerId::Server(a), PeerId::Server(b)) => same(a, b),
+            _ => false,
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]

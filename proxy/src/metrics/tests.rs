@@ -170,3 +170,20 @@ fn handle_cache_reuses_the_previous_authority() {
     assert_eq!(&*c, "api.test:8080");
     assert!(!Arc::ptr_eq(&a, &c));
 }
+
+#[test]
+fn peer_ids_compare_by_name_not_by_allocation() {
+    use crate::metrics::PeerId;
+    let a: Arc<str> = "web.default.serviceaccount.identity.strand.cluster.local".into();
+    let b: Arc<str> = a.to_string().into();
+    let other: Arc<str> = "db.default.serviceaccount.identity.strand.cluster.local".into();
+    assert_eq!(PeerId::Server(a.clone()), PeerId::Server(b.clone()));
+    assert_eq!(
+        PeerId::Client(Some(a.clone())),
+        PeerId::Client(Some(b.clone()))
+    );
+    assert_eq!(PeerId::Client(None), PeerId::Client(None));
+    assert_ne!(PeerId::Server(a.clone()), PeerId::Server(other));
+    assert_ne!(PeerId::Server(a.clone()), PeerId::Client(Some(a)));
+    assert_ne!(PeerId::Client(None), PeerId::Client(Some(b)));
+}
