@@ -304,6 +304,25 @@ async fn get(addr: SocketAddr, path: &str, host: &str) -> Response<Bytes> {
     Response::from_parts(parts, body.collect().await.unwrap().to_bytes())
 }
 
+/// An HTTP/2 client connection (prior knowledge) to `addr`, driven by a
+/// task of its own.
+async fn h2_client<B>(addr: SocketAddr) -> hyper::client::conn::http2::SendRequest<B>
+where
+    B: http_body::Body + Unpin + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (tx, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        TokioIo::new(tcp),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    tx
+}
+
 async fn text(admin: SocketAddr, path: &str) -> (StatusCode, String) {
     let tcp = tokio::net::TcpStream::connect(admin).await.unwrap();
     let (mut tx, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
@@ -757,16 +776,7 @@ async fn native_http2_and_upgraded_http1_keep_separate_connections() {
     let server = ready_proxy(&cp, "web", app).await;
     cp.add_service("web", "10.96.4.2", server.inbound.port(), "web");
     let client = ready_proxy(&cp, "vote-bot", "10.96.4.2:80".parse().unwrap()).await;
-    let tcp = tokio::net::TcpStream::connect(client.outbound)
-        .await
-        .unwrap();
-    let (mut tx, conn) = hyper::client::conn::http2::handshake(
-        hyper_util::rt::TokioExecutor::new(),
-        TokioIo::new(tcp),
-    )
-    .await
-    .unwrap();
-    tokio::spawn(conn);
+    let mut tx = h2_client(client.outbound).await;
     let req = Request::get("http://web.default.svc.cluster.local/")
         .body(Full::new(Bytes::new()))
         .unwrap();
@@ -815,16 +825,7 @@ async fn many_concurrent_http2_streams_share_the_mtls_connection() {
     let client = ready_proxy(&cp, "vote-bot", "10.96.4.1:80".parse().unwrap()).await;
     let mut tasks = Vec::new();
     for _ in 0..20 {
-        let tcp = tokio::net::TcpStream::connect(client.outbound)
-            .await
-            .unwrap();
-        let (tx, conn) = hyper::client::conn::http2::handshake(
-            hyper_util::rt::TokioExecutor::new(),
-            TokioIo::new(tcp),
-        )
-        .await
-        .unwrap();
-        tokio::spawn(conn);
+        let tx = h2_client(client.outbound).await;
         for _ in 0..50 {
             let mut tx = tx.clone();
             tasks.push(tokio::spawn(async move {
@@ -914,14 +915,7 @@ async fn streamed_request(
     BodyFrames,
     impl std::future::Future<Output = Result<Response<Incoming>, hyper::Error>>,
 ) {
-    let tcp = tokio::net::TcpStream::connect(outbound).await.unwrap();
-    let (mut tx, conn) = hyper::client::conn::http2::handshake(
-        hyper_util::rt::TokioExecutor::new(),
-        TokioIo::new(tcp),
-    )
-    .await
-    .unwrap();
-    tokio::spawn(conn);
+    let mut tx = h2_client(outbound).await;
     let (frames, rx) = tokio::sync::mpsc::channel(4);
     let body = http_body_util::StreamBody::new(tokio_stream::wrappers::ReceiverStream::new(rx));
     let req = Request::post("http://web.default.svc.cluster.local/upload")

@@ -44,6 +44,11 @@ const CONN_WINDOW: u32 = 5 * 1024 * 1024;
 const MAX_FRAME_SIZE: u32 = 16 * 1024;
 const MAX_SEND_BUFFER: usize = 1024 * 1024;
 const MAX_HEADER_LIST: u32 = 16 * 1024;
+/// Streams opened before the server's SETTINGS say how many it takes
+/// (h2's own default is unlimited). RFC 9113 §6.5.2 recommends servers
+/// allow at least 100, and the proxy's inbound announces exactly 100, so
+/// a burst at connection start is never refused.
+const INITIAL_MAX_SEND_STREAMS: usize = 100;
 
 /// A handle on one upstream HTTP/2 connection; clones share it.
 #[derive(Clone, Debug)]
@@ -83,6 +88,7 @@ where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let (tx, mut conn) = h2::client::Builder::new()
+        .initial_max_send_streams(INITIAL_MAX_SEND_STREAMS)
         .initial_window_size(STREAM_WINDOW)
         .initial_connection_window_size(CONN_WINDOW)
         .max_frame_size(MAX_FRAME_SIZE)
