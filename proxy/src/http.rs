@@ -33,7 +33,7 @@ use crate::metrics::{
 };
 
 mod body;
-pub(crate) mod headers;
+mod headers;
 pub mod lean;
 pub mod lean_h2;
 mod orig_proto;

@@ -189,7 +189,9 @@ impl H2Conn {
         self.addr
     }
 
-    /// Sends `req` and waits for the response's head.
+    /// Sends `req` and waits for the response's head. Hop-by-hop fields
+    /// must be gone already (`Forward::call_with` strips them from every
+    /// request): h2 refuses a request that has them.
     pub async fn send(&self, req: Request<RequestBody>) -> Result<Response<H2Body>, SendError> {
         let addr = self.addr;
         let failed = |source| SendError::Failed(ProxyError::UpstreamH2 { addr, source });
@@ -211,7 +213,6 @@ impl H2Conn {
             }
         }
         let (mut head, body) = req.into_parts();
-        crate::http::headers::strip_hop_by_hop(&mut head.headers, false);
         if let Some(len) = body.size_hint().exact()
             && (len != 0 || !matches!(head.method, Method::GET | Method::HEAD | Method::DELETE))
         {
