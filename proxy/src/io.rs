@@ -212,19 +212,15 @@ macro_rules! delegate {
 
 /// What [`MaybeTls`] asks of its TLS stream so that a read that can only
 /// wait skips the TLS layer.
-pub trait TlsRead {
+pub trait TlsRead: AsTcp {
     /// Nothing is buffered above the socket (no decrypted bytes, no bytes
     /// to replay, no close_notify seen): a read needs new bytes from it.
     fn drained(&self) -> bool;
-    fn socket(&self) -> &tokio::net::TcpStream;
 }
 
 impl TlsRead for tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
     fn drained(&self) -> bool {
         self.get_ref().1.wants_read()
-    }
-    fn socket(&self) -> &tokio::net::TcpStream {
-        self.get_ref().0
     }
 }
 
@@ -232,9 +228,6 @@ impl TlsRead for tokio_rustls::server::TlsStream<PrefixedIo<tokio::net::TcpStrea
     fn drained(&self) -> bool {
         let (io, tls) = self.get_ref();
         io.prefix.is_empty() && tls.wants_read()
-    }
-    fn socket(&self) -> &tokio::net::TcpStream {
-        self.get_ref().0.get_ref()
     }
 }
 
@@ -251,7 +244,7 @@ impl<T: AsyncRead + TlsRead + Unpin> AsyncRead for MaybeTls<T> {
         // five trips per gRPC request on each proxy of a mesh pair).
         if let MaybeTls::Tls(tls) = &*self
             && tls.drained()
-            && tls.socket().poll_read_ready(cx).is_pending()
+            && tls.tcp().poll_read_ready(cx).is_pending()
         {
             return Poll::Pending;
         }
@@ -290,21 +283,24 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for MaybeTls<T> {
 
 // === impl AsTcp ===
 
-impl AsTcp for ServerIo {
+impl<T: AsTcp> AsTcp for MaybeTls<T> {
     fn tcp(&self) -> &tokio::net::TcpStream {
         match self {
             MaybeTls::Plain(tcp) => tcp,
-            MaybeTls::Tls(tls) => tls.get_ref().0.tcp(),
+            MaybeTls::Tls(tls) => tls.tcp(),
         }
     }
 }
 
-impl AsTcp for ClientIo {
+impl<I: AsTcp> AsTcp for tokio_rustls::server::TlsStream<I> {
     fn tcp(&self) -> &tokio::net::TcpStream {
-        match self {
-            MaybeTls::Plain(tcp) => tcp,
-            MaybeTls::Tls(tls) => tls.get_ref().0,
-        }
+        self.get_ref().0.tcp()
+    }
+}
+
+impl<I: AsTcp> AsTcp for tokio_rustls::client::TlsStream<I> {
+    fn tcp(&self) -> &tokio::net::TcpStream {
+        self.get_ref().0.tcp()
     }
 }
 
