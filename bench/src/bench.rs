@@ -1,9 +1,10 @@
 //! The run: start every scenario, record the proxies' idle memory, warm each
-//! path up, then take `--runs` rounds of measurements, each round visiting
-//! every scenario and protocol (starting at a different scenario each
-//! round), so that slow drift on the machine spreads over all of them. A
-//! scenario with a handshake load (strand-pair-mtls) also gets its
-//! handshake-rate measurements in each round, after its protocols.
+//! path up, then take `--runs` rounds of measurements. A round measures one
+//! protocol at a time on every scenario back to back (starting at a
+//! different scenario each round), so that slow drift on the machine
+//! spreads over all of them and the measurements one ratio compares are
+//! close in time. A scenario with a handshake load (strand-pair-mtls) gets
+//! `--runs` handshake-rate measurements after all the rounds.
 
 use std::time::{Duration, Instant};
 
@@ -203,10 +204,23 @@ pub fn run(plan: &Plan, tools: &Tools, stop: &StopFlag) -> anyhow::Result<Result
         }
     }
 
+    // Within a round, each protocol is measured on every scenario back to
+    // back, so the measurements one ratio compares (strand-pair-mtls over
+    // strand-pair-disc, say) are seconds apart rather than a whole
+    // scenario's protocols apart. The scenario order rotates every round,
+    // so no scenario always goes first.
     'rounds: for run in 1..=plan.runs {
-        for offset in 0..scenarios.len() {
-            let si = (offset + run as usize - 1) % scenarios.len();
-            for s in series.iter_mut().filter(|s| s.scenario_index == si) {
+        let order: Vec<usize> = (0..scenarios.len())
+            .map(|offset| (offset + run as usize - 1) % scenarios.len())
+            .collect();
+        for &protocol in &plan.protocols {
+            for &si in &order {
+                let Some(s) = series
+                    .iter_mut()
+                    .find(|s| s.scenario_index == si && s.protocol == protocol)
+                else {
+                    continue;
+                };
                 if stop.is_set() {
                     break 'rounds;
                 }
@@ -220,21 +234,27 @@ pub fn run(plan: &Plan, tools: &Tools, stop: &StopFlag) -> anyhow::Result<Result
                 );
                 s.runs.push(m);
             }
-            for h in handshakes.iter_mut().filter(|h| h.scenario_index == si) {
-                for mode in Mode::ALL {
-                    if stop.is_set() {
-                        break 'rounds;
-                    }
-                    let rate = measure_handshakes(&scenarios[si], mode, plan, stop);
-                    eprintln!(
-                        "[{run}/{}] {:<16} {:<5} {}",
-                        plan.runs,
-                        h.scenario,
-                        mode.name(),
-                        handshake_summary(&rate)
-                    );
-                    h.runs.push(HandshakeMeasurement { run, mode, rate });
+        }
+    }
+    // Handshakes come after every round: a handshake measurement leaves
+    // tens of thousands of TIME_WAIT sockets and conntrack entries in the
+    // server pod's namespace for a minute or two, which would make the
+    // next kept-alive measurements of that scenario alone cost more.
+    'handshakes: for run in 1..=plan.runs {
+        for h in handshakes.iter_mut() {
+            for mode in Mode::ALL {
+                if stop.is_set() {
+                    break 'handshakes;
                 }
+                let rate = measure_handshakes(&scenarios[h.scenario_index], mode, plan, stop);
+                eprintln!(
+                    "[{run}/{}] {:<16} {:<5} {}",
+                    plan.runs,
+                    h.scenario,
+                    mode.name(),
+                    handshake_summary(&rate)
+                );
+                h.runs.push(HandshakeMeasurement { run, mode, rate });
             }
         }
     }

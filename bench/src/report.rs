@@ -73,6 +73,10 @@ pub struct Row {
     pub throughput_rps: Option<f64>,
     /// Proxy CPU seconds per 10,000 requests at the fixed rate.
     pub cpu_s_per_10k: Option<f64>,
+    /// The same for each round, by round number (the JSON has them under
+    /// `results`).
+    #[serde(skip)]
+    pub cpu_s_per_10k_runs: Vec<(u32, f64)>,
     /// The same at saturation.
     pub cpu_s_per_10k_saturation: Option<f64>,
     pub rss_idle_mib: Option<f64>,
@@ -369,7 +373,11 @@ impl Row {
                     fixed.p99.extend(r.p99_ms);
                     fixed.max.extend(r.max_ms);
                     fixed.rps.push(r.achieved_rps);
-                    fixed.cpu.extend(per_10k(*proxy_cpu_seconds, r.requests));
+                    let cpu = per_10k(*proxy_cpu_seconds, r.requests);
+                    fixed.cpu.extend(cpu);
+                    if has_proxy {
+                        row.cpu_s_per_10k_runs.extend(cpu.map(|c| (m.run, c)));
+                    }
                     peak = Some(*proxy_peak_rss_bytes);
                 }
                 Phase::Failed { .. } => row.failed += 1,

@@ -38,8 +38,15 @@ pub struct Ratios {
 #[derive(Debug, Serialize)]
 pub struct MtlsCost {
     pub protocol: Protocol,
-    /// Proxy CPU per request at the fixed rate.
+    /// Proxy CPU per request at the fixed rate: the median of
+    /// `cpu_per_request_runs` where rounds pair up, else the ratio of the
+    /// medians.
     pub cpu_per_request: Option<f64>,
+    /// The CPU ratio of each round, strand-pair-mtls over the
+    /// strand-pair-disc measurement of the same round. The two are taken
+    /// back to back (see `bench::run`), so drift in what else the machine
+    /// does cancels out of each ratio rather than landing on one side.
+    pub cpu_per_request_runs: Vec<f64>,
     /// p99 at the fixed rate.
     pub p99: Option<f64>,
     /// Throughput at saturation.
@@ -277,6 +284,9 @@ impl Ratios {
                 };
                 let _ = writeln!(out, "    {what}: {} ({verdict})", values.join(", "));
             }
+            if !counted {
+                self.render_mtls_rounds(out);
+            }
         }
         match &self.handshakes {
             Some(h) => {
@@ -299,6 +309,32 @@ impl Ratios {
             }
         }
     }
+
+    /// The spread of the per-round CPU ratios behind the median.
+    fn render_mtls_rounds(&self, out: &mut String) {
+        let spreads: Vec<String> = self
+            .mtls
+            .iter()
+            .filter_map(|c| {
+                let runs = &c.cpu_per_request_runs;
+                let min = runs.iter().copied().reduce(f64::min)?;
+                let max = runs.iter().copied().reduce(f64::max)?;
+                let over = runs.iter().filter(|&&r| r > MTLS_CPU_TARGET).count();
+                Some(format!(
+                    "{} {min:.2}-{max:.2} ({over} of {} over {MTLS_CPU_TARGET:.2})",
+                    c.protocol.name(),
+                    runs.len(),
+                ))
+            })
+            .collect();
+        if !spreads.is_empty() {
+            let _ = writeln!(
+                out,
+                "    CPU per request, each round's pair measured back to back: {}",
+                spreads.join(", ")
+            );
+        }
+    }
 }
 
 /// strand-pair-mtls over strand-pair-disc for every protocol both have.
@@ -315,9 +351,20 @@ fn mtls_costs(rows: &[Row]) -> Vec<MtlsCost> {
         .into_iter()
         .filter_map(|protocol| {
             let (mtls, disc) = (find(PAIR_MTLS, protocol)?, find(PAIR_DISC, protocol)?);
+            let paired: Vec<f64> = mtls
+                .cpu_s_per_10k_runs
+                .iter()
+                .filter_map(|&(run, m)| {
+                    let &(_, d) = disc.cpu_s_per_10k_runs.iter().find(|(r, _)| *r == run)?;
+                    ratio(Some(m), Some(d))
+                })
+                .collect();
+            let cpu_per_request = super::median(paired.clone())
+                .or_else(|| ratio(mtls.cpu_s_per_10k, disc.cpu_s_per_10k));
             Some(MtlsCost {
                 protocol,
-                cpu_per_request: ratio(mtls.cpu_s_per_10k, disc.cpu_s_per_10k),
+                cpu_per_request,
+                cpu_per_request_runs: paired,
                 p99: ratio(mtls.p99_ms, disc.p99_ms),
                 throughput: ratio(mtls.throughput_rps, disc.throughput_rps),
                 instructions_per_request: ratio(
